@@ -1,0 +1,62 @@
+# hyper_lmdb - build, test, benchmark.  `make help` lists the targets.
+#
+# Everything this needs comes from Debian packages; `make deps` installs the
+# missing ones when run as root and otherwise says what to install.
+
+SHELL := /bin/bash
+CC ?= cc
+CLANG ?= clang
+REBAR ?= rebar3
+
+PORT := priv/hyper_lmdb_port
+PORT_SRCS := $(wildcard port_src/*.c)
+PORT_HDRS := $(wildcard port_src/*.h)
+LIB_SRCS := $(filter-out port_src/main.c,$(PORT_SRCS))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-field-initializers
+CSTD := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+CFLAGS ?= -O2 -g
+PORT_LIBS := -llmdb -ljemalloc
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+DEB_PACKAGES := build-essential erlang-nox erlang-dev liblmdb-dev libjemalloc-dev rebar3 \
+	erlang-common-test erlang-eunit erlang-proper erlang-dialyzer erlang-tools lmdb-utils \
+	gnuplot-nox clang libclang-rt-dev valgrind
+
+.PHONY: all help deps port erl run test test-c test-erl test-valgrind dialyzer bench clean distclean
+
+all: deps port erl
+
+help:
+	@echo "make            build the port program and the Erlang application"
+	@echo "make run        the main job: start a store in ./data and run a short demo"
+	@echo "make test       every test (C under ASan+UBSan, EUnit, Common Test, dialyzer)"
+	@echo "make bench      benchmarks (tables in the terminal, figures in bench/RESULTS.md)"
+	@echo "make deps       install missing Debian packages (as root)"
+	@echo "make clean      remove build output"
+
+# Installs what is missing, once; a stamp keeps later runs fast.
+deps: _build/.deps-ok
+_build/.deps-ok:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || exit 1; \
+	  else \
+	    echo "missing Debian packages; run as root:"; \
+	    echo "  apt-get update && apt-get install -y" $$missing; exit 1; \
+	  fi; \
+	fi
+	@mkdir -p _build && touch $@
+
+port: $(PORT)
+$(PORT): $(PORT_SRCS) $(PORT_HDRS) | _build/.deps-ok
+	@mkdir -p priv
+	$(CC) $(CSTD) $(CFLAGS) $(WARN) -o $@ $(PORT_SRCS) $(PORT_LIBS)
+
+erl: | _build/.deps-ok
+	$(REBAR) compile
+
+clean:
+	rm -rf priv/hyper_lmdb_port _build/default _build/test _build/c _build/.deps-ok

@@ -1,0 +1,365 @@
+%%% @doc hyper_lmdb: an LMDB store for HyperBEAM, served by a port program.
+%%%
+%%% Every function takes the store's options map (the one HyperBEAM passes
+%%% to its `hb_store' callbacks, e.g. `#{<<"store-module">> => hyper_lmdb,
+%%% <<"name">> => <<"cache-mainnet">>}') or the instance map returned by
+%%% {@link start/1}.  The store is found by its `<<"name">>' and started on
+%%% first use.  No function raises for a miss or a bad argument: failures
+%%% are `{error, Reason}' values (SPEC section 6).
+%%%
+%%% Paths are binaries (`<<"a/b/c">>') or lists of segments (binaries,
+%%% strings, atoms, integers); empty segments are dropped.  Links are
+%%% followed at every prefix and at the whole path.
+%%% @end
+-module(hyper_lmdb).
+
+-export([start/1, stop/1, reset/1, scope/0, scope/1]).
+-export([read/2, write/3, list/2, list/3, type/2, make_group/2, make_link/3,
+         resolve/2, path/2, add_path/3]).
+-export([read_many/2, write_many/2, delete/2, sync/1, stats/1]).
+
+-export_type([store/0, path/0, write_op/0, list_opts/0]).
+
+-type store() :: #{binary() => term()}.
+%% Store options (SPEC section 1) or an instance returned by start/1.
+-type path() :: binary() | [binary() | string() | atom() | integer()] | string().
+-type write_op() :: {write, path(), iodata()} | {make_link, path(), path()}
+                  | {make_group, path()} | {delete, path()}.
+-type list_opts() :: #{from => binary(), limit => non_neg_integer(),
+                       direction => asc | desc}.
+-type error() :: {error, term()}.
+
+-define(DEFAULT_TIMEOUT, 60000).
+-define(DEFAULT_MAX_VALUE, (1 bsl 30) - (1 bsl 16)).
+
+%%% ---------------------------------------------------------------------
+%%% lifecycle
+
+%% @doc Starts the store named by `<<"name">>' (a directory, created if
+%% missing), or finds it if it is already running.  Returns the options
+%% with `<<"pid">>' added: the server that owns the store's port.
+-spec start(store()) -> {ok, store()} | error().
+start(Opts) ->
+    case hyper_lmdb_server:validate(Opts) of
+        {ok, Cfg} ->
+            {ok, _} = application:ensure_all_started(hyper_lmdb),
+            {ok, Name} = name(Opts),
+            case hyper_lmdb_server:lookup(Name) of
+                {ok, Pid} ->
+                    {ok, Opts#{<<"pid">> => Pid}};
+                error ->
+                    case hyper_lmdb_sup:start_store(Cfg) of
+                        {ok, Pid} -> {ok, Opts#{<<"pid">> => Pid}};
+                        {error, {already_started, Pid}} -> {ok, Opts#{<<"pid">> => Pid}};
+                        {error, _} = E -> E
+                    end
+            end;
+        {error, _} = E ->
+            E
+    end.
+
+%% @doc Stops the store; its data stays on disk.  `ok' also when it was
+%% not running.
+-spec stop(store()) -> ok.
+stop(Opts) ->
+    case name(Opts) of
+        {ok, Name} ->
+            case hyper_lmdb_server:lookup(Name) of
+                {ok, Pid} -> hyper_lmdb_server:stop(Pid, timeout(Opts));
+                error -> ok
+            end;
+        error ->
+            ok
+    end.
+
+%% @doc Empties the store (inside LMDB, in one transaction); it stays
+%% open and usable.
+-spec reset(store()) -> ok | error().
+reset(Opts) ->
+    call(Opts, write, {reset}).
+
+%% @doc The store is local to this node.
+-spec scope() -> local.
+scope() -> local.
+
+%% @doc The store is local to this node.
+-spec scope(store()) -> local.
+scope(_) -> local.
+
+%%% ---------------------------------------------------------------------
+%%% hb_store callbacks
+
+%% @doc Reads a value, following links at every prefix.  Groups, missing
+%% keys, dangling links and link loops read as `not_found'.
+-spec read(store(), path()) -> {ok, binary()} | not_found | error().
+read(Opts, Path) ->
+    with_path(Path, fun(P) -> call(Opts, read, {read, P}) end).
+
+%% @doc Writes a value (a binary or iodata), replacing whatever the key
+%% held.  A write through a linked prefix lands in the link's target.
+-spec write(store(), path(), iodata()) -> ok | error().
+write(Opts, Path, Value) ->
+    with_path(Path, fun(P) ->
+        with_value(Opts, Value, fun(V) -> call(Opts, write, {write, P, V}) end)
+    end).
+
+%% @doc The immediate children of a group, sorted bytewise and unique;
+%% `{ok, []}' for a missing path.
+-spec list(store(), path()) -> {ok, [binary()]} | error().
+list(Opts, Path) ->
+    list(Opts, Path, #{}).
+
+%% @doc A bounded listing: at most `limit' children, starting at `from'
+%% (inclusive), in `direction' order (default ascending).
+-spec list(store(), path(), list_opts()) -> {ok, [binary()]} | error().
+list(Opts, Path, ListOpts) when is_map(ListOpts) ->
+    From = maps:get(from, ListOpts, undefined),
+    Limit = maps:get(limit, ListOpts, 0),
+    Dir = maps:get(direction, ListOpts, asc),
+    case is_list_opts(From, Limit, Dir) of
+        true ->
+            with_path(Path, fun(P) ->
+                call(Opts, read, {list, P, From, Limit, Dir})
+            end);
+        false ->
+            {error, {bad_argument, list_opts}}
+    end;
+list(_, _, _) ->
+    {error, {bad_argument, list_opts}}.
+
+%% @doc `simple' for a value, `composite' for a group (explicit or
+%% implicit), `not_found' otherwise; links are followed as by read/2.
+-spec type(store(), path()) -> simple | composite | not_found | error().
+type(Opts, Path) ->
+    with_path(Path, fun(P) -> call(Opts, read, {type, P}) end).
+
+%% @doc Marks a path as a group.
+-spec make_group(store(), path()) -> ok | error().
+make_group(Opts, Path) ->
+    with_path(Path, fun(P) -> call(Opts, write, {make_group, P}) end).
+
+%% @doc Makes `New' a link to `Existing' (which need not exist).
+-spec make_link(store(), path(), path()) -> ok | error().
+make_link(Opts, Existing, New) ->
+    with_path(Existing, fun(E) ->
+        with_path(New, fun(N) -> call(Opts, write, {make_link, E, N}) end)
+    end).
+
+%% @doc The path with every link followed, at every prefix and the whole
+%% path; a path without links comes back normalised.
+-spec resolve(store(), path()) -> binary() | error().
+resolve(Opts, Path) ->
+    with_path(Path, fun(P) -> call(Opts, read, {resolve, P}) end).
+
+%% @doc A path as one normalised binary.
+-spec path(store(), path()) -> binary() | error().
+path(_Opts, Path) ->
+    with_path(Path, fun normalise/1).
+
+%% @doc Joins two paths: two lists give a list, anything else a binary.
+-spec add_path(store(), path(), path()) -> path() | error().
+add_path(_Opts, A, B) when is_list(A), is_list(B) ->
+    case segments(A) andalso segments(B) of
+        true -> A ++ B;
+        false -> join_paths(A, B)
+    end;
+add_path(_Opts, A, B) ->
+    join_paths(A, B).
+
+join_paths(A, B) ->
+    with_path(A, fun(PA) ->
+        with_path(B, fun(PB) -> normalise(<<PA/binary, "/", PB/binary>>) end)
+    end).
+
+%%% ---------------------------------------------------------------------
+%%% extensions
+
+%% @doc Reads many paths from one snapshot in one round trip.
+-spec read_many(store(), [path()]) -> [{ok, binary()} | not_found | error()] | error().
+read_many(Opts, Paths) when is_list(Paths) ->
+    case paths(Paths, []) of
+        {ok, Ps} -> call(Opts, read, {read_many, Ps});
+        {error, _} = E -> E
+    end;
+read_many(_, _) ->
+    {error, {bad_argument, paths}}.
+
+%% @doc Applies many writes atomically in one commit: all or nothing.
+-spec write_many(store(), [write_op()]) -> ok | error().
+write_many(Opts, Ops) when is_list(Ops) ->
+    case ops(Opts, Ops, []) of
+        {ok, Encoded} -> call(Opts, write, {write_many, Encoded});
+        {error, _} = E -> E
+    end;
+write_many(_, _) ->
+    {error, {bad_argument, ops}}.
+
+%% @doc Removes one key (`ok' if it was not there).
+-spec delete(store(), path()) -> ok | error().
+delete(Opts, Path) ->
+    with_path(Path, fun(P) -> call(Opts, write, {delete, P}) end).
+
+%% @doc Returns once everything acknowledged so far is on disk.
+-spec sync(store()) -> ok | error().
+sync(Opts) ->
+    call(Opts, read, {sync}).
+
+%% @doc Counters and sizes: entries, map size and use, format, durability,
+%% cache hits and misses, commits and batch sizes, port restarts.
+-spec stats(store()) -> map() | error().
+stats(Opts) ->
+    case server(Opts) of
+        {ok, Pid} ->
+            case hyper_lmdb_server:request(Pid, read, {stats}, timeout(Opts)) of
+                Props when is_list(Props) ->
+                    Info = try gen_server:call(Pid, port_info, timeout(Opts))
+                           catch exit:_ -> #{restarts => 0, pending => 0} end,
+                    (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
+                                             in_flight => maps:get(pending, Info),
+                                             os_pid => maps:get(os_pid, Info, undefined)};
+                Other ->
+                    Other
+            end;
+        {error, _} = E ->
+            E
+    end.
+
+%%% ---------------------------------------------------------------------
+%%% internals
+
+call(Opts, Kind, Req) ->
+    case server(Opts) of
+        {ok, Pid} -> hyper_lmdb_server:request(Pid, Kind, Req, timeout(Opts));
+        {error, _} = E -> E
+    end.
+
+%% The running server of a store, started if need be.
+server(Opts) ->
+    case name(Opts) of
+        {ok, Name} ->
+            case hyper_lmdb_server:lookup(Name) of
+                {ok, Pid} ->
+                    {ok, Pid};
+                error ->
+                    case start(Opts) of
+                        {ok, #{<<"pid">> := Pid}} -> {ok, Pid};
+                        {error, _} = E -> E
+                    end
+            end;
+        error ->
+            {error, {bad_option, <<"name">>}}
+    end.
+
+name(#{<<"name">> := N}) when is_binary(N), N =/= <<>> -> {ok, N};
+name(#{<<"name">> := N}) when is_list(N), N =/= [] ->
+    try unicode:characters_to_binary(N) of
+        B when is_binary(B) -> {ok, B};
+        _ -> error
+    catch
+        _:_ -> error
+    end;
+name(_) -> error.
+
+timeout(Opts) when is_map(Opts) ->
+    case maps:get(<<"timeout">>, Opts, ?DEFAULT_TIMEOUT) of
+        T when is_integer(T), T > 0; T =:= infinity -> T;
+        _ -> ?DEFAULT_TIMEOUT
+    end;
+timeout(_) ->
+    ?DEFAULT_TIMEOUT.
+
+with_path(Path, Fun) ->
+    case to_path(Path) of
+        {ok, P} -> Fun(P);
+        error -> {error, {bad_argument, path}}
+    end.
+
+with_value(Opts, Value, Fun) ->
+    Max = case Opts of
+              #{<<"max-value-size">> := M} when is_integer(M), M > 0 -> M;
+              _ -> ?DEFAULT_MAX_VALUE
+          end,
+    case to_value(Value) of
+        {ok, V} when byte_size(V) > Max -> {error, {too_large, byte_size(V)}};
+        {ok, V} -> Fun(V);
+        error -> {error, {bad_argument, value}}
+    end.
+
+to_value(V) when is_binary(V) -> {ok, V};
+to_value(V) when is_list(V) ->
+    try {ok, iolist_to_binary(V)}
+    catch error:_ -> error
+    end;
+to_value(_) -> error.
+
+%% A path as one binary (the port normalises it).  A flat printable list
+%% is a string; any other list is a list of segments.
+to_path(P) when is_binary(P) -> {ok, P};
+to_path([]) -> {ok, <<>>};
+to_path(L) when is_list(L) ->
+    case io_lib:printable_unicode_list(L) of
+        true -> segment(L);
+        false -> join(L, [])
+    end;
+to_path(_) -> error.
+
+join([], Acc) ->
+    {ok, iolist_to_binary(lists:join($/, lists:reverse(Acc)))};
+join([S | T], Acc) ->
+    case segment(S) of
+        {ok, B} -> join(T, [B | Acc]);
+        error -> error
+    end;
+join(_, _) ->
+    error.
+
+segment(B) when is_binary(B) -> {ok, B};
+segment(A) when is_atom(A) -> {ok, atom_to_binary(A)};
+segment(I) when is_integer(I) -> {ok, integer_to_binary(I)};
+segment(L) when is_list(L) ->
+    try unicode:characters_to_binary(L) of
+        B when is_binary(B) -> {ok, B};
+        _ -> error
+    catch
+        _:_ -> error
+    end;
+segment(_) -> error.
+
+%% A list of segments, as opposed to a string.
+segments(L) ->
+    L =:= [] orelse not io_lib:printable_unicode_list(L).
+
+normalise(B) ->
+    iolist_to_binary(lists:join($/, binary:split(B, <<"/">>, [global, trim_all]))).
+
+paths([], Acc) -> {ok, lists:reverse(Acc)};
+paths([P | T], Acc) ->
+    case to_path(P) of
+        {ok, B} -> paths(T, [B | Acc]);
+        error -> {error, {bad_argument, path}}
+    end;
+paths(_, _) -> {error, {bad_argument, paths}}.
+
+ops(_Opts, [], Acc) -> {ok, lists:reverse(Acc)};
+ops(Opts, [Op | T], Acc) ->
+    case op(Opts, Op) of
+        {ok, E} -> ops(Opts, T, [E | Acc]);
+        {error, _} = Err -> Err
+    end;
+ops(_, _, _) -> {error, {bad_argument, ops}}.
+
+op(Opts, {write, P, V}) ->
+    with_path(P, fun(B) -> with_value(Opts, V, fun(Bin) -> {ok, {write, B, Bin}} end) end);
+op(_, {make_link, E, N}) ->
+    with_path(E, fun(BE) -> with_path(N, fun(BN) -> {ok, {make_link, BE, BN}} end) end);
+op(_, {make_group, P}) ->
+    with_path(P, fun(B) -> {ok, {make_group, B}} end);
+op(_, {delete, P}) ->
+    with_path(P, fun(B) -> {ok, {delete, B}} end);
+op(_, _) ->
+    {error, {bad_argument, op}}.
+
+is_list_opts(From, Limit, Dir) ->
+    (From =:= undefined orelse is_binary(From))
+        andalso is_integer(Limit) andalso Limit >= 0
+        andalso (Dir =:= asc orelse Dir =:= desc).

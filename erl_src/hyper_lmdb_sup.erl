@@ -1,0 +1,33 @@
+%%% @doc Supervises one hyper_lmdb_server per open store, and owns the
+%%% registry table that maps store names to their servers.
+-module(hyper_lmdb_sup).
+-behaviour(supervisor).
+
+-export([start_link/0, start_store/1]).
+-export([init/1]).
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+%% @doc Starts the server of a validated store configuration.
+-spec start_store(hyper_lmdb_server:cfg()) -> {ok, pid()} | {error, term()}.
+start_store(Cfg) ->
+    supervisor:start_child(?MODULE, [Cfg]).
+
+%% @private
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init([]) ->
+    %% The table lives as long as the supervisor: servers come and go.
+    ets:new(hyper_lmdb_server:registry(),
+            [named_table, public, set, {read_concurrency, true}]),
+    Flags = #{strategy => simple_one_for_one, intensity => 10, period => 10},
+    Child = #{id => hyper_lmdb_server,
+              start => {hyper_lmdb_server, start_link, []},
+              %% a server that stops normally (stop/1) stays stopped; one
+              %% that crashed is restarted and reopens its store
+              restart => transient,
+              shutdown => 10000,
+              type => worker,
+              modules => [hyper_lmdb_server]},
+    {ok, {Flags, [Child]}}.

@@ -1,0 +1,166 @@
+/* batch.c - group commit with replay (batch.h). */
+#include "batch.h"
+
+#include <stdlib.h>
+
+#include "errors.h"
+
+
+void batch_init(struct batch *b, batch_apply_fn apply, void *ctx)
+{
+    *b = (struct batch){.apply = apply, .ctx = ctx};
+}
+
+void batch_free(struct batch *b)
+{
+    free(b->v);
+    b->v = NULL;
+    b->n = b->cap = 0;
+}
+
+int batch_open(const struct store *s) { return s->wtxn != NULL; }
+
+static int begin(struct store *s)
+{
+    s->wtxn_links = 0;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
+    if (rc) {
+        s->wtxn = NULL;
+        return rc;
+    }
+    /* Another process committed since the snapshot the cache describes:
+     * its changes may include links. */
+    if ((uint64_t)mdb_txn_id(s->wtxn) != s->known_txnid + 1)
+        link_cache_invalidate(s->cache);
+    return 0;
+}
+
+static void abort_txn(struct store *s)
+{
+    if (s->wtxn)
+        mdb_txn_abort(s->wtxn);
+    s->wtxn = NULL;
+    s->wtxn_links = 0;
+}
+
+/* Aborts and re-applies every remembered request into a new transaction,
+ * doubling the map first when `grow` is set or whenever the map fills up
+ * during the replay. */
+static int replay(struct batch *b, struct store *s, const uint8_t *base, int grow)
+{
+    int rc;
+    b->replays++;
+again:
+    abort_txn(s);
+    if (grow) {
+        txn_pool_close(&s->pool); /* a resize needs no transaction open */
+        if ((rc = store_grow_map(s))) {
+            b->failed = rc;
+            return rc;
+        }
+        grow = 0;
+    }
+    if ((rc = begin(s))) {
+        b->failed = rc;
+        return rc;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        int touched = 0;
+        rc = b->apply(b->ctx, base + b->v[i].off, b->v[i].len, &touched);
+        if (rc == MDB_MAP_FULL) {
+            grow = 1;
+            goto again;
+        }
+        if (rc) {
+            /* It applied cleanly before: only a resource failure can
+             * make it fail now, and then the whole batch fails. */
+            abort_txn(s);
+            b->failed = rc;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id, size_t off,
+              size_t len)
+{
+    int rc;
+    if (!s->wtxn && (rc = begin(s)))
+        return rc;
+    for (;;) {
+        int touched = 0;
+        rc = b->apply(b->ctx, base + off, len, &touched);
+        if (rc == 0)
+            break;
+        if (rc == MDB_MAP_FULL) {
+            int rrc = replay(b, s, base, 1);
+            if (rrc)
+                return rrc; /* the transaction is gone: batch_commit fails too */
+            continue;
+        }
+        if (touched) {
+            /* Undo this request's partial changes, keep the others. */
+            int rrc = replay(b, s, base, 0);
+            if (rrc)
+                return rrc;
+        }
+        return rc;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct batch_entry *v = realloc(b->v, cap * sizeof *v);
+        if (!v) {
+            /* Cannot remember it for a replay: take it back out. */
+            rc = replay(b, s, base, 0);
+            return rc ? rc : HL_ENOMEM;
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    b->v[b->n++] = (struct batch_entry){id, off, len};
+    return 0;
+}
+
+int batch_commit(struct batch *b, struct store *s, const uint8_t *base)
+{
+    int rc;
+    if (!s->wtxn)
+        return b->failed; /* a replay failed: answer them all with why */
+    for (;;) {
+        int links = s->wtxn_links;
+        uint64_t id = (uint64_t)mdb_txn_id(s->wtxn);
+        rc = mdb_txn_commit(s->wtxn);
+        s->wtxn = NULL;
+        if (rc == MDB_MAP_FULL) {
+            if ((rc = replay(b, s, base, 1)))
+                break;
+            continue;
+        }
+        if (rc)
+            break;
+        b->commits++;
+        b->writes += b->n;
+        if (b->n > b->max_size)
+            b->max_size = b->n;
+        /* The next read must see this commit, and must not be answered
+         * from resolutions that a changed link made wrong. */
+        txn_pool_release(&s->pool);
+        if (links)
+            link_cache_invalidate(s->cache);
+        s->known_txnid = id; /* our own commit: the cache still holds */
+        if (s->durability == DURABILITY_FSYNC) {
+            rc = mdb_env_sync(s->env, 1);
+            b->syncs++;
+        }
+        break;
+    }
+    s->wtxn_links = 0;
+    return rc;
+}
+
+void batch_clear(struct batch *b)
+{
+    b->n = 0;
+    b->failed = 0;
+}

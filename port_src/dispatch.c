@@ -1,0 +1,592 @@
+/* dispatch.c - request decoding, execution and reply encoding (dispatch.h). */
+#include "dispatch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "frame.h"
+#include "protocol.h"
+
+enum op_code {
+    OP_READ, OP_READ_MANY, OP_TYPE, OP_RESOLVE, OP_LIST, OP_STATS, OP_SYNC, OP_PING,
+    /* writes: everything from OP_WRITE on goes through the batch */
+    OP_WRITE, OP_MAKE_GROUP, OP_MAKE_LINK, OP_DELETE, OP_WRITE_MANY, OP_RESET,
+};
+
+static const struct op {
+    const char *name;
+    enum op_code code;
+    uint32_t arity; /* of the whole request tuple, Id and Op included */
+} OPS[] = {
+    {"read", OP_READ, 3},           {"read_many", OP_READ_MANY, 3},
+    {"type", OP_TYPE, 3},           {"resolve", OP_RESOLVE, 3},
+    {"list", OP_LIST, 6},           {"stats", OP_STATS, 2},
+    {"sync", OP_SYNC, 2},           {"ping", OP_PING, 2},
+    {"write", OP_WRITE, 4},         {"make_group", OP_MAKE_GROUP, 3},
+    {"make_link", OP_MAKE_LINK, 4}, {"delete", OP_DELETE, 3},
+    {"write_many", OP_WRITE_MANY, 3}, {"reset", OP_RESET, 2},
+};
+
+static int is_write(enum op_code c) { return c >= OP_WRITE; }
+
+static int bad(struct dispatch *d, const char *what)
+{
+    d->bad_what = what;
+    return HL_EBADREQ;
+}
+
+/* ---- request decoding ------------------------------------------------- */
+
+/* Decodes {Id, Op, ...}: the header every request shares.  On failure *id
+ * holds whatever could be read (0 if not even the Id). */
+static int decode_header(struct dispatch *d, struct codec_dec *dec, uint64_t *id,
+                         const struct op **op)
+{
+    uint32_t arity;
+    const char *name;
+    size_t nlen;
+    *id = 0;
+    if (codec_dec_version(dec) || codec_dec_tuple(dec, &arity) || arity < 2)
+        return bad(d, "not_a_request_tuple");
+    if (codec_dec_u64(dec, id))
+        return bad(d, "bad_id");
+    if (codec_dec_atom(dec, &name, &nlen))
+        return bad(d, "bad_op");
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (strlen(OPS[i].name) == nlen && memcmp(OPS[i].name, name, nlen) == 0) {
+            if (OPS[i].arity != arity)
+                return bad(d, "bad_arity");
+            *op = &OPS[i];
+            return 0;
+        }
+    return bad(d, "unknown_op");
+}
+
+/* Decodes a binary path and normalises it into sc: <*p, *len>. */
+static int decode_path(struct dispatch *d, struct codec_dec *dec, struct scratch *sc,
+                       const uint8_t **p, size_t *len)
+{
+    const uint8_t *raw;
+    size_t rlen;
+    if (codec_dec_binary(dec, &raw, &rlen))
+        return bad(d, "bad_path");
+    if (rlen > sc->cap) {
+        uint8_t *np = realloc(sc->p, rlen);
+        if (!np)
+            return HL_ENOMEM;
+        sc->p = np;
+        sc->cap = rlen;
+    }
+    *len = path_normalize(raw, rlen, sc->p);
+    *p = sc->p;
+    return 0;
+}
+
+/* store_check_key, remembering the length for a key_too_long reply. */
+static int check_key(struct dispatch *d, size_t len)
+{
+    int rc = store_check_key(len);
+    if (rc == HL_ETOOLONG)
+        d->store->err_key_len = len;
+    return rc;
+}
+
+/* A path that names a key to read: too long is an error, as for writes;
+ * the empty path is the root. */
+static int decode_read_path(struct dispatch *d, struct codec_dec *dec, const uint8_t **p,
+                            size_t *len)
+{
+    int rc = decode_path(d, dec, &d->path_a, p, len);
+    return rc ? rc : *len ? check_key(d, *len) : 0;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static size_t reply_begin(struct dispatch *d, uint64_t id)
+{
+    size_t start = frame_begin(&d->out);
+    codec_enc_version(&d->out);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_u64(&d->out, id);
+    return start;
+}
+
+static void encode_reason(struct dispatch *d, int rc)
+{
+    struct codec_enc *o = &d->out;
+    switch (rc) {
+    case HL_EEMPTY:
+        codec_enc_atom(o, "empty_path");
+        break;
+    case HL_ETOOLONG:
+        codec_enc_tuple(o, 2);
+        codec_enc_atom(o, "key_too_long");
+        codec_enc_u64(o, d->store->err_key_len);
+        break;
+    case HL_ERDONLY:
+        codec_enc_atom(o, "read_only");
+        break;
+    case HL_ELOOP:
+        codec_enc_atom(o, "link_loop");
+        break;
+    case HL_ENOMEM:
+        codec_enc_atom(o, "nomem");
+        break;
+    case HL_EBADTERM:
+    case HL_EBADREQ:
+        codec_enc_tuple(o, 2);
+        codec_enc_atom(o, "bad_request");
+        codec_enc_atom(o, d->bad_what ? d->bad_what : "malformed");
+        break;
+    default: {
+        const char *text = mdb_strerror(rc);
+        codec_enc_tuple(o, 3);
+        codec_enc_atom(o, "lmdb");
+        codec_enc_i64(o, rc);
+        codec_enc_binary(o, text, strlen(text));
+    }
+    }
+}
+
+/* Finishes a reply; if it could not be encoded (out of memory), answers
+ * {Id, {error, nomem}} instead so the caller still hears back. */
+static void reply_end(struct dispatch *d, size_t start, uint64_t id)
+{
+    if (!d->out.err) {
+        frame_end(&d->out, start);
+        return;
+    }
+    frame_cancel(&d->out, start);
+    start = reply_begin(d, id);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_atom(&d->out, "error");
+    codec_enc_atom(&d->out, "nomem");
+    frame_end(&d->out, start);
+}
+
+static void reply_error(struct dispatch *d, uint64_t id, int rc)
+{
+    if (rc == HL_EBADREQ || rc == HL_EBADTERM)
+        d->bad_requests++;
+    size_t start = reply_begin(d, id);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_atom(&d->out, "error");
+    encode_reason(d, rc);
+    reply_end(d, start, id);
+    d->bad_what = NULL;
+}
+
+static void reply_atom(struct dispatch *d, uint64_t id, const char *atom)
+{
+    size_t start = reply_begin(d, id);
+    codec_enc_atom(&d->out, atom);
+    reply_end(d, start, id);
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+/* Encodes one read result ({ok, V} | not_found | {error, R}). */
+static void encode_read(struct dispatch *d, MDB_txn *txn, const uint8_t *p, size_t len, int rc)
+{
+    const uint8_t *val;
+    size_t vlen;
+    if (rc == 0)
+        rc = store_read(d->store, txn, p, len, &val, &vlen);
+    if (rc == 0) {
+        codec_enc_tuple(&d->out, 2);
+        codec_enc_atom(&d->out, "ok");
+        codec_enc_binary(&d->out, val, vlen);
+    } else if (rc == HL_ENOTFOUND) {
+        codec_enc_atom(&d->out, "not_found");
+    } else {
+        codec_enc_tuple(&d->out, 2);
+        codec_enc_atom(&d->out, "error");
+        encode_reason(d, rc);
+    }
+}
+
+static int do_read_many(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id)
+{
+    uint32_t n;
+    if (codec_dec_list(dec, &n))
+        return bad(d, "bad_path_list");
+    /* Check the whole request before answering any of it. */
+    size_t first = dec->pos;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *raw;
+        size_t rlen;
+        if (codec_dec_binary(dec, &raw, &rlen))
+            return bad(d, "bad_path");
+    }
+    if (n && codec_dec_list_end(dec))
+        return bad(d, "bad_path_list");
+    dec->pos = first;
+    size_t start = reply_begin(d, id);
+    if (n)
+        codec_enc_list(&d->out, n);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *p;
+        size_t len;
+        int rc = decode_read_path(d, dec, &p, &len);
+        encode_read(d, txn, p, len, rc);
+    }
+    codec_enc_nil(&d->out);
+    reply_end(d, start, id);
+    return 0;
+}
+
+static int do_list(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id)
+{
+    const uint8_t *p, *from = NULL;
+    size_t len, from_len = 0;
+    uint64_t limit;
+    int rc = decode_path(d, dec, &d->path_a, &p, &len);
+    if (rc)
+        return rc;
+    if (!codec_dec_is_atom(dec, "undefined") && codec_dec_binary(dec, &from, &from_len))
+        return bad(d, "bad_from");
+    if (codec_dec_u64(dec, &limit))
+        return bad(d, "bad_limit");
+    int desc = codec_dec_is_atom(dec, "desc");
+    if (!desc && !codec_dec_is_atom(dec, "asc"))
+        return bad(d, "bad_direction");
+    if ((rc = store_list(d->store, txn, p, len, from, from_len, limit, desc, &d->names)))
+        return rc;
+    size_t start = reply_begin(d, id);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_atom(&d->out, "ok");
+    if (d->names.n)
+        codec_enc_list(&d->out, (uint32_t)d->names.n);
+    for (size_t i = 0; i < d->names.n; i++)
+        codec_enc_binary(&d->out, d->names.v[i].p, d->names.v[i].len);
+    codec_enc_nil(&d->out);
+    reply_end(d, start, id);
+    return 0;
+}
+
+static void stat_u64(struct codec_enc *o, const char *key, uint64_t v)
+{
+    codec_enc_tuple(o, 2);
+    codec_enc_atom(o, key);
+    codec_enc_u64(o, v);
+}
+
+static void stat_atom(struct codec_enc *o, const char *key, const char *v)
+{
+    codec_enc_tuple(o, 2);
+    codec_enc_atom(o, key);
+    codec_enc_atom(o, v);
+}
+
+static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
+{
+    struct store *s = d->store;
+    struct store_info info;
+    struct link_cache_stats cs;
+    int rc = store_info(s, txn, &info);
+    if (rc)
+        return rc;
+    link_cache_stats(s->cache, &cs);
+    struct codec_enc *o = &d->out;
+    size_t start = reply_begin(d, id);
+    codec_enc_list(o, 25);
+    stat_u64(o, "entries", info.entries);
+    stat_u64(o, "map_size", info.map_size);
+    stat_u64(o, "map_used", info.map_used);
+    stat_u64(o, "map_grows", s->map_grows);
+    stat_u64(o, "last_txnid", info.last_txnid);
+    stat_u64(o, "max_readers", info.max_readers);
+    stat_u64(o, "readers_used", info.readers_used);
+    stat_atom(o, "format", store_format_name(s->format));
+    stat_atom(o, "durability", store_durability_name(s->durability));
+    stat_atom(o, "read_only", s->read_only ? "true" : "false");
+    stat_u64(o, "max_link_hops", s->max_hops);
+    stat_u64(o, "commits", d->batch.commits);
+    stat_u64(o, "batched_writes", d->batch.writes);
+    stat_u64(o, "max_batch", d->batch.max_size);
+    stat_u64(o, "batch_replays", d->batch.replays);
+    stat_u64(o, "fsyncs", d->batch.syncs);
+    stat_u64(o, "background_syncs", d->background_syncs);
+    stat_u64(o, "cache_hits", cs.hits);
+    stat_u64(o, "cache_misses", cs.misses);
+    stat_u64(o, "cache_invalidations", cs.invalidations);
+    stat_u64(o, "cache_slots", cs.slots);
+    stat_u64(o, "txn_renewals", s->pool.renewals);
+    stat_u64(o, "requests", d->requests);
+    stat_u64(o, "bad_requests", d->bad_requests);
+    stat_u64(o, "protocol_version", PROTOCOL_VERSION);
+    codec_enc_nil(o);
+    reply_end(d, start, id);
+    return 0;
+}
+
+/* Serves a request that is not a write.  Returns 0 once it has replied,
+ * or an error for the caller to answer with. */
+static int serve_read(struct dispatch *d, const struct op *op, struct codec_dec *dec, uint64_t id)
+{
+    struct store *s = d->store;
+    MDB_txn *txn;
+    const uint8_t *p;
+    size_t len;
+    int rc;
+    if (op->code == OP_PING) {
+        reply_atom(d, id, "pong");
+        return 0;
+    }
+    if (op->code == OP_SYNC) {
+        if (!s->read_only && (rc = mdb_env_sync(s->env, 1)))
+            return rc;
+        reply_atom(d, id, "ok");
+        return 0;
+    }
+    if ((rc = store_read_txn(s, &txn)))
+        return rc;
+    switch (op->code) {
+    case OP_READ: {
+        if ((rc = decode_read_path(d, dec, &p, &len)))
+            return rc;
+        size_t start = reply_begin(d, id);
+        encode_read(d, txn, p, len, 0);
+        reply_end(d, start, id);
+        return 0;
+    }
+    case OP_READ_MANY:
+        return do_read_many(d, dec, txn, id);
+    case OP_TYPE: {
+        enum store_type t;
+        if ((rc = decode_read_path(d, dec, &p, &len)) ||
+            (rc = store_type(s, txn, p, len, &t)))
+            return rc;
+        reply_atom(d, id,
+                   t == TYPE_SIMPLE ? "simple" : t == TYPE_COMPOSITE ? "composite" : "not_found");
+        return 0;
+    }
+    case OP_RESOLVE: {
+        uint8_t out[PATH_MAX_WORK];
+        size_t olen;
+        if ((rc = decode_read_path(d, dec, &p, &len)))
+            return rc;
+        rc = store_resolve(s, txn, p, len, out, &olen);
+        if (rc == HL_ELOOP) { /* unresolvable: answer the path as given */
+            memcpy(out, p, len);
+            olen = len;
+        } else if (rc) {
+            return rc;
+        }
+        size_t start = reply_begin(d, id);
+        codec_enc_binary(&d->out, out, olen);
+        reply_end(d, start, id);
+        return 0;
+    }
+    case OP_LIST:
+        return do_list(d, dec, txn, id);
+    case OP_STATS:
+        return do_stats(d, txn, id);
+    default:
+        return bad(d, "unknown_op");
+    }
+}
+
+/* ---- writes ----------------------------------------------------------- */
+
+/* Decodes one {write, P, V} | {make_group, P} | {make_link, E, N} |
+ * {delete, P} of a write_many, and applies it when `apply` is set (else
+ * only checks it). */
+static int many_op(struct dispatch *d, struct codec_dec *dec, int apply)
+{
+    uint32_t arity;
+    const uint8_t *p, *e, *v;
+    size_t len, elen, vlen;
+    int rc;
+    if (codec_dec_tuple(dec, &arity) || arity < 2)
+        return bad(d, "bad_write_op");
+    if (arity == 3 && codec_dec_is_atom(dec, "write")) {
+        if ((rc = decode_path(d, dec, &d->path_a, &p, &len)))
+            return rc;
+        if (codec_dec_binary(dec, &v, &vlen))
+            return bad(d, "bad_value");
+        if (!apply)
+            return check_key(d, len);
+        return store_write(d->store, p, len, v, vlen);
+    }
+    if (arity == 3 && codec_dec_is_atom(dec, "make_link")) {
+        if ((rc = decode_path(d, dec, &d->path_b, &e, &elen)) ||
+            (rc = decode_path(d, dec, &d->path_a, &p, &len)))
+            return rc;
+        if (!apply)
+            return elen == 0 ? HL_EEMPTY : check_key(d, len);
+        return store_make_link(d->store, e, elen, p, len);
+    }
+    int group = 0;
+    if (arity == 2 && ((group = codec_dec_is_atom(dec, "make_group")) ||
+                       codec_dec_is_atom(dec, "delete"))) {
+        if ((rc = decode_path(d, dec, &d->path_a, &p, &len)))
+            return rc;
+        if (!apply)
+            return check_key(d, len);
+        return group ? store_make_group(d->store, p, len) : store_delete(d->store, p, len);
+    }
+    return bad(d, "bad_write_op");
+}
+
+static int apply_write_many(struct dispatch *d, struct codec_dec *dec, int *touched)
+{
+    uint32_t n;
+    int rc;
+    if (d->store->read_only)
+        return HL_ERDONLY;
+    if (codec_dec_list(dec, &n))
+        return bad(d, "bad_write_list");
+    /* All or nothing: check every op before changing anything. */
+    size_t first = dec->pos;
+    for (uint32_t i = 0; i < n; i++)
+        if ((rc = many_op(d, dec, 0)))
+            return rc;
+    if (n && codec_dec_list_end(dec))
+        return bad(d, "bad_write_list");
+    dec->pos = first;
+    for (uint32_t i = 0; i < n; i++) {
+        if ((rc = many_op(d, dec, 1)))
+            return rc;
+        *touched = 1;
+    }
+    return 0;
+}
+
+/* batch_apply_fn: applies one write request frame to the write txn. */
+static int apply_frame(void *ctx, const uint8_t *frame, size_t len, int *touched)
+{
+    struct dispatch *d = ctx;
+    struct codec_dec dec;
+    uint64_t id;
+    const struct op *op;
+    const uint8_t *p, *e, *v;
+    size_t plen, elen, vlen;
+    int rc;
+    codec_dec_init(&dec, frame, len);
+    if ((rc = decode_header(d, &dec, &id, &op)))
+        return rc;
+    switch (op->code) {
+    case OP_WRITE:
+        if ((rc = decode_path(d, &dec, &d->path_a, &p, &plen)))
+            return rc;
+        if (codec_dec_binary(&dec, &v, &vlen))
+            return bad(d, "bad_value");
+        return store_write(d->store, p, plen, v, vlen);
+    case OP_MAKE_GROUP:
+        if ((rc = decode_path(d, &dec, &d->path_a, &p, &plen)))
+            return rc;
+        return store_make_group(d->store, p, plen);
+    case OP_DELETE:
+        if ((rc = decode_path(d, &dec, &d->path_a, &p, &plen)))
+            return rc;
+        return store_delete(d->store, p, plen);
+    case OP_MAKE_LINK:
+        if ((rc = decode_path(d, &dec, &d->path_b, &e, &elen)) ||
+            (rc = decode_path(d, &dec, &d->path_a, &p, &plen)))
+            return rc;
+        return store_make_link(d->store, e, elen, p, plen);
+    case OP_WRITE_MANY:
+        return apply_write_many(d, &dec, touched);
+    case OP_RESET:
+        *touched = 1;
+        return store_reset(d->store);
+    default:
+        return bad(d, "unknown_op");
+    }
+}
+
+/* ---- the loop's entry points ------------------------------------------ */
+
+void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max)
+{
+    memset(d, 0, sizeof *d);
+    d->store = s;
+    d->batch_max = batch_max ? batch_max : 1;
+    batch_init(&d->batch, apply_frame, d);
+    codec_enc_init(&d->out);
+}
+
+void dispatch_free(struct dispatch *d)
+{
+    batch_free(&d->batch);
+    codec_enc_free(&d->out);
+    free(d->names.v);
+    free(d->path_a.p);
+    free(d->path_b.p);
+}
+
+void dispatch_end_of_input(struct dispatch *d)
+{
+    struct batch *b = &d->batch;
+    if (!batch_open(d->store) && b->n == 0)
+        return;
+    int rc = batch_commit(b, d->store, d->base);
+    for (size_t i = 0; i < b->n; i++) {
+        if (rc)
+            reply_error(d, b->v[i].id, rc);
+        else
+            reply_atom(d, b->v[i].id, "ok");
+    }
+    batch_clear(b);
+}
+
+void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t len)
+{
+    struct codec_dec dec;
+    uint64_t id;
+    const struct op *op;
+    d->requests++;
+    d->base = base;
+    codec_dec_init(&dec, base + off, len);
+    int rc = decode_header(d, &dec, &id, &op);
+    if (rc) {
+        reply_error(d, id, rc);
+        return;
+    }
+    if (is_write(op->code)) {
+        rc = batch_add(&d->batch, d->store, base, id, off, len);
+        if (rc)
+            reply_error(d, id, rc);
+        /* A failed replay lost the transaction: answer its writes now.
+         * A full batch is committed so its writers are not kept waiting. */
+        if ((!batch_open(d->store) && d->batch.n) || d->batch.n >= d->batch_max)
+            dispatch_end_of_input(d);
+        return;
+    }
+    /* Requests run in arrival order: earlier writes commit first, so a
+     * read sees every write that was sent before it. */
+    dispatch_end_of_input(d);
+    rc = serve_read(d, op, &dec, id);
+    if (rc)
+        reply_error(d, id, rc);
+}
+
+void dispatch_hello(struct dispatch *d)
+{
+    MDB_envinfo info;
+    mdb_env_info(d->store->env, &info);
+    size_t start = reply_begin(d, 0);
+    codec_enc_tuple(&d->out, 4);
+    codec_enc_atom(&d->out, "hello");
+    codec_enc_u64(&d->out, PROTOCOL_VERSION);
+    codec_enc_atom(&d->out, store_format_name(d->store->format));
+    codec_enc_u64(&d->out, info.me_mapsize);
+    reply_end(d, start, 0);
+}
+
+void dispatch_open_error(struct codec_enc *out, int code, const char *text)
+{
+    size_t start = frame_begin(out);
+    codec_enc_version(out);
+    codec_enc_tuple(out, 2);
+    codec_enc_u64(out, 0);
+    codec_enc_tuple(out, 2);
+    codec_enc_atom(out, "error");
+    codec_enc_tuple(out, 3);
+    codec_enc_atom(out, "open_failed");
+    codec_enc_i64(out, code);
+    codec_enc_binary(out, text, strlen(text));
+    frame_end(out, start);
+}

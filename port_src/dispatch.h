@@ -1,0 +1,54 @@
+/*
+ * dispatch.h - turns request frames into store calls and reply frames.
+ *
+ * One dispatcher serves one store.  The main loop feeds it the frames of
+ * each chunk of input in order (dispatch_frame) and then calls
+ * dispatch_end_of_input, which commits the open write batch and answers
+ * its writes.  Replies accumulate in `out`; the main loop flushes it.
+ */
+#ifndef HYPER_LMDB_DISPATCH_H
+#define HYPER_LMDB_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "codec.h"
+#include "store.h"
+
+/* A growable scratch buffer for one normalised path argument. */
+struct scratch {
+    uint8_t *p;
+    size_t cap;
+};
+
+struct dispatch {
+    struct store *store;
+    struct batch batch;
+    struct codec_enc out;
+    struct store_names names;
+    struct scratch path_a, path_b;
+    const uint8_t *base;   /* input buffer the current frames live in */
+    const char *bad_what;  /* detail for the last HL_EBADREQ */
+    size_t batch_max;      /* writes per group commit */
+    uint64_t requests, bad_requests, background_syncs;
+};
+
+void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max);
+void dispatch_free(struct dispatch *d);
+
+/* Serves the request frame <base + off, len>.  base must stay valid, and
+ * the frame where it is, until dispatch_end_of_input returns. */
+void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t len);
+
+/* Commits the open write batch, if any, and answers its requests. */
+void dispatch_end_of_input(struct dispatch *d);
+
+/* Encodes the handshake frame (protocol.h). */
+void dispatch_hello(struct dispatch *d);
+
+/* Encodes {0, {error, {open_failed, Code, Text}}}: why the store did not
+ * open, for the server to report. */
+void dispatch_open_error(struct codec_enc *out, int code, const char *text);
+
+#endif

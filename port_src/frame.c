@@ -1,0 +1,151 @@
+/* frame.c - {packet, 4} frame input and output (frame.h). */
+#include "frame.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+/* Size of one read: large enough that a burst of pipelined requests is
+ * taken in one system call and becomes one group commit. */
+#define READ_CHUNK (256 * 1024)
+
+static size_t be32(const uint8_t *p)
+{
+    return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+}
+
+void frame_in_init(struct frame_in *in, size_t max_frame)
+{
+    memset(in, 0, sizeof *in);
+    in->max_frame = max_frame;
+}
+
+void frame_in_free(struct frame_in *in)
+{
+    free(in->buf);
+    in->buf = NULL;
+    in->len = in->pos = in->cap = 0;
+}
+
+static int reserve(struct frame_in *in, size_t need)
+{
+    if (need <= in->cap - in->len)
+        return 0;
+    size_t cap = in->cap ? in->cap : READ_CHUNK;
+    while (cap - in->len < need) {
+        if (cap > SIZE_MAX / 2)
+            return HL_ENOMEM;
+        cap *= 2;
+    }
+    uint8_t *nb = realloc(in->buf, cap);
+    if (!nb)
+        return HL_ENOMEM;
+    in->buf = nb;
+    in->cap = cap;
+    return 0;
+}
+
+long frame_in_read(struct frame_in *in, int fd)
+{
+    size_t want = READ_CHUNK;
+    /* A frame in progress whose header is known: make room for all of it
+     * (max_frame was checked by frame_in_next before it got here). */
+    size_t pending = in->len - in->pos;
+    if (pending >= 4) {
+        size_t flen = be32(in->buf + in->pos);
+        if (flen <= in->max_frame && 4 + flen > pending && 4 + flen - pending > want)
+            want = 4 + flen - pending;
+    }
+    if (reserve(in, want))
+        return HL_ENOMEM;
+    for (;;) {
+        ssize_t n = read(fd, in->buf + in->len, in->cap - in->len);
+        if (n >= 0) {
+            in->len += (size_t)n;
+            return (long)n;
+        }
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int frame_in_next(struct frame_in *in, size_t *off, size_t *len)
+{
+    size_t avail = in->len - in->pos;
+    if (avail < 4)
+        return 0;
+    size_t flen = be32(in->buf + in->pos);
+    if (flen > in->max_frame)
+        return HL_EBADTERM;
+    if (avail - 4 < flen)
+        return 0;
+    *off = in->pos + 4;
+    *len = flen;
+    in->pos += 4 + flen;
+    return 1;
+}
+
+void frame_in_compact(struct frame_in *in)
+{
+    size_t rest = in->len - in->pos;
+    if (rest && in->pos)
+        memmove(in->buf, in->buf + in->pos, rest);
+    in->len = rest;
+    in->pos = 0;
+    /* Give back the memory of a huge frame once it is gone. */
+    if (in->cap > 16 * READ_CHUNK && rest < READ_CHUNK) {
+        uint8_t *nb = realloc(in->buf, READ_CHUNK);
+        if (nb) {
+            in->buf = nb;
+            in->cap = READ_CHUNK;
+        }
+    }
+}
+
+size_t frame_begin(struct codec_enc *out)
+{
+    size_t start = out->len;
+    if (codec_enc_reserve(out, 4))
+        out->len += 4;
+    return start;
+}
+
+void frame_end(struct codec_enc *out, size_t start)
+{
+    if (out->err)
+        return;
+    size_t n = out->len - start - 4;
+    uint8_t *p = out->buf + start;
+    p[0] = (uint8_t)(n >> 24);
+    p[1] = (uint8_t)(n >> 16);
+    p[2] = (uint8_t)(n >> 8);
+    p[3] = (uint8_t)n;
+}
+
+void frame_cancel(struct codec_enc *out, size_t start)
+{
+    out->len = start;
+    out->err = 0;
+}
+
+int frame_flush(struct codec_enc *out, int fd)
+{
+    size_t done = 0;
+    while (done < out->len) {
+        ssize_t n = write(fd, out->buf + done, out->len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        done += (size_t)n;
+    }
+    out->len = 0;
+    /* Give back the memory of a huge reply once it is written. */
+    if (out->cap > 16 * READ_CHUNK)
+        codec_enc_free(out);
+    return 0;
+}

@@ -1,0 +1,57 @@
+/*
+ * frame.h - {packet, 4} framing on file descriptors (protocol.h).
+ *
+ * Input: bytes are read into one growing buffer and complete frames are
+ * handed out as <pointer, length> into it, without copying.  The buffer is
+ * compacted only when the caller says so (frame_in_compact), so frames
+ * handed out stay where they are (as offsets from buf) until then.
+ *
+ * Output: replies are encoded straight into a codec_enc buffer between
+ * frame_begin and frame_end, which fills in the length; frame_flush writes
+ * the buffer out.
+ */
+#ifndef HYPER_LMDB_FRAME_H
+#define HYPER_LMDB_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+struct frame_in {
+    uint8_t *buf;
+    size_t len;       /* bytes held */
+    size_t pos;       /* start of the first frame not yet handed out */
+    size_t cap;
+    size_t max_frame; /* larger frames break the stream */
+};
+
+void frame_in_init(struct frame_in *in, size_t max_frame);
+void frame_in_free(struct frame_in *in);
+
+/* Reads what fd has (one read call, retrying on EINTR) into the buffer,
+ * growing it to hold at least the frame in progress.  Returns the number
+ * of bytes read, 0 at end of file, or a negative value on error
+ * (HL_ENOMEM, or -errno). */
+long frame_in_read(struct frame_in *in, int fd);
+
+/* Hands out the next complete frame: returns 1 and sets *off, *len (the
+ * payload is in->buf + *off), 0 if no complete frame is buffered, or
+ * HL_EBADTERM if the next frame is longer than max_frame. */
+int frame_in_next(struct frame_in *in, size_t *off, size_t *len);
+
+/* Drops the frames handed out, moving a partial frame to the front. */
+void frame_in_compact(struct frame_in *in);
+
+/* Starts a frame in out; returns where it starts (pass it to frame_end). */
+size_t frame_begin(struct codec_enc *out);
+/* Fills in the length of the frame started at `start`. */
+void frame_end(struct codec_enc *out, size_t start);
+/* Drops a half-encoded frame started at `start` and clears out->err. */
+void frame_cancel(struct codec_enc *out, size_t start);
+
+/* Writes all of out to fd (looping on short writes and EINTR) and empties
+ * it.  Returns 0 or -errno. */
+int frame_flush(struct codec_enc *out, int fd);
+
+#endif

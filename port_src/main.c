@@ -1,0 +1,211 @@
+/*
+ * main.c - hyper_lmdb_port: command line, start-up and the event loop.
+ *
+ * usage: hyper_lmdb_port --dir DIR [--map-size BYTES] [--max-readers N]
+ *          [--read-ahead 0|1] [--read-only 0|1] [--max-hops N]
+ *          [--format auto|tagged|hb_store_lmdb]
+ *          [--durability commit|fsync|async] [--sync-interval MS]
+ *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
+ *
+ * The loop: wait for input (or for the sync interval to pass), read what
+ * is there, serve every complete frame in order, commit the batch of
+ * writes those frames made, write the replies, repeat.  The protocol is
+ * in protocol.h.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "errors.h"
+#include "frame.h"
+#include "protocol.h"
+#include "store.h"
+
+/* Replies are written once this much is pending, even mid-chunk, so a
+ * read_many of large values does not hold everything in memory. */
+#define FLUSH_AT (1u << 20)
+
+struct options {
+    struct store_config store;
+    size_t max_frame;
+    size_t batch_max;
+    int sync_interval_ms;
+};
+
+static void usage(const char *why)
+{
+    fprintf(stderr, "hyper_lmdb_port: %s\n", why);
+    exit(EXIT_USAGE);
+}
+
+static unsigned long long number(const char *s, const char *name)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "hyper_lmdb_port: bad number for %s: %s\n", name, s);
+        exit(EXIT_USAGE);
+    }
+    return v;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+    *o = (struct options){
+        .store = {.map_size = (size_t)16 << 30,
+                  .max_readers = 126,
+                  .max_hops = 1000,
+                  .format = FORMAT_AUTO,
+                  .durability = DURABILITY_COMMIT,
+                  .cache_slots = 65536},
+        .max_frame = DEFAULT_MAX_FRAME,
+        .batch_max = 4096,
+        .sync_interval_ms = 1000,
+    };
+    for (int i = 1; i < argc; i += 2) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            usage("option without a value");
+        if (!strcmp(k, "--dir"))
+            o->store.dir = v;
+        else if (!strcmp(k, "--map-size"))
+            o->store.map_size = number(v, k);
+        else if (!strcmp(k, "--max-readers"))
+            o->store.max_readers = (unsigned)number(v, k);
+        else if (!strcmp(k, "--read-ahead"))
+            o->store.read_ahead = number(v, k) != 0;
+        else if (!strcmp(k, "--read-only"))
+            o->store.read_only = number(v, k) != 0;
+        else if (!strcmp(k, "--max-hops"))
+            o->store.max_hops = (unsigned)number(v, k);
+        else if (!strcmp(k, "--cache-slots"))
+            o->store.cache_slots = number(v, k);
+        else if (!strcmp(k, "--max-frame"))
+            o->max_frame = number(v, k);
+        else if (!strcmp(k, "--batch-max"))
+            o->batch_max = number(v, k);
+        else if (!strcmp(k, "--sync-interval"))
+            o->sync_interval_ms = (int)number(v, k);
+        else if (!strcmp(k, "--format")) {
+            if (!strcmp(v, "auto"))
+                o->store.format = FORMAT_AUTO;
+            else if (!strcmp(v, "tagged"))
+                o->store.format = FORMAT_TAGGED;
+            else if (!strcmp(v, "hb_store_lmdb"))
+                o->store.format = FORMAT_HB;
+            else
+                usage("bad --format");
+        } else if (!strcmp(k, "--durability")) {
+            if (!strcmp(v, "commit"))
+                o->store.durability = DURABILITY_COMMIT;
+            else if (!strcmp(v, "fsync"))
+                o->store.durability = DURABILITY_FSYNC;
+            else if (!strcmp(v, "async"))
+                o->store.durability = DURABILITY_ASYNC;
+            else
+                usage("bad --durability");
+        } else {
+            usage("unknown option");
+        }
+    }
+    if (!o->store.dir)
+        usage("--dir is required");
+    if (o->store.max_readers == 0 || o->max_frame == 0 || o->sync_interval_ms <= 0)
+        usage("zero where a positive number is needed");
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    parse_args(argc, argv, &opt);
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error value, not a signal */
+
+    /* fd 1 is the protocol.  Keep it private and point fd 1 at stderr, so
+     * a stray printf from anywhere can never corrupt a frame. */
+    int out_fd = dup(STDOUT_FILENO);
+    if (out_fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+        perror("hyper_lmdb_port: dup");
+        return EXIT_OUTPUT;
+    }
+
+    struct store store;
+    char why[128];
+    int rc = store_open(&store, &opt.store, why, sizeof why);
+    if (rc) {
+        struct codec_enc out;
+        codec_enc_init(&out);
+        dispatch_open_error(&out, rc, why);
+        frame_flush(&out, out_fd);
+        codec_enc_free(&out);
+        fprintf(stderr, "hyper_lmdb_port: cannot open %s: %s (%d)\n", opt.store.dir, why, rc);
+        return EXIT_OPEN;
+    }
+
+    struct dispatch d;
+    struct frame_in in;
+    dispatch_init(&d, &store, opt.batch_max);
+    frame_in_init(&in, opt.max_frame);
+    dispatch_hello(&d);
+    int status = EXIT_OK;
+    uint64_t synced_commits = 0;
+
+    for (;;) {
+        if (frame_flush(&d.out, out_fd)) {
+            status = EXIT_OUTPUT;
+            break;
+        }
+        /* Idle: flush commits to disk every sync interval, and let go of
+         * the read snapshot so it pins no pages. */
+        int dirty = d.batch.commits != synced_commits && !store.read_only;
+        int timeout = dirty || store.pool.live ? opt.sync_interval_ms : -1;
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        int n = poll(&pfd, 1, timeout);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0) {
+            if (dirty && store.durability != DURABILITY_FSYNC) {
+                mdb_env_sync(store.env, 1);
+                d.background_syncs++;
+            }
+            synced_commits = d.batch.commits;
+            txn_pool_release(&store.pool);
+            continue;
+        }
+        long got = frame_in_read(&in, STDIN_FILENO);
+        if (got == 0)
+            break; /* EOF: the server closed the port or the BEAM is gone */
+        if (got < 0) {
+            fprintf(stderr, "hyper_lmdb_port: read: %s\n", strerror(got == HL_ENOMEM ? ENOMEM : (int)-got));
+            status = got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
+            break;
+        }
+        size_t off, len;
+        while ((rc = frame_in_next(&in, &off, &len)) == 1) {
+            dispatch_frame(&d, in.buf, off, len);
+            if (d.out.len >= FLUSH_AT && frame_flush(&d.out, out_fd)) {
+                status = EXIT_OUTPUT;
+                goto out;
+            }
+        }
+        dispatch_end_of_input(&d);
+        if (rc < 0) {
+            fprintf(stderr, "hyper_lmdb_port: frame longer than --max-frame %zu\n", opt.max_frame);
+            status = EXIT_STREAM;
+            break;
+        }
+        frame_in_compact(&in);
+    }
+out:
+    dispatch_end_of_input(&d);
+    frame_flush(&d.out, out_fd);
+    dispatch_free(&d);
+    frame_in_free(&in);
+    store_close(&store);
+    return status;
+}

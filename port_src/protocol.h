@@ -1,0 +1,92 @@
+/*
+ * protocol.h - the wire protocol between hyper_lmdb_server (Erlang) and
+ * hyper_lmdb_port (this program).  This comment is the one place the
+ * protocol is written down; erl_src/hyper_lmdb_server.erl follows it.
+ *
+ * TRANSPORT
+ *   The port is started with open_port({spawn_executable, Port},
+ *   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}]).
+ *   Every message in both directions is one frame:
+ *
+ *     byte 0..3   payload length L, unsigned 32-bit big endian
+ *     byte 4..    L bytes of Erlang external term format: the version byte
+ *                 131 followed by one term (no compression, no atom cache)
+ *
+ *   Requests arrive on fd 0, replies leave on fd 1.  Nothing but frames is
+ *   ever written to fd 1; diagnostics go to fd 2.  A frame longer than
+ *   --max-frame bytes, or a read error, breaks the stream: the port exits
+ *   with EXIT_STREAM (below) without reading further.
+ *
+ * HANDSHAKE
+ *   After opening the environment the port sends, before anything else,
+ *       {0, {hello, ProtocolVersion, Format, MapSize}}
+ *   ProtocolVersion = PROTOCOL_VERSION (integer), Format = tagged |
+ *   hb_store_lmdb (atom), MapSize = current map size in bytes.  If the
+ *   environment cannot be opened it sends {0, {error, Reason}} instead and
+ *   exits with EXIT_OPEN.  The server sends no request before the hello.
+ *
+ * REQUESTS   {Id, Op, Arg...}
+ *   Id is a non-negative integer (SMALL_INTEGER_EXT, INTEGER_EXT or a
+ *   SMALL_BIG_EXT of at most 8 bytes) chosen by the server; it comes back
+ *   unchanged in the reply.  Paths (P) and values (V) are binaries
+ *   (BINARY_EXT); the server flattens list paths and iodata before sending.
+ *   The port normalises paths itself (drops empty segments).
+ *
+ *     {Id, read, P}                  -> {ok, V} | not_found
+ *     {Id, read_many, [P]}           -> [{ok, V} | not_found]   one snapshot
+ *     {Id, type, P}                  -> simple | composite | not_found
+ *     {Id, resolve, P}               -> P2 (binary)
+ *     {Id, list, P, From, Limit, Dir}-> {ok, [Name]}
+ *           From = binary (inclusive start) | undefined,
+ *           Limit = integer, 0 = no limit, Dir = asc | desc
+ *     {Id, write, P, V}              -> ok
+ *     {Id, make_group, P}            -> ok
+ *     {Id, make_link, Existing, New} -> ok
+ *     {Id, delete, P}                -> ok
+ *     {Id, write_many, [WOp]}        -> ok          all or nothing
+ *           WOp = {write, P, V} | {make_group, P} |
+ *                 {make_link, Existing, New} | {delete, P}
+ *     {Id, reset}                    -> ok          empties the store
+ *     {Id, sync}                     -> ok          fsync of the environment
+ *     {Id, stats}                    -> [{Key :: atom, integer | atom}]
+ *     {Id, ping}                     -> pong
+ *
+ *   Every request may instead be answered {Id, {error, Reason}}.  Reasons:
+ *     empty_path, {key_too_long, Bytes}, read_only,
+ *     {bad_request, What}   malformed term, unknown op, wrong arity/type
+ *                           (Id is 0 when even the Id could not be read),
+ *     {lmdb, Code, Text}    an LMDB error code and its mdb_strerror text,
+ *     nomem.
+ *
+ * ORDERING AND BATCHING
+ *   Requests are executed in arrival order.  Consecutive write requests
+ *   (write, make_group, make_link, delete, write_many) share one LMDB write
+ *   transaction (group commit); their replies are sent only after that
+ *   transaction has committed (and, with --durability fsync, after the
+ *   environment was flushed to disk).  A batch is closed by the first
+ *   non-write request, by an empty input pipe, or by --batch-max writes.
+ *   Reads run on a pooled read transaction that is renewed after every
+ *   commit, so a read always sees every write acknowledged before it.
+ *
+ * EXIT STATUS (the server maps these to reasons; see exit_reason/1 there)
+ */
+#ifndef HYPER_LMDB_PROTOCOL_H
+#define HYPER_LMDB_PROTOCOL_H
+
+#define PROTOCOL_VERSION 1
+
+enum port_exit {
+    EXIT_OK = 0,      /* stdin reached EOF: orderly shutdown */
+    EXIT_USAGE = 2,   /* bad command line */
+    EXIT_OPEN = 3,    /* the LMDB environment could not be opened */
+    EXIT_STREAM = 4,  /* broken input stream: read error or frame too large */
+    EXIT_OUTPUT = 5,  /* stdout closed or failed */
+    EXIT_NOMEM = 6,   /* out of memory outside any request */
+    EXIT_LMDB = 7,    /* unrecoverable LMDB error (MDB_PANIC and friends) */
+};
+
+/* Default limit on one request frame: well above the largest value a
+ * caller may write (the server refuses values over its own limit first). */
+#define DEFAULT_MAX_FRAME ((size_t)1 << 30)
+
+#endif

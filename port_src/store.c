@@ -1,0 +1,717 @@
+/* store.c - paths, values, groups and links on LMDB (store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "errors.h"
+
+/*
+ * Formats (SPEC section 2).
+ *
+ * tagged: keys live in the named database DATA_DB; a second named database
+ * META_DB marks the directory as ours.  Every stored value starts with one
+ * tag byte that only this program writes, so caller bytes are always data:
+ *     TAG_VALUE bytes...   a value
+ *     TAG_LINK  target...  a link to the normalised target path
+ *     TAG_GROUP            a group marker
+ *
+ * hb_store_lmdb: keys live in the unnamed database, values are raw, the
+ * exact value "group" is a group marker and "link:" + non-empty target is
+ * a link.  Nothing else is written, so HyperBEAM's own store can still
+ * read the directory.
+ */
+#define DATA_DB "hyper_lmdb.data"
+#define META_DB "hyper_lmdb.meta"
+enum { TAG_VALUE = 1, TAG_LINK = 2, TAG_GROUP = 3 };
+static const char HB_GROUP[] = "group";
+static const char HB_LINK[] = "link:";
+
+const char *store_format_name(enum store_format f)
+{
+    return f == FORMAT_HB ? "hb_store_lmdb" : f == FORMAT_TAGGED ? "tagged" : "auto";
+}
+
+const char *store_durability_name(enum store_durability d)
+{
+    return d == DURABILITY_FSYNC ? "fsync" : d == DURABILITY_ASYNC ? "async" : "commit";
+}
+
+int store_check_key(size_t len)
+{
+    if (len == 0)
+        return HL_EEMPTY;
+    if (len > PATH_MAX_KEY)
+        return HL_ETOOLONG;
+    return 0;
+}
+
+static int check_write_key(struct store *s, size_t len)
+{
+    int rc = store_check_key(len);
+    if (rc == HL_ETOOLONG)
+        s->err_key_len = len;
+    return rc;
+}
+
+/* Classifies a stored value; <*data, *len> is the payload without tag. */
+static enum store_kind classify(const struct store *s, const MDB_val *v, const uint8_t **data,
+                                size_t *len)
+{
+    const uint8_t *p = v->mv_data;
+    size_t n = v->mv_size;
+    if (s->format == FORMAT_TAGGED) {
+        if (n == 0) {
+            /* Only a foreign writer leaves an untagged empty value. */
+            *data = p;
+            *len = 0;
+            return KIND_VALUE;
+        }
+        *data = p + 1;
+        *len = n - 1;
+        return p[0] == TAG_LINK ? KIND_LINK : p[0] == TAG_GROUP ? KIND_GROUP : KIND_VALUE;
+    }
+    *data = p;
+    *len = n;
+    if (n == sizeof HB_GROUP - 1 && memcmp(p, HB_GROUP, n) == 0)
+        return KIND_GROUP;
+    if (n > sizeof HB_LINK - 1 && memcmp(p, HB_LINK, sizeof HB_LINK - 1) == 0) {
+        *data = p + sizeof HB_LINK - 1;
+        *len = n - (sizeof HB_LINK - 1);
+        return KIND_LINK;
+    }
+    return KIND_VALUE;
+}
+
+/* Looks a key up: 0 and its kind/payload, HL_ENOTFOUND, or an LMDB error. */
+static int get_entry(const struct store *s, MDB_txn *txn, const uint8_t *key, size_t klen,
+                     enum store_kind *kind, const uint8_t **data, size_t *len)
+{
+    if (klen == 0 || klen > PATH_MAX_KEY)
+        return HL_ENOTFOUND; /* no such key can exist */
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(txn, s->dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return HL_ENOTFOUND;
+    if (rc)
+        return rc;
+    *kind = classify(s, &v, data, len);
+    return 0;
+}
+
+/* Puts <key> = tag + <a> + <b> with MDB_RESERVE, copying once. */
+static int put_entry(struct store *s, const uint8_t *key, size_t klen, enum store_kind kind,
+                     const uint8_t *a, size_t alen)
+{
+    const uint8_t *prefix = NULL;
+    size_t plen = 0;
+    uint8_t tag;
+    if (s->format == FORMAT_TAGGED) {
+        tag = kind == KIND_LINK ? TAG_LINK : kind == KIND_GROUP ? TAG_GROUP : TAG_VALUE;
+        prefix = &tag;
+        plen = 1;
+    } else if (kind == KIND_LINK) {
+        prefix = (const uint8_t *)HB_LINK;
+        plen = sizeof HB_LINK - 1;
+    } else if (kind == KIND_GROUP) {
+        a = (const uint8_t *)HB_GROUP;
+        alen = sizeof HB_GROUP - 1;
+    }
+    MDB_val k = {klen, (void *)key}, v = {plen + alen, NULL};
+    int rc = mdb_put(s->wtxn, s->dbi, &k, &v, MDB_RESERVE);
+    if (rc)
+        return rc;
+    if (plen)
+        memcpy(v.mv_data, prefix, plen);
+    if (alen)
+        memcpy((uint8_t *)v.mv_data + plen, a, alen);
+    return 0;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, char *err,
+                         size_t errlen)
+{
+    MDB_dbi meta;
+    unsigned ro = s->read_only ? 0 : MDB_CREATE;
+    int rc = mdb_dbi_open(txn, META_DB, 0, &meta);
+    if (rc == 0) {
+        if (want == FORMAT_HB) {
+            snprintf(err, errlen, "format_mismatch");
+            return HL_EBADREQ;
+        }
+        s->format = FORMAT_TAGGED;
+        return mdb_dbi_open(txn, DATA_DB, ro, &s->dbi);
+    }
+    /* MDB_INCOMPATIBLE: a plain key of that name, i.e. a foreign store. */
+    if (rc != MDB_NOTFOUND && rc != MDB_INCOMPATIBLE)
+        return rc;
+    MDB_dbi main_db;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &main_db)))
+        return rc;
+    MDB_stat st;
+    if ((rc = mdb_stat(txn, main_db, &st)))
+        return rc;
+    if (st.ms_entries > 0 || want == FORMAT_HB || s->read_only) {
+        if (want == FORMAT_TAGGED && st.ms_entries > 0) {
+            snprintf(err, errlen, "format_mismatch");
+            return HL_EBADREQ;
+        }
+        if (want == FORMAT_TAGGED && s->read_only) {
+            snprintf(err, errlen, "not_a_store");
+            return HL_EBADREQ;
+        }
+        s->format = FORMAT_HB;
+        s->dbi = main_db;
+        return 0;
+    }
+    /* A new, empty environment: make it a tagged store. */
+    s->format = FORMAT_TAGGED;
+    if ((rc = mdb_dbi_open(txn, META_DB, MDB_CREATE, &meta)))
+        return rc;
+    MDB_val k = {6, "format"}, v = {6, "tagged"};
+    if ((rc = mdb_put(txn, meta, &k, &v, 0)))
+        return rc;
+    return mdb_dbi_open(txn, DATA_DB, MDB_CREATE, &s->dbi);
+}
+
+int store_open(struct store *s, const struct store_config *cfg, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->read_only = cfg->read_only;
+    s->durability = cfg->durability;
+    s->max_hops = cfg->max_hops;
+    err[0] = 0;
+    int rc;
+    MDB_txn *txn = NULL;
+
+    if (!cfg->read_only && mkdir(cfg->dir, 0755) != 0 && errno != EEXIST) {
+        rc = errno;
+        snprintf(err, errlen, "mkdir");
+        return rc;
+    }
+    if ((rc = mdb_env_create(&s->env)))
+        goto fail;
+    if ((rc = mdb_env_set_mapsize(s->env, cfg->map_size)) ||
+        (rc = mdb_env_set_maxreaders(s->env, cfg->max_readers)) ||
+        (rc = mdb_env_set_maxdbs(s->env, 4)))
+        goto fail;
+    /* WRITEMAP: commits write the map directly, no malloc'd dirty pages.
+     * NOSYNC: a commit survives a crash of this process or of the BEAM (the
+     * pages are in the kernel's cache); the disk flush is batched: every
+     * sync-interval in commit mode, after each group commit in fsync mode. */
+    unsigned flags = MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC;
+    if (cfg->read_only)
+        flags |= MDB_RDONLY;
+    else
+        flags |= MDB_WRITEMAP;
+    if (!cfg->read_ahead)
+        flags |= MDB_NORDAHEAD;
+    if ((rc = mdb_env_open(s->env, cfg->dir, flags, 0644))) {
+        snprintf(err, errlen, "mdb_env_open");
+        goto fail;
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead)
+        fprintf(stderr, "hyper_lmdb_port: cleared %d stale reader slot(s)\n", dead);
+
+    if ((rc = mdb_txn_begin(s->env, NULL, cfg->read_only ? MDB_RDONLY : 0, &txn)))
+        goto fail;
+    if ((rc = detect_format(s, txn, cfg->format, err, errlen)))
+        goto fail;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc)
+        goto fail;
+    if (!(s->cache = link_cache_new(cfg->cache_slots))) {
+        rc = HL_ENOMEM;
+        goto fail;
+    }
+    txn_pool_init(&s->pool, s->env);
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    s->env = NULL;
+    if (!err[0])
+        snprintf(err, errlen, "%s", rc < 0 && rc > -30800 ? "internal" : mdb_strerror(rc));
+    return rc;
+}
+
+void store_close(struct store *s)
+{
+    if (!s->env)
+        return;
+    if (s->wtxn)
+        mdb_txn_abort(s->wtxn);
+    txn_pool_close(&s->pool);
+    if (!s->read_only)
+        mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+    link_cache_free(s->cache);
+    s->env = NULL;
+}
+
+int store_grow_map(struct store *s)
+{
+    MDB_envinfo info;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc)
+        return rc;
+    size_t next = info.me_mapsize * 2;
+    if (next < info.me_mapsize)
+        return MDB_MAP_FULL;
+    if ((rc = mdb_env_set_mapsize(s->env, next)))
+        return rc;
+    s->map_grows++;
+    fprintf(stderr, "hyper_lmdb_port: map grown to %zu bytes\n", next);
+    return 0;
+}
+
+int store_read_txn(struct store *s, MDB_txn **txn)
+{
+    int rc = txn_pool_read(&s->pool, txn);
+    if (rc)
+        return rc;
+    uint64_t id = (uint64_t)mdb_txn_id(*txn);
+    if (id != s->known_txnid) {
+        link_cache_invalidate(s->cache);
+        s->known_txnid = id;
+    }
+    return 0;
+}
+
+/* ---- resolution ------------------------------------------------------- */
+
+/* The uncached resolver: restarts from the first segment after every
+ * link, because a link's target may itself run through linked prefixes.
+ * buf and tmp are PATH_MAX_WORK bytes; the result is left in buf. */
+static int resolve_walk(struct store *s, MDB_txn *txn, uint8_t *buf, size_t *len, uint8_t *tmp)
+{
+    unsigned hops = 0;
+restart:
+    for (size_t end = 0; end < *len;) {
+        end += path_segment_len(buf + end, *len - end);
+        if (end > PATH_MAX_KEY)
+            break; /* neither this prefix nor any longer one can be a key */
+        enum store_kind kind;
+        const uint8_t *target;
+        size_t tlen;
+        int rc = get_entry(s, txn, buf, end, &kind, &target, &tlen);
+        if (rc == 0 && kind == KIND_LINK) {
+            if (++hops > s->max_hops)
+                return HL_ELOOP;
+            size_t rest = *len - end;
+            if (tlen + rest > PATH_MAX_WORK)
+                return HL_ELOOP;
+            /* target + rest, normalised (a foreign target may be unclean) */
+            memcpy(tmp, target, tlen);
+            memcpy(tmp + tlen, buf + end, rest);
+            *len = path_normalize(tmp, tlen + rest, buf);
+            goto restart;
+        }
+        if (rc && rc != HL_ENOTFOUND)
+            return rc;
+        end++; /* step over the '/' */
+    }
+    return 0;
+}
+
+int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len, uint8_t *out,
+                  size_t *out_len)
+{
+    /* The cache describes the committed snapshot: usable from the read
+     * transaction, and from the write transaction until it changes a link. */
+    int cacheable = txn != s->wtxn || !s->wtxn_links;
+    const uint8_t *hit;
+    size_t hit_len;
+    int unresolvable;
+    if (cacheable && link_cache_get(s->cache, path, len, &hit, &hit_len, &unresolvable)) {
+        if (unresolvable)
+            return HL_ELOOP;
+        memcpy(out, hit, hit_len);
+        *out_len = hit_len;
+        return 0;
+    }
+    uint8_t tmp[PATH_MAX_WORK];
+    memcpy(out, path, len);
+    *out_len = len;
+    int rc = resolve_walk(s, txn, out, out_len, tmp);
+    if (cacheable && (rc == 0 || rc == HL_ELOOP))
+        link_cache_put(s->cache, path, len, out, rc ? 0 : *out_len, rc == HL_ELOOP);
+    return rc;
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+int store_read(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
+               const uint8_t **val, size_t *vlen)
+{
+    uint8_t key[PATH_MAX_WORK];
+    size_t klen;
+    int rc = store_resolve(s, txn, path, len, key, &klen);
+    if (rc == HL_ELOOP)
+        return HL_ENOTFOUND;
+    if (rc)
+        return rc;
+    enum store_kind kind;
+    if ((rc = get_entry(s, txn, key, klen, &kind, val, vlen)))
+        return rc;
+    return kind == KIND_VALUE ? 0 : HL_ENOTFOUND;
+}
+
+/* 1 when some key starts with <prefix, plen> + '/' (an implicit group). */
+static int has_children(struct store *s, MDB_txn *txn, const uint8_t *prefix, size_t plen)
+{
+    if (plen + 1 > PATH_MAX_KEY)
+        return 0;
+    uint8_t seek[PATH_MAX_KEY + 1];
+    memcpy(seek, prefix, plen);
+    seek[plen] = '/';
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->dbi, &cur))
+        return 0;
+    MDB_val k = {plen + 1, seek}, v;
+    int found = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size > plen + 1 &&
+                memcmp(k.mv_data, seek, plen + 1) == 0;
+    mdb_cursor_close(cur);
+    return found;
+}
+
+int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
+               enum store_type *type)
+{
+    uint8_t key[PATH_MAX_WORK];
+    size_t klen;
+    *type = TYPE_NOT_FOUND;
+    int rc = store_resolve(s, txn, path, len, key, &klen);
+    if (rc == HL_ELOOP)
+        return 0;
+    if (rc)
+        return rc;
+    if (klen == 0) {
+        *type = TYPE_COMPOSITE; /* the root */
+        return 0;
+    }
+    enum store_kind kind;
+    const uint8_t *val;
+    size_t vlen;
+    rc = get_entry(s, txn, key, klen, &kind, &val, &vlen);
+    if (rc == 0 && kind == KIND_VALUE)
+        *type = TYPE_SIMPLE;
+    else if ((rc == 0 && kind == KIND_GROUP) || has_children(s, txn, key, klen))
+        *type = TYPE_COMPOSITE;
+    return rc == HL_ENOTFOUND ? 0 : rc;
+}
+
+/* ---- listing ---------------------------------------------------------- */
+
+static int names_push(struct store_names *names, const uint8_t *p, size_t len)
+{
+    if (names->n == names->cap) {
+        size_t cap = names->cap ? names->cap * 2 : 64;
+        struct store_name *v = realloc(names->v, cap * sizeof *v);
+        if (!v)
+            return HL_ENOMEM;
+        names->v = v;
+        names->cap = cap;
+    }
+    names->v[names->n].p = p;
+    names->v[names->n].len = len;
+    names->n++;
+    return 0;
+}
+
+static int name_cmp_asc(const void *a, const void *b)
+{
+    const struct store_name *x = a, *y = b;
+    return path_cmp(x->p, x->len, y->p, y->len);
+}
+
+static int name_cmp_desc(const void *a, const void *b) { return name_cmp_asc(b, a); }
+
+/* Sorts and removes duplicates (a child can be met twice: once by its own
+ * key, once by its subtree). */
+static void names_sort_unique(struct store_names *names, int desc)
+{
+    if (names->n < 2)
+        return;
+    qsort(names->v, names->n, sizeof *names->v, desc ? name_cmp_desc : name_cmp_asc);
+    size_t w = 1;
+    for (size_t r = 1; r < names->n; r++)
+        if (name_cmp_asc(&names->v[r], &names->v[w - 1]) != 0)
+            names->v[w++] = names->v[r];
+    names->n = w;
+}
+
+/* How many collected names are final, i.e. no child not yet met can sort
+ * before them in the listing order.
+ *
+ * Keys sort bytewise and '/' is not the smallest byte, so children are not
+ * met in name order: "c-x" (key "P/c-x") comes before the subtree of "c"
+ * ("P/c/..."), and a child "c" that has no key of its own is met after
+ * "c-x".  With the cursor at the key whose rest (after "P/") is R:
+ *   ascending: an unseen child m has a key >= "P/"R, so m >= R, or m is a
+ *   prefix of R followed by a byte up to '/' (the current key's own child
+ *   is the prefix followed by '/').  The smallest such m is R cut before
+ *   the first byte <= '/' (from index 1): names below it are final.
+ *   descending: an unseen child has every key below "P/"R, so m < R: names
+ *   >= R are final. */
+static size_t names_final(const struct store_names *names, const uint8_t *r, size_t rlen, int desc)
+{
+    size_t bound = rlen;
+    if (!desc)
+        for (size_t i = 1; i < rlen; i++)
+            if (r[i] <= '/') {
+                bound = i;
+                break;
+            }
+    size_t n = 0;
+    for (size_t i = 0; i < names->n; i++) {
+        int c = path_cmp(names->v[i].p, names->v[i].len, r, bound);
+        if (desc ? c >= 0 : c < 0)
+            n++;
+    }
+    return n;
+}
+
+/* Positions cur on the first key of the walk: asc, the first key >= P/from;
+ * desc, the last key < P/from + "0" (i.e. at or below every key of child
+ * `from` and its subtree), or the last key of the prefix. */
+static int list_start(MDB_cursor *cur, const uint8_t *prefix, size_t plen, const uint8_t *from,
+                      size_t from_len, int desc, MDB_val *k)
+{
+    uint8_t seek[PATH_MAX_KEY + 2];
+    size_t slen = plen;
+    memcpy(seek, prefix, plen);
+    if (from && plen + from_len <= PATH_MAX_KEY) {
+        memcpy(seek + slen, from, from_len);
+        slen += from_len;
+        if (desc)
+            seek[slen++] = '/' + 1;
+    } else if (from) {
+        /* a start key no key can reach: nothing above it ascending,
+         * everything of the prefix below it descending */
+        if (!desc)
+            return MDB_NOTFOUND;
+        if (plen)
+            seek[slen - 1] = '/' + 1;
+    } else if (desc && plen) {
+        seek[slen - 1] = '/' + 1; /* "P0": just past every "P/..." key */
+    }
+    MDB_val v;
+    int rc;
+    if (!desc) {
+        k->mv_size = slen;
+        k->mv_data = seek;
+        if (slen == 0)
+            return mdb_cursor_get(cur, k, &v, MDB_FIRST);
+        return mdb_cursor_get(cur, k, &v, MDB_SET_RANGE);
+    }
+    if (slen == 0)
+        return mdb_cursor_get(cur, k, &v, MDB_LAST);
+    k->mv_size = slen;
+    k->mv_data = seek;
+    rc = mdb_cursor_get(cur, k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        return mdb_cursor_get(cur, k, &v, MDB_LAST);
+    if (rc)
+        return rc;
+    return mdb_cursor_get(cur, k, &v, MDB_PREV);
+}
+
+int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
+               const uint8_t *from, size_t from_len, uint64_t limit, int desc,
+               struct store_names *names)
+{
+    uint8_t prefix[PATH_MAX_WORK + 1];
+    size_t plen;
+    names->n = 0;
+    int rc = store_resolve(s, txn, path, len, prefix, &plen);
+    if (rc == HL_ELOOP)
+        return 0;
+    if (rc)
+        return rc;
+    if (plen >= PATH_MAX_KEY)
+        return 0; /* no key can lie below it */
+    if (plen)
+        prefix[plen++] = '/';
+
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->dbi, &cur)))
+        return rc;
+    MDB_val k, v;
+    uint8_t seek[PATH_MAX_KEY + 2];
+    for (rc = list_start(cur, prefix, plen, from, from_len, desc, &k); rc == 0;) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break; /* left the prefix */
+        const uint8_t *rest = (const uint8_t *)k.mv_data + plen;
+        size_t rlen = k.mv_size - plen;
+        if (rlen == 0) { /* the key "P/" itself: only a foreign writer */
+            rc = mdb_cursor_get(cur, &k, &v, desc ? MDB_PREV : MDB_NEXT);
+            continue;
+        }
+        if (limit && names->n >= limit && names_final(names, rest, rlen, desc) >= limit)
+            break;
+        size_t seg = path_segment_len(rest, rlen);
+        int in_range = !from || (desc ? path_cmp(rest, seg, from, from_len) <= 0
+                                      : path_cmp(rest, seg, from, from_len) >= 0);
+        if (in_range && (rc = names_push(names, rest, seg)))
+            break;
+        if (seg == rlen) {
+            rc = mdb_cursor_get(cur, &k, &v, desc ? MDB_PREV : MDB_NEXT);
+            continue;
+        }
+        /* Inside the child's subtree: skip all of it with one seek, to
+         * "P/child0" ascending ('0' follows '/'), or to just below
+         * "P/child/" descending. */
+        memcpy(seek, k.mv_data, plen + seg);
+        seek[plen + seg] = desc ? '/' : '/' + 1;
+        k.mv_size = plen + seg + 1;
+        k.mv_data = seek;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (desc) {
+            if (rc == 0)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+            else if (rc == MDB_NOTFOUND)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    names_sort_unique(names, desc);
+    if (limit && names->n > limit)
+        names->n = limit;
+    return 0;
+}
+
+/* ---- writes ----------------------------------------------------------- */
+
+/* Where a write to <path> lands: its parent resolved (a link at a prefix
+ * takes precedence over keys below it, so writing "l/x" with l -> d
+ * writes "d/x", where a read of "l/x" will look), then the last segment.
+ * The last segment itself is not followed: a write replaces a link. */
+static int write_key(struct store *s, const uint8_t *path, size_t len, uint8_t *key, size_t *klen)
+{
+    int rc;
+    if (s->read_only)
+        return HL_ERDONLY;
+    if ((rc = check_write_key(s, len)))
+        return rc;
+    size_t parent = path_parent_len(path, len);
+    if (parent == 0) {
+        memcpy(key, path, len);
+        *klen = len;
+        return 0;
+    }
+    if ((rc = store_resolve(s, s->wtxn, path, parent, key, klen)))
+        return rc;
+    size_t last = len - parent; /* includes the '/' */
+    if (*klen == 0) {           /* parent resolved to the root */
+        memmove(key, path + parent + 1, last - 1);
+        *klen = last - 1;
+    } else {
+        if (*klen + last > PATH_MAX_WORK) {
+            s->err_key_len = *klen + last;
+            return HL_ETOOLONG;
+        }
+        memcpy(key + *klen, path + parent, last);
+        *klen += last;
+    }
+    return check_write_key(s, *klen);
+}
+
+/* Notes whether the key being replaced or removed was a link. */
+static int note_old_link(struct store *s, const uint8_t *key, size_t klen)
+{
+    enum store_kind kind;
+    const uint8_t *val;
+    size_t vlen;
+    int rc = get_entry(s, s->wtxn, key, klen, &kind, &val, &vlen);
+    if (rc == 0 && kind == KIND_LINK)
+        s->wtxn_links = 1;
+    return rc == HL_ENOTFOUND ? 0 : rc;
+}
+
+static int put_kind(struct store *s, const uint8_t *path, size_t len, enum store_kind kind,
+                    const uint8_t *val, size_t vlen)
+{
+    uint8_t key[PATH_MAX_WORK];
+    size_t klen;
+    int rc = write_key(s, path, len, key, &klen);
+    if (rc)
+        return rc;
+    if (kind == KIND_LINK)
+        s->wtxn_links = 1;
+    else if ((rc = note_old_link(s, key, klen)))
+        return rc;
+    return put_entry(s, key, klen, kind, val, vlen);
+}
+
+int store_write(struct store *s, const uint8_t *path, size_t len, const uint8_t *val, size_t vlen)
+{
+    return put_kind(s, path, len, KIND_VALUE, val, vlen);
+}
+
+int store_make_group(struct store *s, const uint8_t *path, size_t len)
+{
+    return put_kind(s, path, len, KIND_GROUP, NULL, 0);
+}
+
+int store_make_link(struct store *s, const uint8_t *existing, size_t elen, const uint8_t *path,
+                    size_t len)
+{
+    if (elen == 0)
+        return s->read_only ? HL_ERDONLY : HL_EEMPTY;
+    if (elen > PATH_MAX_WORK)
+        return HL_ETOOLONG;
+    return put_kind(s, path, len, KIND_LINK, existing, elen);
+}
+
+int store_delete(struct store *s, const uint8_t *path, size_t len)
+{
+    uint8_t key[PATH_MAX_WORK];
+    size_t klen;
+    int rc = write_key(s, path, len, key, &klen);
+    if (rc)
+        return rc;
+    if ((rc = note_old_link(s, key, klen)))
+        return rc;
+    MDB_val k = {klen, key};
+    rc = mdb_del(s->wtxn, s->dbi, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_reset(struct store *s)
+{
+    if (s->read_only)
+        return HL_ERDONLY;
+    s->wtxn_links = 1;
+    return mdb_drop(s->wtxn, s->dbi, 0);
+}
+
+int store_info(struct store *s, MDB_txn *txn, struct store_info *out)
+{
+    MDB_stat st;
+    MDB_envinfo info;
+    MDB_stat est;
+    int rc;
+    if ((rc = mdb_stat(txn, s->dbi, &st)) || (rc = mdb_env_info(s->env, &info)) ||
+        (rc = mdb_env_stat(s->env, &est)))
+        return rc;
+    out->entries = st.ms_entries;
+    out->map_size = info.me_mapsize;
+    out->map_used = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
+    out->last_txnid = info.me_last_txnid;
+    out->max_readers = info.me_maxreaders;
+    out->readers_used = info.me_numreaders;
+    return 0;
+}

@@ -1,0 +1,132 @@
+/*
+ * store.h - the data model of SPEC sections 2 and 3 on top of LMDB: paths,
+ * values, groups and links, their on-disk formats, link resolution and
+ * listing.  Knows nothing about frames or terms.
+ *
+ * Paths passed in are already normalised (path_normalize).  Reads take a
+ * transaction from the caller (the pooled read transaction, or the open
+ * write transaction); writes go into the store's one write transaction,
+ * which batch.c opens, commits and replays.
+ */
+#ifndef HYPER_LMDB_STORE_H
+#define HYPER_LMDB_STORE_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "link_cache.h"
+#include "path.h"
+#include "txn_pool.h"
+
+enum store_format { FORMAT_AUTO, FORMAT_TAGGED, FORMAT_HB };
+enum store_durability { DURABILITY_COMMIT, DURABILITY_FSYNC, DURABILITY_ASYNC };
+
+struct store_config {
+    const char *dir;
+    size_t map_size;
+    unsigned max_readers;
+    int read_ahead;
+    int read_only;
+    unsigned max_hops;
+    enum store_format format;
+    enum store_durability durability;
+    size_t cache_slots;
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi;                 /* where the keys live */
+    enum store_format format;    /* never FORMAT_AUTO once open */
+    enum store_durability durability;
+    int read_only;
+    unsigned max_hops;
+    struct txn_pool pool;
+    struct link_cache *cache;
+    MDB_txn *wtxn;               /* open write transaction or NULL */
+    int wtxn_links;              /* wtxn created, replaced or removed a link */
+    uint64_t map_grows;
+    uint64_t known_txnid;        /* the snapshot the link cache describes */
+    size_t err_key_len;          /* the key length behind an HL_ETOOLONG */
+};
+
+/* What a key holds. */
+enum store_kind { KIND_NONE, KIND_VALUE, KIND_LINK, KIND_GROUP };
+enum store_type { TYPE_NOT_FOUND, TYPE_SIMPLE, TYPE_COMPOSITE };
+
+/* A child name pointing into LMDB's pages: valid while the transaction
+ * that produced it is alive. */
+struct store_name {
+    const uint8_t *p;
+    size_t len;
+};
+
+struct store_names {
+    struct store_name *v;
+    size_t n, cap;
+};
+
+/* Opens (creating if needed, unless read-only) the environment in
+ * cfg->dir, detects or creates the format, and runs mdb_reader_check.
+ * On failure returns an error code and writes a short reason into err. */
+int store_open(struct store *s, const struct store_config *cfg, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* Sets *txn to the pooled read transaction on the latest snapshot.  A
+ * snapshot committed by another process (a CLI writing the same
+ * directory) drops the link cache, whose entries may no longer hold. */
+int store_read_txn(struct store *s, MDB_txn **txn);
+
+/* Resolves every link at every prefix and at the whole of <path, len>
+ * into out (PATH_MAX_WORK bytes).  Returns 0, HL_ELOOP (loop, too many
+ * hops, or a path that grew past PATH_MAX_WORK) or an LMDB error.  The
+ * cache is used when txn sees the committed snapshot the cache describes. */
+int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len, uint8_t *out,
+                  size_t *out_len);
+
+/* read: 0 with <*val, *vlen> pointing into the map (valid while txn
+ * lives), HL_ENOTFOUND for a miss, a group, a loop; or an LMDB error. */
+int store_read(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
+               const uint8_t **val, size_t *vlen);
+int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
+               enum store_type *type);
+
+/* Immediate children of the resolved path, sorted (asc or desc), unique,
+ * starting at `from` (inclusive, may be NULL) and at most `limit` names
+ * (0 = all).  Cost follows the number of children, not of descendants:
+ * each child's subtree is skipped with one cursor seek.  names->v is
+ * reused across calls; the caller frees it. */
+int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
+               const uint8_t *from, size_t from_len, uint64_t limit, int desc,
+               struct store_names *names);
+
+/* Write operations, inside s->wtxn (batch.c opens it).  Each one checks
+ * its arguments before it changes anything: HL_EEMPTY, HL_ETOOLONG,
+ * HL_ERDONLY, HL_ELOOP (the parent path does not resolve) leave the
+ * transaction untouched; an LMDB error may leave it half-changed, and the
+ * caller must abort it. */
+int store_write(struct store *s, const uint8_t *path, size_t len, const uint8_t *val, size_t vlen);
+int store_make_group(struct store *s, const uint8_t *path, size_t len);
+int store_make_link(struct store *s, const uint8_t *existing, size_t elen, const uint8_t *path,
+                    size_t len);
+int store_delete(struct store *s, const uint8_t *path, size_t len);
+/* Empties the store inside s->wtxn (the format metadata stays). */
+int store_reset(struct store *s);
+
+/* Checks a normalised path can be a key: HL_EEMPTY, HL_ETOOLONG or 0. */
+int store_check_key(size_t len);
+
+/* Doubles the map size.  No transaction may be open: the caller aborts
+ * the write transaction and closes the read pool first. */
+int store_grow_map(struct store *s);
+
+struct store_info {
+    uint64_t entries, map_size, map_used, last_txnid;
+    unsigned max_readers, readers_used;
+};
+int store_info(struct store *s, MDB_txn *txn, struct store_info *out);
+
+const char *store_format_name(enum store_format f);
+const char *store_durability_name(enum store_durability d);
+
+#endif

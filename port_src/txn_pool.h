@@ -1,0 +1,33 @@
+/*
+ * txn_pool.h - the one pooled read transaction.
+ *
+ * Beginning an LMDB read transaction takes a reader slot and a lock; reset
+ * and renew reuse both.  The port keeps one read-only transaction and
+ * serves every read from it.  It is released (reset) after every commit
+ * and when the port goes idle, and renewed on the next read, so a read
+ * always sees the latest committed snapshot, including every acknowledged
+ * write, and an idle port pins no old pages.
+ */
+#ifndef HYPER_LMDB_TXN_POOL_H
+#define HYPER_LMDB_TXN_POOL_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+struct txn_pool {
+    MDB_env *env;
+    MDB_txn *txn; /* NULL until the first read */
+    int live;     /* txn is active (not reset) */
+    uint64_t renewals;
+};
+
+void txn_pool_init(struct txn_pool *p, MDB_env *env);
+/* Sets *txn to an active read transaction on the latest snapshot the pool
+ * has taken since the last release.  Returns 0 or an LMDB error. */
+int txn_pool_read(struct txn_pool *p, MDB_txn **txn);
+/* Ends the snapshot; the next txn_pool_read takes a fresh one. */
+void txn_pool_release(struct txn_pool *p);
+/* Frees the transaction and its reader slot (before a map resize). */
+void txn_pool_close(struct txn_pool *p);
+
+#endif
