@@ -60,3 +60,45 @@ erl: | _build/.deps-ok
 
 clean:
 	rm -rf priv/hyper_lmdb_port _build/default _build/test _build/c _build/.deps-ok
+
+# ---- tests --------------------------------------------------------------
+# Every test target prints its own counts; `make test` runs them all and
+# closes with one "N passed, N failed" line (test/summary.sh).
+
+C_TESTS := $(patsubst test/c/%.c,_build/c/%,$(wildcard test/c/test_*.c))
+
+_build/c/%: test/c/%.c $(LIB_SRCS) $(PORT_HDRS) test/c/check.h | _build/.deps-ok
+	@mkdir -p _build/c
+	$(CLANG) $(CSTD) -O1 -g $(WARN) $(SAN) -Iport_src -Itest/c -o $@ $< $(LIB_SRCS) -llmdb -lei -lpthread
+
+# C unit tests of the codec, paths, cache and store under ASan + UBSan.
+test-c: $(C_TESTS)
+	@set -e; for t in $(C_TESTS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+test-erl: all
+	$(REBAR) eunit
+	$(REBAR) ct
+
+dialyzer: all
+	$(REBAR) dialyzer
+
+test: all
+	@bash test/run_all.sh
+
+# ---- benchmarks -----------------------------------------------------------
+BENCH_BIN := _build/bench/echo_port _build/bench/raw_lmdb
+_build/bench/%: bench/%.c | _build/.deps-ok
+	@mkdir -p _build/bench
+	$(CC) $(CSTD) -O2 -g $(WARN) -Iport_src -o $@ $< $(LIB_SRCS) -llmdb -ljemalloc
+
+bench: all $(BENCH_BIN)
+	@mkdir -p _build/bench
+	erlc -o _build/bench bench/hyper_lmdb_bench.erl
+	erl -noshell -pa _build/default/lib/hyper_lmdb/ebin -pa _build/bench \
+	    -eval 'hyper_lmdb_bench:main(["$(BENCH_ARGS)"]), halt().'
+
+# ---- the main job ---------------------------------------------------------
+run: all
+	erlc -o _build/default/lib/hyper_lmdb/ebin bench/hyper_lmdb_demo.erl
+	erl -noshell -pa _build/default/lib/hyper_lmdb/ebin \
+	    -eval 'hyper_lmdb_demo:main("data"), halt().'

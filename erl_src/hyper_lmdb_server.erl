@@ -254,10 +254,12 @@ handle_info({Port, {data, Bin}}, S = #state{port = Port, pending = P}) ->
 handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
     port_died(exit_reason(Status), S);
 handle_info({'EXIT', Port, Reason}, S = #state{port = Port}) ->
+    %% A write to a dead port (epipe) closes it before any exit status.
     port_died({port_closed, Reason}, S);
-handle_info({'EXIT', _Pid, Reason}, S) ->
-    %% Our parent (the supervisor) is going away.
-    {stop, Reason, S};
+handle_info({'EXIT', _, _}, S) ->
+    %% A port we already replaced.  (Our parent's exit is handled by
+    %% gen_server itself, which calls terminate/2.)
+    {noreply, S};
 handle_info(_, S) ->
     {noreply, S}.
 

@@ -546,6 +546,10 @@ void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t 
         return;
     }
     if (is_write(op->code)) {
+        if (d->store->read_only) { /* no write transaction can even begin */
+            reply_error(d, id, HL_ERDONLY);
+            return;
+        }
         rc = batch_add(&d->batch, d->store, base, id, off, len);
         if (rc)
             reply_error(d, id, rc);

@@ -482,9 +482,13 @@ static size_t names_final(const struct store_names *names, const uint8_t *r, siz
     return n;
 }
 
-/* Positions cur on the first key of the walk: asc, the first key >= P/from;
- * desc, the last key < P/from + "0" (i.e. at or below every key of child
- * `from` and its subtree), or the last key of the prefix. */
+/* Positions cur on the first key of the walk: asc, the first key >= P/from
+ * (every key of a child >= from is at or above it); desc, the last key
+ * below every key of every child <= from, or the last key of the prefix.
+ * For desc that is not simply below "P/from0": a child that is a prefix of
+ * `from` followed by a byte below '/' ("c" for from = "c-x") has its
+ * subtree ("P/c/...") above "P/c-x".  The shortest such prefix has the
+ * highest subtree, so the walk starts below "P/" + that prefix + "0". */
 static int list_start(MDB_cursor *cur, const uint8_t *prefix, size_t plen, const uint8_t *from,
                       size_t from_len, int desc, MDB_val *k)
 {
@@ -492,6 +496,12 @@ static int list_start(MDB_cursor *cur, const uint8_t *prefix, size_t plen, const
     size_t slen = plen;
     memcpy(seek, prefix, plen);
     if (from && plen + from_len <= PATH_MAX_KEY) {
+        if (desc)
+            for (size_t i = 1; i < from_len; i++)
+                if (from[i] < '/') {
+                    from_len = i;
+                    break;
+                }
         memcpy(seek + slen, from, from_len);
         slen += from_len;
         if (desc)
@@ -558,8 +568,12 @@ int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
             rc = mdb_cursor_get(cur, &k, &v, desc ? MDB_PREV : MDB_NEXT);
             continue;
         }
-        if (limit && names->n >= limit && names_final(names, rest, rlen, desc) >= limit)
-            break;
+        if (limit && names->n >= limit) {
+            /* A child can be met twice: count each name once. */
+            names_sort_unique(names, desc);
+            if (names_final(names, rest, rlen, desc) >= limit)
+                break;
+        }
         size_t seg = path_segment_len(rest, rlen);
         int in_range = !from || (desc ? path_cmp(rest, seg, from, from_len) <= 0
                                       : path_cmp(rest, seg, from, from_len) >= 0);

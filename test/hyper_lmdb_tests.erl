@@ -1,0 +1,208 @@
+%%% EUnit tests: pure helpers, listing against a model, options, map
+%%% growth, a killed port.  The per-operation API cases are in
+%%% hyper_lmdb_api_SUITE (Common Test).
+-module(hyper_lmdb_tests).
+-include_lib("eunit/include/eunit.hrl").
+-export([random_key/1]).
+
+%%% ---------------------------------------------------------------------
+%%% fixtures
+
+store(Tag) ->
+    store(Tag, #{}).
+
+store(Tag, Extra) ->
+    {ok, _} = application:ensure_all_started(hyper_lmdb),
+    Dir = filename:join(["/tmp", "hyper_lmdb_eunit",
+                         atom_to_list(Tag) ++ "_" ++ integer_to_list(erlang:unique_integer([positive]))]),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    S = maps:merge(#{<<"name">> => list_to_binary(Dir)}, Extra),
+    {ok, _} = hyper_lmdb:start(S),
+    S.
+
+done(S = #{<<"name">> := Dir}) ->
+    ok = hyper_lmdb:stop(S),
+    os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "'").
+
+%%% ---------------------------------------------------------------------
+%%% pure helpers
+
+path_test_() ->
+    S = #{<<"name">> => <<"unused">>},
+    [?_assertEqual(<<"a/b/c">>, hyper_lmdb:path(S, [<<"a">>, "b", c])),
+     ?_assertEqual(<<"a/1">>, hyper_lmdb:path(S, [a, 1])),
+     ?_assertEqual(<<"a/b">>, hyper_lmdb:path(S, <<"//a//b/">>)),
+     ?_assertEqual(<<"ab/c">>, hyper_lmdb:path(S, "ab/c")),
+     ?_assertEqual(<<>>, hyper_lmdb:path(S, [])),
+     ?_assertEqual({error, {bad_argument, path}}, hyper_lmdb:path(S, 42)),
+     ?_assertEqual({error, {bad_argument, path}}, hyper_lmdb:path(S, [self()])),
+     ?_assertEqual([<<"a">>, <<"b">>], hyper_lmdb:add_path(S, [<<"a">>], [<<"b">>])),
+     ?_assertEqual(<<"a/b">>, hyper_lmdb:add_path(S, <<"a/">>, <<"/b">>)),
+     ?_assertEqual(<<"a/b/c">>, hyper_lmdb:add_path(S, "a", [<<"b">>, <<"c">>])),
+     ?_assertEqual(local, hyper_lmdb:scope()),
+     ?_assertEqual(local, hyper_lmdb:scope(S))].
+
+options_test_() ->
+    {ok, _} = application:ensure_all_started(hyper_lmdb),
+    N = <<"/tmp/hyper_lmdb_eunit/opts">>,
+    [?_assertEqual({error, {bad_option, <<"name">>}}, hyper_lmdb:start(#{})),
+     ?_assertEqual({error, {bad_option, <<"name">>}}, hyper_lmdb:start(#{<<"name">> => 42})),
+     ?_assertEqual({error, {bad_option, <<"bogus">>}},
+                   hyper_lmdb:start(#{<<"name">> => N, <<"bogus">> => 1})),
+     ?_assertEqual({error, {bad_option, <<"durability">>}},
+                   hyper_lmdb:start(#{<<"name">> => N, <<"durability">> => <<"maybe">>})),
+     ?_assertEqual({error, {bad_option, <<"capacity">>}},
+                   hyper_lmdb:start(#{<<"name">> => N, <<"capacity">> => -1})),
+     ?_assertEqual({error, {bad_option, <<"read-only">>}},
+                   hyper_lmdb:start(#{<<"name">> => N, <<"read-only">> => yes})),
+     ?_assertEqual({error, {bad_argument, store}}, hyper_lmdb:start(not_a_map))].
+
+%%% ---------------------------------------------------------------------
+%%% listing against a model
+
+%% Segments drawn from bytes around '/' ('-' and '.' sort before it, '0'
+%% after it) so children are met out of name order in key order.
+segment() ->
+    Alphabet = [<<"c">>, <<"c-">>, <<"c-x">>, <<"c.">>, <<"c0">>, <<"d">>, <<"-">>, <<"a">>,
+                <<"c", 0>>, <<255>>, <<"c", 255>>],
+    lists:nth(rand:uniform(length(Alphabet)), Alphabet).
+
+random_key(Parents) ->
+    P = lists:nth(rand:uniform(length(Parents)), Parents),
+    Rest = [segment() || _ <- lists:seq(1, rand:uniform(3))],
+    iolist_to_binary(lists:join($/, [P | Rest])).
+
+model_list(Keys, Parent, From, Limit, Dir) ->
+    Prefix = <<Parent/binary, "/">>,
+    PL = byte_size(Prefix),
+    Children = lists:usort([hd(binary:split(R, <<"/">>)) ||
+                               <<P:PL/binary, R/binary>> <- Keys, P =:= Prefix, R =/= <<>>]),
+    Ordered = case Dir of asc -> Children; desc -> lists:reverse(Children) end,
+    InRange = [C || C <- Ordered,
+                    From =:= undefined orelse
+                        (Dir =:= asc andalso C >= From) orelse
+                        (Dir =:= desc andalso C =< From)],
+    case Limit of
+        0 -> InRange;
+        _ -> lists:sublist(InRange, Limit)
+    end.
+
+list_model_test_() ->
+    {timeout, 120, fun() ->
+        S = store(list_model),
+        rand:seed(exsss, {1, 2, 3}),
+        Parents = [<<"p">>, <<"p/c">>, <<"q">>],
+        lists:foreach(
+            fun(Round) ->
+                ok = hyper_lmdb:reset(S),
+                Keys = lists:usort([random_key(Parents) || _ <- lists:seq(1, 1 + rand:uniform(40))]),
+                [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
+                lists:foreach(
+                    fun(_) ->
+                        Parent = lists:nth(rand:uniform(length(Parents)), Parents),
+                        From = case rand:uniform(3) of 1 -> undefined; _ -> segment() end,
+                        Limit = rand:uniform(5) - 1,
+                        Dir = case rand:uniform(2) of 1 -> asc; 2 -> desc end,
+                        Opts = maps:filter(fun(_, V) -> V =/= undefined end,
+                                           #{from => From, limit => Limit, direction => Dir}),
+                        Expect = model_list(Keys, Parent, From, Limit, Dir),
+                        Got = hyper_lmdb:list(S, Parent, Opts),
+                        Context = {Round, Keys, Parent, Opts},
+                        ?assertEqual({{ok, Expect}, Context}, {Got, Context})
+                    end,
+                    lists:seq(1, 30))
+            end,
+            lists:seq(1, 200)),
+        done(S)
+    end}.
+
+%%% ---------------------------------------------------------------------
+%%% the store as a whole
+
+map_growth_test_() ->
+    {timeout, 120, fun() ->
+        S = store(growth, #{<<"capacity">> => 1 bsl 20}),
+        Big = crypto:strong_rand_bytes(8 bsl 20),
+        [?assertEqual(ok, hyper_lmdb:write(S, [<<"big">>, I], Big)) || I <- lists:seq(1, 4)],
+        [?assertEqual({ok, Big}, hyper_lmdb:read(S, [<<"big">>, I])) || I <- lists:seq(1, 4)],
+        #{map_grows := Grows, map_size := Size} = hyper_lmdb:stats(S),
+        ?assert(Grows > 0),
+        ?assert(Size >= 32 bsl 20),
+        done(S)
+    end}.
+
+read_only_test() ->
+    S = store(ro),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    ok = hyper_lmdb:stop(S),
+    RO = S#{<<"read-only">> => true},
+    {ok, _} = hyper_lmdb:start(RO),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(RO, <<"k">>)),
+    ?assertEqual({error, read_only}, hyper_lmdb:write(RO, <<"k">>, <<"w">>)),
+    ?assertEqual({error, read_only}, hyper_lmdb:make_link(RO, <<"k">>, <<"l">>)),
+    ?assertEqual({error, read_only}, hyper_lmdb:write_many(RO, [{delete, <<"k">>}])),
+    ?assertEqual({error, read_only}, hyper_lmdb:reset(RO)),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(RO, <<"k">>)),
+    ?assertMatch(#{read_only := true}, hyper_lmdb:stats(RO)),
+    done(RO).
+
+%% A port killed with SIGKILL is restarted; committed data is there and
+%% the store serves again.
+killed_port_test_() ->
+    {timeout, 60, fun() ->
+        S = store(kill),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        #{os_pid := OsPid} = hyper_lmdb:stats(S),
+        os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+        ?assertEqual({ok, <<"v">>}, wait_read(S, <<"k">>, 100)),
+        #{port_restarts := R, os_pid := NewPid} = hyper_lmdb:stats(S),
+        ?assertEqual(1, R),
+        ?assertNotEqual(OsPid, NewPid),
+        ok = hyper_lmdb:write(S, <<"k2">>, <<"v2">>),
+        ?assertEqual({ok, <<"v2">>}, hyper_lmdb:read(S, <<"k2">>)),
+        done(S)
+    end}.
+
+wait_read(S, K, 0) -> hyper_lmdb:read(S, K);
+wait_read(S, K, N) ->
+    case hyper_lmdb:read(S, K) of
+        {ok, _} = R -> R;
+        _ -> timer:sleep(10), wait_read(S, K, N - 1)
+    end.
+
+%% Stopping the store closes the port's stdin; the port exits by itself.
+port_exits_on_stop_test() ->
+    S = store(stopexit),
+    #{os_pid := OsPid} = hyper_lmdb:stats(S),
+    ok = hyper_lmdb:stop(S),
+    ?assert(gone(OsPid, 200)),
+    os:cmd("rm -rf '" ++ binary_to_list(maps:get(<<"name">>, S)) ++ "'").
+
+gone(_, 0) -> false;
+gone(OsPid, N) ->
+    case os:cmd("kill -0 " ++ integer_to_list(OsPid) ++ " 2>/dev/null && echo alive") of
+        "alive\n" -> timer:sleep(10), gone(OsPid, N - 1);
+        _ -> true
+    end.
+
+async_durability_test() ->
+    S = store(async, #{<<"durability">> => <<"async">>}),
+    [ok = hyper_lmdb:write(S, [<<"a">>, I], integer_to_binary(I)) || I <- lists:seq(1, 500)],
+    %% read-your-writes: the read is queued behind the writes
+    ?assertEqual({ok, <<"500">>}, hyper_lmdb:read(S, [<<"a">>, 500])),
+    ok = hyper_lmdb:sync(S),
+    ?assertMatch(#{durability := async, entries := 500}, hyper_lmdb:stats(S)),
+    done(S).
+
+fsync_durability_test() ->
+    S = store(fsync, #{<<"durability">> => <<"fsync">>}),
+    Self = self(),
+    Pids = [spawn_link(fun() ->
+                [ok = hyper_lmdb:write(S, [<<"w">>, N, I], <<"v">>) || I <- lists:seq(1, 20)],
+                Self ! {done, self()}
+            end) || N <- lists:seq(1, 16)],
+    [receive {done, P} -> ok end || P <- Pids],
+    #{fsyncs := F, commits := C, batched_writes := W} = hyper_lmdb:stats(S),
+    ?assertEqual(320, W),
+    ?assertEqual(C, F),
+    done(S).
