@@ -98,7 +98,10 @@ bench: all $(BENCH_BIN)
 	    -eval 'hyper_lmdb_bench:main(["$(BENCH_ARGS)"]), halt().'
 
 # ---- the main job ---------------------------------------------------------
+# Opens a store in ./data (DATA=dir to change), exercises it, prints figures.
+DATA ?= data
 run: all
-	erlc -o _build/default/lib/hyper_lmdb/ebin bench/hyper_lmdb_demo.erl
-	erl -noshell -pa _build/default/lib/hyper_lmdb/ebin \
-	    -eval 'hyper_lmdb_demo:main("data"), halt().'
+	@mkdir -p _build/bench
+	erlc -o _build/bench bench/hyper_lmdb_demo.erl
+	erl -noshell -pa _build/default/lib/hyper_lmdb/ebin -pa _build/bench \
+	    -eval 'hyper_lmdb_demo:main("$(DATA)"), halt().'

@@ -19,7 +19,7 @@ start_store(Cfg) ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     %% The table lives as long as the supervisor: servers come and go.
-    ets:new(hyper_lmdb_server:registry(),
+    _ = ets:new(hyper_lmdb_server:registry(),
             [named_table, public, set, {read_concurrency, true}]),
     Flags = #{strategy => simple_one_for_one, intensity => 10, period => 10},
     Child = #{id => hyper_lmdb_server,
