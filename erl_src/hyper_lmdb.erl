@@ -215,6 +215,7 @@ stats(Opts) ->
                     Info = try gen_server:call(Pid, port_info, timeout(Opts))
                            catch exit:_ -> #{restarts => 0, pending => 0} end,
                     (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
+                                             last_port_exit => maps:get(last_exit, Info, undefined),
                                              in_flight => maps:get(pending, Info),
                                              os_pid => maps:get(os_pid, Info, undefined)};
                 Other ->

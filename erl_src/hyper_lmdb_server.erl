@@ -9,22 +9,30 @@
 %%% port can batch the writes among them into one commit.
 %%%
 %%% If the port dies the server restarts it at once: reads that were in
-%%% flight are sent again, writes whose outcome is unknown are answered
-%%% `{error, {port_exit, Reason}}' (in `async' mode, where callers were
-%%% already answered, they are replayed in order instead).
+%%% flight are sent again (once), writes whose outcome is unknown are
+%%% answered `{error, {port_exit, Reason}}' (in `async' mode, where callers
+%%% were already answered, they are replayed in order instead).  A watchdog
+%%% kills a port that has answered nothing for `watchdog' ms while requests
+%%% were waiting, and the same restart follows.
 %%% @end
 -module(hyper_lmdb_server).
 -behaviour(gen_server).
 
--export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1]).
+-export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1,
+         inject_fault/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
 -define(PROTOCOL_VERSION, 1).
-%% Restarts allowed within ?RESTART_WINDOW ms before the server gives up.
--define(MAX_RESTARTS, 10).
+%% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
+%% once; beyond that each waits twice as long (at most a second); more
+%% than ?MAX_RESTARTS within ?RESTART_WINDOW ms and the server gives up.
+-define(FREE_RESTARTS, 5).
+-define(MAX_RESTARTS, 100).
 -define(RESTART_WINDOW, 10000).
+%% Unconfirmed async writes kept before writers wait for confirmation.
+-define(ASYNC_MAX, 10000).
 
 -record(cfg, {
     name :: binary(),
@@ -38,7 +46,9 @@
     max_readers = 126 :: pos_integer(),
     read_ahead = false :: boolean(),
     max_value = (1 bsl 30) - (1 bsl 16) :: pos_integer(),
-    timeout = 60000 :: timeout()
+    timeout = 60000 :: timeout(),
+    watchdog = 30000 :: pos_integer() | infinity,
+    fault_injection = false :: boolean()
 }).
 
 -record(state, {
@@ -46,12 +56,18 @@
     port :: port() | undefined,
     format :: atom(),
     next_id = 1 :: pos_integer(),
-    %% Id => {From | async, Kind, Request}
-    pending = #{} :: #{pos_integer() => {gen_server:from() | async, read | write, tuple()}},
+    %% Id => {From | async, Kind, Request, Tries}
+    pending = #{} :: #{pos_integer() => pending()},
+    async_count = 0 :: non_neg_integer(),
+    %% when the port last answered, or was given work while idle
+    last_progress = 0 :: integer(),
     restarts = 0 :: non_neg_integer(),
     recent_restarts = [] :: [integer()],
     last_exit :: term()
 }).
+
+-type pending() :: {gen_server:from() | async, read | write | control, tuple(),
+                    non_neg_integer()}.
 
 -type cfg() :: #cfg{}.
 -export_type([cfg/0]).
@@ -66,7 +82,7 @@ start_link(Cfg) ->
 
 %% @doc Sends one request and waits at most Timeout ms for its answer;
 %% never raises.
--spec request(pid(), read | write, tuple(), timeout()) -> term().
+-spec request(pid(), read | write | control, tuple(), timeout()) -> term().
 request(Pid, Kind, Req, Timeout) ->
     try
         gen_server:call(Pid, {req, Kind, Req}, Timeout)
@@ -77,6 +93,14 @@ request(Pid, Kind, Req, Timeout) ->
         exit:{shutdown, _} -> {error, not_started};
         exit:{Reason, _} -> {error, {store_down, Reason}}
     end.
+
+%% @doc Test hook: arms a fault in the port (crash_before_commit,
+%% crash_after_commit, crash_mid_reply, hang).  The port refuses it unless
+%% the store was started with `<<"fault-injection">> => true'.
+-spec inject_fault(pid(), atom()) -> term().
+inject_fault(Pid, Point) ->
+    %% `control': neither retried after a crash nor acknowledged early
+    request(Pid, control, {fault, Point}, 5000).
 
 %% @doc Stops the server: closes the port, which then exits on EOF.
 -spec stop(pid(), timeout()) -> ok.
@@ -171,6 +195,8 @@ set(<<"read-ahead">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_ahead = V}};
 set(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 bsl 16) ->
     {ok, C#cfg{max_value = V}};
 set(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{timeout = V}};
+set(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
+set(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
 set(_, _, _) -> error.
 
 to_bin(V) when is_binary(V) -> V;
@@ -201,7 +227,8 @@ init(Cfg = #cfg{name = Name}) ->
 open(Cfg) ->
     case open_port(Cfg) of
         {ok, Port, Format} ->
-            {ok, #state{cfg = Cfg, port = Port, format = Format}};
+            watchdog_tick(Cfg),
+            {ok, #state{cfg = Cfg, port = Port, format = Format, last_progress = now_ms()}};
         {error, Reason} ->
             ets:delete_object(?REGISTRY, {Cfg#cfg.name, self()}),
             {stop, Reason}
@@ -211,11 +238,13 @@ open(Cfg) ->
 -spec handle_call(term(), gen_server:from(), #state{}) ->
     {reply, term(), #state{}} | {noreply, #state{}} | {stop, normal, ok, #state{}}.
 handle_call({req, Kind, Req}, From, S = #state{cfg = Cfg}) ->
-    case Kind =:= write andalso Cfg#cfg.durability =:= <<"async">> of
+    case Kind =:= write andalso Cfg#cfg.durability =:= <<"async">>
+             andalso S#state.async_count < ?ASYNC_MAX of
         true ->
-            %% async: acknowledged once queued; kept until the port confirms.
-            S2 = send(async, Kind, Req, S),
-            {reply, ok, S2};
+            %% async: acknowledged once queued; kept until the port
+            %% confirms it, to be replayed if the port dies first.  When
+            %% too many are unconfirmed, writers wait for their commit.
+            {reply, ok, send(async, Kind, Req, S)};
         false ->
             {noreply, send(From, Kind, Req, S)}
     end;
@@ -235,20 +264,34 @@ handle_cast(_, S) ->
 
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
-handle_info({Port, {data, Bin}}, S = #state{port = Port, pending = P}) ->
+handle_info({Port, {data, Bin}}, S0 = #state{port = Port, pending = P}) ->
     {Id, Result} = binary_to_term(Bin),
+    S = S0#state{last_progress = now_ms()},
     case maps:take(Id, P) of
-        {{async, _, _}, P2} ->
+        {{async, _, _, _}, P2} ->
             case Result of
                 ok -> ok;
                 _ -> logger:error("hyper_lmdb ~s: async write failed: ~p",
                                   [S#state.cfg#cfg.name, Result])
             end,
-            {noreply, S#state{pending = P2}};
-        {{From, _, _}, P2} ->
+            {noreply, S#state{pending = P2, async_count = S#state.async_count - 1}};
+        {{From, _, _, _}, P2} ->
             gen_server:reply(From, Result),
             {noreply, S#state{pending = P2}};
         error ->
+            {noreply, S}
+    end;
+handle_info(watchdog, S = #state{cfg = Cfg, port = Port, pending = P}) ->
+    watchdog_tick(Cfg),
+    case map_size(P) > 0 andalso now_ms() - S#state.last_progress > Cfg#cfg.watchdog of
+        true ->
+            %% Requests wait and nothing has come back for too long: the
+            %% port is hung.  Kill it hard and restart as after a crash.
+            logger:error("hyper_lmdb ~s: port silent for ~b ms with ~b requests waiting; killing it",
+                         [Cfg#cfg.name, now_ms() - S#state.last_progress, map_size(P)]),
+            kill_port(Port),
+            port_died(hung, S);
+        false ->
             {noreply, S}
     end;
 handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
@@ -268,18 +311,47 @@ handle_info(_, S) ->
 terminate(_Reason, S = #state{cfg = Cfg, port = Port}) ->
     catch port_close(Port),
     %% Callers still waiting hear why instead of hanging.
-    maps:foreach(fun(_, {async, _, _}) -> ok;
-                    (_, {From, _, _}) -> gen_server:reply(From, {error, not_started})
-                 end, S#state.pending),
+    fail_all(S#state.pending, not_started),
     catch ets:delete_object(?REGISTRY, {Cfg#cfg.name, self()}),
     ok.
 
 %%% ---------------------------------------------------------------------
 %%% the port
 
-send(From, Kind, Req, S = #state{port = Port, next_id = Id, pending = P}) ->
-    port_command(Port, term_to_binary(erlang:insert_element(1, Req, Id))),
-    S#state{next_id = Id + 1, pending = P#{Id => {From, Kind, Req}}}.
+send(From, Kind, Req, S) ->
+    send(From, Kind, Req, 0, S).
+
+send(From, Kind, Req, Tries, S = #state{port = Port, next_id = Id, pending = P}) ->
+    try
+        port_command(Port, term_to_binary(erlang:insert_element(1, Req, Id)))
+    catch
+        %% The port is already closed; its 'EXIT' is on its way, and
+        %% port_died/2 settles this request with the others.
+        error:badarg -> ok
+    end,
+    S1 = case map_size(P) of
+             0 -> S#state{last_progress = now_ms()};
+             _ -> S
+         end,
+    Async = case From of async -> 1; _ -> 0 end,
+    S1#state{next_id = Id + 1, pending = P#{Id => {From, Kind, Req, Tries}},
+             async_count = S#state.async_count + Async}.
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).
+
+watchdog_tick(#cfg{watchdog = infinity}) -> ok;
+watchdog_tick(#cfg{watchdog = W}) ->
+    _ = erlang:send_after(max(10, W div 4), self(), watchdog),
+    ok.
+
+kill_port(Port) ->
+    case os_pid(Port) of
+        undefined -> ok;
+        OsPid -> _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)), ok
+    end,
+    catch port_close(Port),
+    ok.
 
 port_args(#cfg{dir = Dir} = C) ->
     ["--dir", Dir,
@@ -290,7 +362,8 @@ port_args(#cfg{dir = Dir} = C) ->
      "--max-hops", integer_to_list(C#cfg.max_hops),
      "--durability", binary_to_list(C#cfg.durability),
      "--sync-interval", integer_to_list(C#cfg.sync_interval),
-     "--format", case C#cfg.format of auto -> "auto"; F -> binary_to_list(F) end].
+     "--format", case C#cfg.format of auto -> "auto"; F -> binary_to_list(F) end,
+     "--fault-injection", bool(C#cfg.fault_injection)].
 
 bool(true) -> "1";
 bool(false) -> "0".
@@ -365,23 +438,24 @@ exit_reason(S) when S > 128 -> {signal, S - 128};
 exit_reason(S) -> {exit, S}.
 
 %% The port is gone: restart it, then settle what was in flight.  Reads
-%% are sent again; writes whose commit we cannot know are answered with
-%% an error, except async writes, which are replayed in order.
+%% are sent again, once (a read that kills the port twice is answered with
+%% the error); writes whose commit we cannot know are answered with an
+%% error, except async writes, which are replayed in order.
 port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
-    Now = erlang:monotonic_time(millisecond),
+    Now = now_ms(),
     Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
     logger:warning("hyper_lmdb ~s: port exited (~p), restarting", [Cfg#cfg.name, Reason]),
-    S1 = S#state{port = undefined, recent_restarts = [Now | Recent],
+    S1 = S#state{port = undefined, recent_restarts = [Now | Recent], async_count = 0,
                  restarts = S#state.restarts + 1, last_exit = Reason, pending = #{}},
     case length(Recent) >= ?MAX_RESTARTS of
         true ->
             fail_all(P, {port_exit, Reason}),
             {stop, {port_restart_limit, Reason}, S1};
         false ->
-            timer:sleep(min(1000, 10 * length(Recent))),
+            timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
             case open_port(Cfg) of
                 {ok, Port, Format} ->
-                    S2 = S1#state{port = Port, format = Format},
+                    S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
                     {noreply, resend(lists:sort(maps:to_list(P)), Reason, S2)};
                 {error, Why} ->
                     fail_all(P, {port_exit, Reason}),
@@ -389,17 +463,21 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
             end
     end.
 
+backoff(LastSecond) when length(LastSecond) < ?FREE_RESTARTS -> 0;
+backoff(LastSecond) -> min(1000, 10 bsl (length(LastSecond) - ?FREE_RESTARTS)).
+
 resend([], _Reason, S) ->
     S;
-resend([{_, {From, read, Req}} | T], Reason, S) ->
-    resend(T, Reason, send(From, read, Req, S));
-resend([{_, {async, write, Req}} | T], Reason, S) ->
-    resend(T, Reason, send(async, write, Req, S));
-resend([{_, {From, write, _}} | T], Reason, S) ->
+resend([{_, {async, write, Req, Tries}} | T], Reason, S) ->
+    resend(T, Reason, send(async, write, Req, Tries + 1, S));
+resend([{_, {From, read, Req, 0}} | T], Reason, S) ->
+    resend(T, Reason, send(From, read, Req, 1, S));
+resend([{_, {From, _, _, _}} | T], Reason, S) ->
     gen_server:reply(From, {error, {port_exit, Reason}}),
     resend(T, Reason, S).
 
+%% Answers every waiting caller with {error, Error}.
 fail_all(P, Error) ->
-    maps:foreach(fun(_, {async, _, _}) -> ok;
-                    (_, {From, _, _}) -> gen_server:reply(From, {error, Error})
+    maps:foreach(fun(_, {async, _, _, _}) -> ok;
+                    (_, {From, _, _, _}) -> gen_server:reply(From, {error, Error})
                  end, P).

@@ -24,9 +24,10 @@ init([]) ->
     Flags = #{strategy => simple_one_for_one, intensity => 10, period => 10},
     Child = #{id => hyper_lmdb_server,
               start => {hyper_lmdb_server, start_link, []},
-              %% a server that stops normally (stop/1) stays stopped; one
-              %% that crashed is restarted and reopens its store
-              restart => transient,
+              %% not restarted here: the server restarts its own port, and
+              %% the next call to a store whose server died starts a new
+              %% one, so a crash loop cannot take the other stores down
+              restart => temporary,
               shutdown => 10000,
               type => worker,
               modules => [hyper_lmdb_server]},

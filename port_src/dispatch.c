@@ -1,15 +1,17 @@
 /* dispatch.c - request decoding, execution and reply encoding (dispatch.h). */
 #include "dispatch.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "frame.h"
 #include "protocol.h"
 
 enum op_code {
-    OP_READ, OP_READ_MANY, OP_TYPE, OP_RESOLVE, OP_LIST, OP_STATS, OP_SYNC, OP_PING,
+    OP_READ, OP_READ_MANY, OP_TYPE, OP_RESOLVE, OP_LIST, OP_STATS, OP_SYNC, OP_PING, OP_FAULT,
     /* writes: everything from OP_WRITE on goes through the batch */
     OP_WRITE, OP_MAKE_GROUP, OP_MAKE_LINK, OP_DELETE, OP_WRITE_MANY, OP_RESET,
 };
@@ -23,6 +25,7 @@ static const struct op {
     {"type", OP_TYPE, 3},           {"resolve", OP_RESOLVE, 3},
     {"list", OP_LIST, 6},           {"stats", OP_STATS, 2},
     {"sync", OP_SYNC, 2},           {"ping", OP_PING, 2},
+    {"fault", OP_FAULT, 3},
     {"write", OP_WRITE, 4},         {"make_group", OP_MAKE_GROUP, 3},
     {"make_link", OP_MAKE_LINK, 4}, {"delete", OP_DELETE, 3},
     {"write_many", OP_WRITE_MANY, 3}, {"reset", OP_RESET, 2},
@@ -334,6 +337,19 @@ static int serve_read(struct dispatch *d, const struct op *op, struct codec_dec 
         reply_atom(d, id, "pong");
         return 0;
     }
+    if (op->code == OP_FAULT) {
+        static const char *const points[] = {"crash_before_commit", "crash_after_commit",
+                                             "crash_mid_reply", "hang"};
+        if (!d->faults_enabled)
+            return bad(d, "fault_injection_disabled");
+        for (int i = 0; i < 4; i++)
+            if (codec_dec_is_atom(dec, points[i])) {
+                d->fault_next = FAULT_BEFORE_COMMIT + i;
+                reply_atom(d, id, "ok");
+                return 0;
+            }
+        return bad(d, "bad_fault");
+    }
     if (op->code == OP_SYNC) {
         if (!s->read_only && (rc = mdb_env_sync(s->env, 1)))
             return rc;
@@ -517,12 +533,24 @@ void dispatch_free(struct dispatch *d)
     free(d->path_b.p);
 }
 
+void dispatch_crash(void)
+{
+    raise(SIGKILL);
+    _exit(127); /* not reached */
+}
+
 void dispatch_end_of_input(struct dispatch *d)
 {
     struct batch *b = &d->batch;
     if (!batch_open(d->store) && b->n == 0)
         return;
+    if (d->fault == FAULT_BEFORE_COMMIT)
+        dispatch_crash();
     int rc = batch_commit(b, d->store, d->base);
+    if (d->fault == FAULT_AFTER_COMMIT)
+        dispatch_crash();
+    if (d->fault == FAULT_MID_REPLY)
+        d->crash_on_flush = 1;
     for (size_t i = 0; i < b->n; i++) {
         if (rc)
             reply_error(d, b->v[i].id, rc);
@@ -539,6 +567,9 @@ void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t 
     const struct op *op;
     d->requests++;
     d->base = base;
+    if (d->fault == FAULT_HANG)
+        for (;;)
+            pause(); /* until the server's watchdog kills us */
     codec_dec_init(&dec, base + off, len);
     int rc = decode_header(d, &dec, &id, &op);
     if (rc) {

@@ -22,6 +22,11 @@ struct scratch {
     size_t cap;
 };
 
+/* Test-only failure points (protocol.h, {Id, fault, Point}). */
+enum dispatch_fault {
+    FAULT_NONE, FAULT_BEFORE_COMMIT, FAULT_AFTER_COMMIT, FAULT_MID_REPLY, FAULT_HANG,
+};
+
 struct dispatch {
     struct store *store;
     struct batch batch;
@@ -31,6 +36,10 @@ struct dispatch {
     const uint8_t *base;   /* input buffer the current frames live in */
     const char *bad_what;  /* detail for the last HL_EBADREQ */
     size_t batch_max;      /* writes per group commit */
+    int faults_enabled;    /* --fault-injection: accept {fault, Point} */
+    int fault;             /* the armed enum dispatch_fault */
+    int fault_next;        /* armed once the reply to {fault, _} is out */
+    int crash_on_flush;    /* write half of `out`, then die (mid-reply) */
     uint64_t requests, bad_requests, background_syncs;
 };
 
@@ -40,6 +49,9 @@ void dispatch_free(struct dispatch *d);
 /* Serves the request frame <base + off, len>.  base must stay valid, and
  * the frame where it is, until dispatch_end_of_input returns. */
 void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t len);
+
+/* Dies by SIGKILL, as a crash would: no cleanup, no more output. */
+void dispatch_crash(void);
 
 /* Commits the open write batch, if any, and answers its requests. */
 void dispatch_end_of_input(struct dispatch *d);

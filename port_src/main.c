@@ -6,6 +6,7 @@
  *          [--format auto|tagged|hb_store_lmdb]
  *          [--durability commit|fsync|async] [--sync-interval MS]
  *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
+ *          [--fault-injection 0|1]
  *
  * The loop: wait for input (or for the sync interval to pass), read what
  * is there, serve every complete frame in order, commit the batch of
@@ -35,6 +36,7 @@ struct options {
     size_t max_frame;
     size_t batch_max;
     int sync_interval_ms;
+    int fault_injection;
 };
 
 static void usage(const char *why)
@@ -92,6 +94,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             o->batch_max = number(v, k);
         else if (!strcmp(k, "--sync-interval"))
             o->sync_interval_ms = (int)number(v, k);
+        else if (!strcmp(k, "--fault-injection"))
+            o->fault_injection = number(v, k) != 0;
         else if (!strcmp(k, "--format")) {
             if (!strcmp(v, "auto"))
                 o->store.format = FORMAT_AUTO;
@@ -150,15 +154,25 @@ int main(int argc, char **argv)
     struct dispatch d;
     struct frame_in in;
     dispatch_init(&d, &store, opt.batch_max);
+    d.faults_enabled = opt.fault_injection;
     frame_in_init(&in, opt.max_frame);
     dispatch_hello(&d);
     int status = EXIT_OK;
     uint64_t synced_commits = 0;
 
     for (;;) {
+        if (d.crash_on_flush) { /* fault injection: die mid-reply */
+            if (write(out_fd, d.out.buf, d.out.len / 2) < 0)
+                perror("hyper_lmdb_port: write");
+            dispatch_crash();
+        }
         if (frame_flush(&d.out, out_fd)) {
             status = EXIT_OUTPUT;
             break;
+        }
+        if (d.fault_next) { /* its caller has heard ok: now it may fire */
+            d.fault = d.fault_next;
+            d.fault_next = 0;
         }
         /* Idle: flush commits to disk every sync interval, and let go of
          * the read snapshot so it pins no pages. */

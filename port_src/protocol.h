@@ -50,6 +50,11 @@
  *     {Id, sync}                     -> ok          fsync of the environment
  *     {Id, stats}                    -> [{Key :: atom, integer | atom}]
  *     {Id, ping}                     -> pong
+ *     {Id, fault, Point}             -> ok   test hook, refused unless the
+ *           port runs with --fault-injection 1.  Point = crash_before_commit
+ *           | crash_after_commit | crash_mid_reply (the next write batch
+ *           dies there by SIGKILL; mid-reply writes half of the replies
+ *           first) | hang (the next request never returns).
  *
  *   Every request may instead be answered {Id, {error, Reason}}.  Reasons:
  *     empty_path, {key_too_long, Bytes}, read_only,

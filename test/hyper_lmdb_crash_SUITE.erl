@@ -1,0 +1,308 @@
+%%% Crash isolation and durability (SPEC section 5): the port killed with
+%%% SIGKILL at random moments, crashes injected before a commit, after it
+%%% and in the middle of a reply, a hung port, and the whole BEAM killed.
+%%% After each: every write answered `ok' is there.
+%%%
+%%% HYPER_LMDB_KILL_ROUNDS sets the rounds of the kill test (default 50;
+%%% `make soak` runs more).
+-module(hyper_lmdb_crash_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("eunit/include/eunit.hrl").
+
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
+         init_per_testcase/2, end_per_testcase/2]).
+-export([kill9_while_writing/1, injected_crash_points/1, async_survives_port_crashes/1,
+         fsync_survives_port_crashes/1, hung_port_is_replaced/1, beam_killed_during_writes/1,
+         exit_reasons_are_readable/1]).
+
+suite() -> [{timetrap, {minutes, 10}}].
+
+all() ->
+    [kill9_while_writing, injected_crash_points, async_survives_port_crashes,
+     fsync_survives_port_crashes, hung_port_is_replaced, beam_killed_during_writes,
+     exit_reasons_are_readable].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(hyper_lmdb),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_testcase(Case, Config) ->
+    Dir = filename:join(?config(priv_dir, Config), atom_to_list(Case)),
+    [{store, #{<<"name">> => list_to_binary(Dir), <<"fault-injection">> => true}} | Config].
+
+end_per_testcase(_Case, Config) ->
+    hyper_lmdb:stop(?config(store, Config)),
+    ok.
+
+%%% ---------------------------------------------------------------------
+%%% writers
+
+%% Starts N writers; each writes keys w<N>/<Round>/<Seq> until told to
+%% stop and then reports the keys that were answered ok.
+start_writers(S, N, Round) ->
+    Parent = self(),
+    [spawn_link(fun() -> writer(Parent, S, W, Round, 0, []) end) || W <- lists:seq(1, N)].
+
+writer(Parent, S, W, Round, Seq, Acked) ->
+    receive
+        stop -> Parent ! {acked, self(), Acked}
+    after 0 ->
+        Key = key(W, Round, Seq),
+        case hyper_lmdb:write(S, Key, Key) of
+            ok -> writer(Parent, S, W, Round, Seq + 1, [Key | Acked]);
+            {error, {port_exit, _}} -> writer(Parent, S, W, Round, Seq + 1, Acked);
+            Other -> exit({unexpected_write_result, Key, Other})
+        end
+    end.
+
+stop_writers(Pids) ->
+    [P ! stop || P <- Pids],
+    lists:append([receive {acked, P, A} -> A end || P <- Pids]).
+
+key(W, Round, Seq) ->
+    iolist_to_binary(io_lib:format("w~b/~b/~b", [W, Round, Seq])).
+
+%% Every acknowledged key reads back with its own value.
+assert_present(S, Keys) ->
+    lists:foreach(
+        fun(Chunk) ->
+            Got = hyper_lmdb:read_many(S, Chunk),
+            Missing = [K || {K, R} <- lists:zip(Chunk, Got), R =/= {ok, K}],
+            ?assertEqual([], Missing)
+        end,
+        chunks(Keys, 500)).
+
+chunks([], _) -> [];
+chunks(L, N) when length(L) =< N -> [L];
+chunks(L, N) -> {H, T} = lists:split(N, L), [H | chunks(T, N)].
+
+%% Arms a fault.  Its `ok' can be lost when the port dies of it at once:
+%% a write to the dead pipe (epipe) closes the port before the replies
+%% still in its stdout pipe are read, so the server answers port_exit.
+inject(Pid, Point) ->
+    case hyper_lmdb_server:inject_fault(Pid, Point) of
+        ok -> ok;
+        {error, {port_exit, _}} -> ok
+    end.
+
+os_pid(S) ->
+    maps:get(os_pid, hyper_lmdb:stats(S)).
+
+%% Asked of the server only: a request to a port that just died would
+%% race with its exit status.
+restarts(S) ->
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    maps:get(restarts, gen_server:call(Pid, port_info)).
+
+last_exit(S) ->
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    maps:get(last_exit, gen_server:call(Pid, port_info)).
+
+%% Milliseconds from now until the store answers a read again.
+until_serving(S, T0) ->
+    case hyper_lmdb:read(S, <<"probe">>) of
+        {ok, _} -> erlang:monotonic_time(millisecond) - T0;
+        not_found -> erlang:monotonic_time(millisecond) - T0;
+        _ -> timer:sleep(1), until_serving(S, T0)
+    end.
+
+wait_restarts(S, N) ->
+    wait_restarts(S, N, 500).
+wait_restarts(S, N, 0) -> ?assertEqual(N, restarts(S));
+wait_restarts(S, N, Tries) ->
+    case restarts(S) >= N of
+        true -> ok;
+        false -> timer:sleep(10), wait_restarts(S, N, Tries - 1)
+    end.
+
+%%% ---------------------------------------------------------------------
+%%% cases
+
+%% SIGKILL at random moments while four processes write: every ok is
+%% there, the entry count matches what can be listed, and the store
+%% serves again within 100 ms of each kill.
+kill9_while_writing(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S),
+    Rounds = case os:getenv("HYPER_LMDB_KILL_ROUNDS") of
+                 false -> 50;
+                 V -> list_to_integer(V)
+             end,
+    Recovery = lists:map(
+        fun(Round) ->
+            Writers = start_writers(S, 4, Round),
+            %% Rounds of at least 250 ms: fewer than the server's five
+            %% free restarts a second, so no restart waits for backoff.
+            timer:sleep(150 + rand:uniform(100)),
+            OsPid = os_pid(S),
+            T0 = erlang:monotonic_time(millisecond),
+            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+            Ms = until_serving(S, T0),
+            timer:sleep(rand:uniform(20)),
+            Acked = stop_writers(Writers),
+            assert_present(S, Acked),
+            %% Restarts at most once per round, so never hits the limit.
+            Ms
+        end,
+        lists:seq(1, Rounds)),
+    ct:pal("~b kills; recovery ms: median ~b, max ~b", [Rounds, median(Recovery), lists:max(Recovery)]),
+    ?assert(lists:max(Recovery) =< 100),
+    ?assert(restarts(S) >= Rounds),
+    %% The count LMDB keeps agrees with the keys that are there.
+    Listed = lists:sum([length(element(2, hyper_lmdb:list(S, [W, R])))
+                        || W <- [<<"w1">>, <<"w2">>, <<"w3">>, <<"w4">>],
+                           R <- element(2, hyper_lmdb:list(S, W))]),
+    ?assertMatch(#{entries := Listed}, hyper_lmdb:stats(S)),
+    ok = hyper_lmdb:stop(S),
+    %% ... and the directory opens cleanly with LMDB's own tool.
+    Out = os:cmd("mdb_stat -s hyper_lmdb.data " ++ binary_to_list(maps:get(<<"name">>, S))),
+    ?assertMatch({match, _}, re:run(Out, "Entries: " ++ integer_to_list(Listed) ++ "\n")).
+
+median(L) -> lists:nth((length(L) + 1) div 2, lists:sort(L)).
+
+%% A crash before the commit, after it but before the reply, and half way
+%% through writing the replies: writes in flight get {error, {port_exit,
+%% _}} (their outcome is unknown), every ok is there.
+injected_crash_points(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S),
+    Points = [crash_before_commit, crash_after_commit, crash_mid_reply],
+    lists:foreach(
+        fun({Round, Point}) ->
+            R0 = restarts(S),
+            Writers = start_writers(S, 4, Round),
+            timer:sleep(10 + rand:uniform(30)),
+            {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+            inject(Pid, Point),
+            wait_restarts(S, R0 + 1),
+            timer:sleep(10),
+            Acked = stop_writers(Writers),
+            ?assert(length(Acked) > 0),
+            assert_present(S, Acked)
+        end,
+        lists:zip(lists:seq(1, 15), lists:append(lists:duplicate(5, Points)))),
+    ok.
+
+%% async: ok means queued; the server replays what the port had not
+%% confirmed into the restarted port, so no acknowledged write is lost.
+async_survives_port_crashes(Config) ->
+    crash_mode(Config, <<"async">>).
+
+%% fsync: the same guarantee as commit, with one fsync per group commit.
+fsync_survives_port_crashes(Config) ->
+    crash_mode(Config, <<"fsync">>).
+
+crash_mode(Config, Mode) ->
+    S = (?config(store, Config))#{<<"durability">> => Mode},
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    Points = [crash_before_commit, crash_after_commit, crash_mid_reply, kill],
+    Acked = lists:append(lists:map(
+        fun({Round, Point}) ->
+            R0 = restarts(S),
+            Writers = start_writers(S, 4, Round),
+            timer:sleep(10 + rand:uniform(30)),
+            case Point of
+                kill -> os:cmd("kill -9 " ++ integer_to_list(os_pid(S)));
+                _ -> inject(Pid, Point)
+            end,
+            wait_restarts(S, R0 + 1),
+            timer:sleep(10),
+            stop_writers(Writers)
+        end,
+        lists:zip(lists:seq(1, 12), lists:append(lists:duplicate(3, Points))))),
+    ok = hyper_lmdb:sync(S),
+    ?assertMatch(#{durability := _}, hyper_lmdb:stats(S)),
+    assert_present(S, Acked),
+    ct:pal("~s: ~b acknowledged writes, all present", [Mode, length(Acked)]).
+
+%% A port that stops answering is killed by the watchdog and replaced;
+%% every caller gets its answer or {error, timeout}, none hangs.
+hung_port_is_replaced(Config) ->
+    S = (?config(store, Config))#{<<"watchdog">> => 300, <<"timeout">> => 2000},
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    OsPid = os_pid(S),
+    ok = hyper_lmdb_server:inject_fault(Pid, hang),
+    Parent = self(),
+    T0 = erlang:monotonic_time(millisecond),
+    Callers = [spawn_link(fun() -> Parent ! {self(), hyper_lmdb:read(S, <<"k">>)} end)
+               || _ <- lists:seq(1, 8)],
+    Results = [receive {C, R} -> R after 5000 -> stuck end || C <- Callers],
+    Elapsed = erlang:monotonic_time(millisecond) - T0,
+    ct:pal("hung port: answers ~p after ~b ms", [lists:usort(Results), Elapsed]),
+    [?assert(R =:= {ok, <<"v">>} orelse R =:= {error, timeout}) || R <- Results],
+    ?assertNotEqual(OsPid, os_pid(S)),
+    ?assertMatch(#{port_restarts := 1, last_port_exit := hung}, hyper_lmdb:stats(S)),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)).
+
+%% Kill -9 a whole node while it writes; reopen from this node: every
+%% write it had acknowledged (in commit mode) is there, its port exited by
+%% itself on stdin EOF, and no stale reader slot is left behind.
+beam_killed_during_writes(Config) ->
+    S = maps:remove(<<"fault-injection">>, ?config(store, Config)),
+    Dir = binary_to_list(maps:get(<<"name">>, S)),
+    Ebin = filename:join(code:lib_dir(hyper_lmdb), "ebin"),
+    Code = lists:flatten(io_lib:format(
+        "{ok, _} = application:ensure_all_started(hyper_lmdb),"
+        "S = #{<<\"name\">> => <<~p>>},"
+        "{ok, _} = hyper_lmdb:start(S),"
+        "io:format(\"port ~~b~~n\", [maps:get(os_pid, hyper_lmdb:stats(S))]),"
+        "Loop = fun L(I) -> K = integer_to_binary(I),"
+        "  ok = hyper_lmdb:write(S, K, K), io:format(\"ack ~~b~~n\", [I]), L(I + 1) end,"
+        "Loop(0).", [Dir])),
+    Erl = os:find_executable("erl"),
+    Node = open_port({spawn_executable, Erl},
+                     [{args, ["-noshell", "-pa", Ebin, "-eval", Code]},
+                      {line, 256}, exit_status, use_stdio, stderr_to_stdout]),
+    {os_pid, NodePid} = erlang:port_info(Node, os_pid),
+    PortPid = receive_port_pid(Node),
+    Acked = collect_acks(Node, erlang:monotonic_time(millisecond) + 1500, -1),
+    _ = os:cmd("kill -9 " ++ integer_to_list(NodePid)),
+    ?assert(Acked > 10),
+    ?assert(gone(PortPid, 300)),
+    catch port_close(Node),
+    {ok, _} = hyper_lmdb:start(S),
+    assert_present(S, [integer_to_binary(I) || I <- lists:seq(0, Acked)]),
+    ok = hyper_lmdb:stop(S),
+    Readers = os:cmd("mdb_stat -rr " ++ Dir),
+    ct:pal("node killed after ~b acknowledged writes; mdb_stat -rr:~n~s", [Acked + 1, Readers]),
+    ?assertMatch({match, _}, re:run(Readers, " 0 stale readers cleared")).
+
+receive_port_pid(Node) ->
+    receive
+        {Node, {data, {eol, "port " ++ P}}} -> list_to_integer(P);
+        {Node, {data, {_, Line}}} -> ct:pal("node: ~s", [Line]), receive_port_pid(Node);
+        {Node, {exit_status, St}} -> exit({node_died, St})
+    after 20000 -> exit(node_did_not_start)
+    end.
+
+collect_acks(Node, Deadline, Last) ->
+    Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    receive
+        {Node, {data, {eol, "ack " ++ N}}} -> collect_acks(Node, Deadline, list_to_integer(N));
+        {Node, {data, _}} -> collect_acks(Node, Deadline, Last);
+        {Node, {exit_status, St}} -> exit({node_died, St})
+    after Left -> Last
+    end.
+
+gone(_, 0) -> false;
+gone(OsPid, N) ->
+    case os:cmd("kill -0 " ++ integer_to_list(OsPid) ++ " 2>/dev/null && echo alive") of
+        "alive\n" -> timer:sleep(10), gone(OsPid, N - 1);
+        _ -> true
+    end.
+
+%% Exit codes and signals become reasons a person can read.
+exit_reasons_are_readable(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S),
+    _ = os:cmd("kill -TERM " ++ integer_to_list(os_pid(S))),
+    wait_restarts(S, 1),
+    ?assertEqual({signal, 15}, last_exit(S)),
+    _ = os:cmd("kill -9 " ++ integer_to_list(os_pid(S))),
+    wait_restarts(S, 2),
+    ?assertEqual({signal, 9}, last_exit(S)),
+    ?assertEqual(not_found, hyper_lmdb:read(S, <<"nothing">>)).
