@@ -50,7 +50,8 @@ start(Opts) ->
                 error ->
                     case hyper_lmdb_sup:start_store(Cfg) of
                         {ok, Pid} -> {ok, Opts#{<<"pid">> => Pid}};
-                        {error, {already_started, Pid}} -> {ok, Opts#{<<"pid">> => Pid}};
+                        {error, {shutdown, {already_started, Pid}}} -> {ok, Opts#{<<"pid">> => Pid}};
+                        {error, {shutdown, Reason}} -> {error, Reason};
                         {error, _} = E -> E
                     end
             end;

@@ -214,7 +214,7 @@ init(Cfg = #cfg{name = Name}) ->
         false ->
             case lookup(Name) of
                 {ok, Pid} ->
-                    {stop, {already_started, Pid}};
+                    {stop, {shutdown, {already_started, Pid}}};
                 error ->
                     %% A dead server's entry: take it over.
                     ets:insert(?REGISTRY, {Name, self()}),
@@ -231,7 +231,9 @@ open(Cfg) ->
             {ok, #state{cfg = Cfg, port = Port, format = Format, last_progress = now_ms()}};
         {error, Reason} ->
             ets:delete_object(?REGISTRY, {Cfg#cfg.name, self()}),
-            {stop, Reason}
+            %% {shutdown, _}: an expected failure, reported to the caller
+            %% as a value, not logged as a crash.
+            {stop, {shutdown, Reason}}
     end.
 
 %% @private

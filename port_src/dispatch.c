@@ -1,6 +1,7 @@
 /* dispatch.c - request decoding, execution and reply encoding (dispatch.h). */
 #include "dispatch.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -611,6 +612,28 @@ void dispatch_hello(struct dispatch *d)
     reply_end(d, start, 0);
 }
 
+/* The POSIX name of an errno value, as file:format_error/1 knows them. */
+static const char *errno_atom(int code)
+{
+    switch (code) {
+    case ENOENT: return "enoent";
+    case EACCES: return "eacces";
+    case EPERM: return "eperm";
+    case ENOTDIR: return "enotdir";
+    case EROFS: return "erofs";
+    case ENOSPC: return "enospc";
+    case EEXIST: return "eexist";
+    case EINVAL: return "einval";
+    case ENOMEM: return "enomem";
+    case EAGAIN: return "eagain";
+    case EBUSY: return "ebusy";
+    case EIO: return "eio";
+    case ENAMETOOLONG: return "enametoolong";
+    case EISDIR: return "eisdir";
+    default: return NULL;
+    }
+}
+
 void dispatch_open_error(struct codec_enc *out, int code, const char *text)
 {
     size_t start = frame_begin(out);
@@ -621,7 +644,13 @@ void dispatch_open_error(struct codec_enc *out, int code, const char *text)
     codec_enc_atom(out, "error");
     codec_enc_tuple(out, 3);
     codec_enc_atom(out, "open_failed");
-    codec_enc_i64(out, code);
+    const char *posix = code > 0 ? errno_atom(code) : NULL;
+    if (posix)
+        codec_enc_atom(out, posix);
+    else if (code == HL_EBADREQ)
+        codec_enc_atom(out, "format");
+    else
+        codec_enc_i64(out, code);
     codec_enc_binary(out, text, strlen(text));
     frame_end(out, start);
 }

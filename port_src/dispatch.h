@@ -59,8 +59,10 @@ void dispatch_end_of_input(struct dispatch *d);
 /* Encodes the handshake frame (protocol.h). */
 void dispatch_hello(struct dispatch *d);
 
-/* Encodes {0, {error, {open_failed, Code, Text}}}: why the store did not
- * open, for the server to report. */
+/* Encodes {0, {error, {open_failed, Why, Text}}}: why the store did not
+ * open, for the server to report.  Why is a POSIX atom (enoent, eacces,
+ * enotdir, ...) for an errno, `format` for a format mismatch, else the
+ * numeric LMDB code; Text is the step or LMDB's message. */
 void dispatch_open_error(struct codec_enc *out, int code, const char *text);
 
 #endif
