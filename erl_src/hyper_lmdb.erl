@@ -210,10 +210,10 @@ sync(Opts) ->
 -spec stats(store()) -> map() | error().
 stats(Opts) ->
     case server(Opts) of
-        {ok, Pid} ->
-            case hyper_lmdb_server:request(Pid, read, {stats}, timeout(Opts)) of
+        {ok, Ref = {Pid, _, _, _}} ->
+            case hyper_lmdb_server:request(Ref, read, {stats}, timeout(Opts)) of
                 Props when is_list(Props) ->
-                    Info = try gen_server:call(Pid, port_info, timeout(Opts))
+                    Info = try hyper_lmdb_server:port_info(Pid)
                            catch exit:_ -> #{restarts => 0, pending => 0} end,
                     (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
                                              last_port_exit => maps:get(last_exit, Info, undefined),
@@ -231,25 +231,61 @@ stats(Opts) ->
 
 call(Opts, Kind, Req) ->
     case server(Opts) of
-        {ok, Pid} -> hyper_lmdb_server:request(Pid, Kind, Req, timeout(Opts));
-        {error, _} = E -> E
+        {ok, Ref} ->
+            case hyper_lmdb_server:request(Ref, Kind, Req, timeout(Opts)) of
+                {error, not_started} -> call_again(Opts, Kind, Req);
+                Result -> Result
+            end;
+        {error, _} = E ->
+            E
     end.
 
-%% The running server of a store, started if need be.
+%% The server we found had died (killed, or stopped under us): start the
+%% store again, once.
+call_again(Opts, Kind, Req) ->
+    case start(Opts) of
+        {ok, #{<<"pid">> := Pid}} ->
+            {ok, Name} = name(Opts),
+            case started(Name, Pid) of
+                {ok, Ref} -> hyper_lmdb_server:request(Ref, Kind, Req, timeout(Opts));
+                {error, _} = E -> E
+            end;
+        {error, _} = E ->
+            E
+    end.
+
+%% How to reach the running store, started if need be.
 server(Opts) ->
     case name(Opts) of
         {ok, Name} ->
-            case hyper_lmdb_server:lookup(Name) of
-                {ok, Pid} ->
-                    {ok, Pid};
+            case hyper_lmdb_server:find(Name) of
+                {ok, Ref} ->
+                    {ok, Ref};
                 error ->
                     case start(Opts) of
-                        {ok, #{<<"pid">> := Pid}} -> {ok, Pid};
+                        {ok, #{<<"pid">> := Pid}} -> started(Name, Pid);
                         {error, _} = E -> E
                     end
             end;
         error ->
             {error, {bad_option, <<"name">>}}
+    end.
+
+%% A server another caller is still starting publishes its port when its
+%% init is done; a call to it returns only then.
+started(Name, Pid) ->
+    case hyper_lmdb_server:find(Name) of
+        {ok, Ref} ->
+            {ok, Ref};
+        error ->
+            try hyper_lmdb_server:port_info(Pid) of
+                _ -> case hyper_lmdb_server:find(Name) of
+                         {ok, Ref} -> {ok, Ref};
+                         error -> {error, not_started}
+                     end
+            catch
+                exit:_ -> {error, not_started}
+            end
     end.
 
 name(#{<<"name">> := N}) when is_binary(N), N =/= <<>> -> {ok, N};

@@ -1,37 +1,47 @@
 %%% @doc The gen_server that owns one store's port program.
 %%%
-%%% One server per store directory.  Callers send requests through
-%%% `gen_server:call/3'; the server gives each an id, writes it to the port
-%%% (the wire protocol is documented in port_src/protocol.h) and keeps the
-%%% caller in a map from id to caller.  It never waits for the port inside
-%%% a call: replies come back as port messages and are routed with
-%%% `gen_server:reply/2', so many requests are in flight at once and the
-%%% port can batch the writes among them into one commit.
+%%% One server per store directory.  Callers do not queue behind it: each
+%%% caller writes its own request straight to the port (any process may
+%%% call `port_command/2' on a port) after noting it in the store's
+%%% in-flight table, an ETS `ordered_set' keyed by request id.  The port
+%%% sends every reply to its owner, this server, which only routes it: it
+%%% reads the request id from a fixed place in the reply frame, takes the
+%%% request's entry from the table and forwards the undecoded frame to the
+%%% caller's alias.  The caller decodes it.  So the server's work per
+%%% request is one binary match, one `ets:take/2' and one send, and callers
+%%% run in parallel.  (The wire protocol is in port_src/protocol.h.)
 %%%
-%%% If the port dies the server restarts it at once: reads that were in
-%%% flight are sent again (once), writes whose outcome is unknown are
-%%% answered `{error, {port_exit, Reason}}' (in `async' mode, where callers
-%%% were already answered, they are replayed in order instead).  A watchdog
-%%% kills a port that has answered nothing for `watchdog' ms while requests
-%%% were waiting, and the same restart follows.
+%%% Request ids are 2^60 + a node-unique monotonic integer: in the external
+%%% term format such an id is always a SMALL_BIG of 8 bytes, so every reply
+%%% starts with the same 6 bytes and the id sits at bytes 6..13.
+%%%
+%%% If the port dies the server restarts it at once and walks the table:
+%%% reads that were in flight are sent again (once), writes whose outcome
+%%% is unknown are answered `{error, {port_exit, Reason}}', and `async'
+%%% writes (already answered `ok') are replayed in order, all before the
+%%% new port is published to callers.  A caller whose `port_command' finds
+%%% the port closed hands its request to the server, which sends it once
+%%% the new port runs.  A watchdog kills a port that has answered nothing
+%%% for `watchdog' ms while requests were waiting.
 %%% @end
 -module(hyper_lmdb_server).
 -behaviour(gen_server).
 
--export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1,
-         inject_fault/2]).
+-export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1,
+         inject_fault/2, port_info/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
 -define(PROTOCOL_VERSION, 1).
+-define(ID_BASE, (1 bsl 60)).
 %% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
 %% once; beyond that each waits twice as long (at most a second); more
 %% than ?MAX_RESTARTS within ?RESTART_WINDOW ms and the server gives up.
 -define(FREE_RESTARTS, 5).
 -define(MAX_RESTARTS, 100).
 -define(RESTART_WINDOW, 10000).
-%% Unconfirmed async writes kept before writers wait for confirmation.
+%% Requests in flight beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
 
 -record(cfg, {
@@ -55,22 +65,24 @@
     cfg :: #cfg{},
     port :: port() | undefined,
     format :: atom(),
-    next_id = 1 :: pos_integer(),
-    %% Id => {From | async, Kind, Request, Tries}
-    pending = #{} :: #{pos_integer() => pending()},
-    async_count = 0 :: non_neg_integer(),
-    %% when the port last answered, or was given work while idle
+    %% the in-flight table: {Id, Dest, Kind, Request, SentAtMs, Tries}
+    tab :: ets:tid(),
+    %% when the port last answered
     last_progress = 0 :: integer(),
+    %% a reply frame received in part (see frames/2)
+    partial = none :: none | {pos_integer(), non_neg_integer(), [binary()]},
+    %% callers whose request found the port closed, waiting for a new one
+    deferred = [] :: [{gen_server:from(), integer()}],
     restarts = 0 :: non_neg_integer(),
     recent_restarts = [] :: [integer()],
     last_exit :: term()
 }).
 
--type pending() :: {gen_server:from() | async, read | write | control, tuple(),
-                    non_neg_integer()}.
-
 -type cfg() :: #cfg{}.
--export_type([cfg/0]).
+-type kind() :: read | write | control.
+%% What callers need to reach a store without asking its server.
+-type store_ref() :: {pid(), port(), ets:tid(), Async :: boolean()}.
+-export_type([cfg/0, store_ref/0, kind/0]).
 
 %%% ---------------------------------------------------------------------
 %%% API (used by hyper_lmdb)
@@ -80,27 +92,106 @@
 start_link(Cfg) ->
     gen_server:start_link(?MODULE, Cfg, []).
 
-%% @doc Sends one request and waits at most Timeout ms for its answer;
-%% never raises.
--spec request(pid(), read | write | control, tuple(), timeout()) -> term().
-request(Pid, Kind, Req, Timeout) ->
-    try
-        gen_server:call(Pid, {req, Kind, Req}, Timeout)
-    catch
-        exit:{timeout, _} -> {error, timeout};
-        exit:{noproc, _} -> {error, not_started};
-        exit:{normal, _} -> {error, not_started};
-        exit:{shutdown, _} -> {error, not_started};
-        exit:{Reason, _} -> {error, {store_down, Reason}}
+%% @doc Sends one request straight to the store's port and waits at most
+%% Timeout ms for its answer; never raises.  An async-mode write returns
+%% `ok' as soon as the request is written to the port.
+-spec request(store_ref(), kind(), tuple(), timeout()) -> term().
+request({Pid, Port, Tab, Async}, Kind, Req, Timeout) ->
+    Id = ?ID_BASE + erlang:unique_integer([positive, monotonic]),
+    Frame = frame(Id, Req),
+    Now = erlang:monotonic_time(millisecond),
+    case Async andalso Kind =:= write andalso ets:info(Tab, size) < ?ASYNC_MAX of
+        true ->
+            case insert(Tab, {Id, async, Kind, Req, Now, 0}) of
+                true -> async_send(Pid, Port, Id, Frame);
+                false -> {error, not_started}
+            end;
+        false ->
+            Mref = erlang:monitor(process, Pid, [{alias, reply_demonitor}]),
+            case insert(Tab, {Id, Mref, Kind, Req, Now, 0}) of
+                true ->
+                    sync_send(Pid, Port, Id, Frame),
+                    wait(Tab, Id, Mref, Timeout);
+                false ->
+                    erlang:demonitor(Mref, [flush]),
+                    {error, not_started}
+            end
     end.
 
-%% @doc Test hook: arms a fault in the port (crash_before_commit,
-%% crash_after_commit, crash_mid_reply, hang).  The port refuses it unless
-%% the store was started with `<<"fault-injection">> => true'.
--spec inject_fault(pid(), atom()) -> term().
-inject_fault(Pid, Point) ->
-    %% `control': neither retried after a crash nor acknowledged early
-    request(Pid, control, {fault, Point}, 5000).
+insert(Tab, Entry) ->
+    try ets:insert(Tab, Entry)
+    catch error:badarg -> false  % the table died with its server
+    end.
+
+%% The port was closed under us (it died, or is being replaced): hand the
+%% request to the server, which sends it once a new port runs.  Waiting
+%% for that keeps one caller's requests in order.
+sync_send(Pid, Port, Id, Frame) ->
+    try
+        port_command(Port, Frame)
+    catch
+        error:badarg -> resend(Pid, Id)
+    end.
+
+async_send(Pid, Port, Id, Frame) ->
+    sync_send(Pid, Port, Id, Frame),
+    ok.
+
+resend(Pid, Id) ->
+    try gen_server:call(Pid, {resend, Id}, infinity)
+    catch exit:_ -> ok  % the monitor or the caller's wait reports it
+    end.
+
+wait(Tab, Id, Mref, Timeout) ->
+    receive
+        {Id, Reply} ->
+            erlang:demonitor(Mref, [flush]),
+            decode(Reply);
+        {'DOWN', Mref, process, _, Reason} ->
+            catch ets:delete(Tab, Id),
+            {error, down_reason(Reason)}
+    after Timeout ->
+        %% Whoever takes the entry answers the request: if the server took
+        %% it first, its answer is on the way.
+        case catch ets:take(Tab, Id) of
+            [_] ->
+                erlang:demonitor(Mref, [flush]),
+                {error, timeout};
+            _ ->
+                wait(Tab, Id, Mref, infinity)
+        end
+    end.
+
+decode(Frame) when is_binary(Frame) ->
+    {_, Result} = binary_to_term(Frame),
+    Result;
+decode({result, Result}) ->
+    Result.
+
+%% noproc: the server was gone before this request was written, so its
+%% port was closed and the request never reached it: safe to send again
+%% (the caller starts the store and does).  Any other exit may have come
+%% after the port took the request.
+down_reason(noproc) -> not_started;
+down_reason(Reason) -> {store_down, Reason}.
+
+%% @doc Test hook: arms a fault in the port of the running store `Name'
+%% (crash_before_commit, crash_after_commit, crash_mid_reply, hang).  The
+%% port refuses it unless the store was started with
+%% `<<"fault-injection">> => true'.
+-spec inject_fault(binary(), atom()) -> term().
+inject_fault(Name, Point) ->
+    case find(Name) of
+        %% `control': neither retried after a crash nor acknowledged early
+        {ok, Ref} -> request(Ref, control, {fault, Point}, 5000);
+        error -> {error, not_started}
+    end.
+
+%% @doc The server's own view: restarts, last exit, requests in flight,
+%% the port's OS pid.
+-spec port_info(pid()) -> map().
+port_info(Pid) ->
+    gen_server:call(Pid, port_info).
 
 %% @doc Stops the server: closes the port, which then exits on EOF.
 -spec stop(pid(), timeout()) -> ok.
@@ -119,13 +210,25 @@ registry() -> ?REGISTRY.
 %% @doc The live server of a store name, if any.
 -spec lookup(binary()) -> {ok, pid()} | error.
 lookup(Name) ->
-    try ets:lookup(?REGISTRY, Name) of
-        [{_, Pid}] ->
+    case find(Name) of
+        {ok, {Pid, _, _, _}} ->
             case is_process_alive(Pid) of
                 true -> {ok, Pid};
                 false -> error
             end;
-        [] ->
+        error ->
+            error
+    end.
+
+%% @doc What a caller needs to send a store requests directly.
+-spec find(binary()) -> {ok, store_ref()} | error.
+find(Name) ->
+    try ets:lookup(?REGISTRY, Name) of
+        [{_, Pid, Port, Tab, Async}] when is_port(Port) ->
+            %% No liveness check here (it costs more than the rest of the
+            %% lookup): a dead server shows as the caller's monitor firing.
+            {ok, {Pid, Port, Tab, Async}};
+        _ ->
             error
     catch
         error:badarg -> error
@@ -210,51 +313,72 @@ to_bin(_) -> undefined.
 -spec init(cfg()) -> {ok, #state{}} | {stop, term()}.
 init(Cfg = #cfg{name = Name}) ->
     process_flag(trap_exit, true),
-    case ets:insert_new(?REGISTRY, {Name, self()}) of
-        false ->
-            case lookup(Name) of
-                {ok, Pid} ->
-                    {stop, {shutdown, {already_started, Pid}}};
-                error ->
-                    %% A dead server's entry: take it over.
-                    ets:insert(?REGISTRY, {Name, self()}),
-                    open(Cfg)
-            end;
+    %% Claim the name first (a row without a port yet): two starts of one
+    %% store race here, and only one opens it.
+    case ets:insert_new(?REGISTRY, {Name, self(), starting, none, false}) of
         true ->
-            open(Cfg)
+            open(Cfg);
+        false ->
+            case ets:lookup(?REGISTRY, Name) of
+                [{_, Pid, _, _, _}] when Pid =/= self() ->
+                    case is_process_alive(Pid) of
+                        true ->
+                            {stop, {shutdown, {already_started, Pid}}};
+                        false ->
+                            %% A dead server's row: take it over.
+                            ets:insert(?REGISTRY, {Name, self(), starting, none, false}),
+                            open(Cfg)
+                    end;
+                _ ->
+                    ets:insert(?REGISTRY, {Name, self(), starting, none, false}),
+                    open(Cfg)
+            end
     end.
 
 open(Cfg) ->
     case open_port(Cfg) of
         {ok, Port, Format} ->
+            Tab = ets:new(hyper_lmdb_inflight,
+                          [ordered_set, public, {write_concurrency, true},
+                           {read_concurrency, true}]),
+            S = #state{cfg = Cfg, port = Port, format = Format, tab = Tab,
+                       last_progress = now_ms()},
+            publish(S),
             watchdog_tick(Cfg),
-            {ok, #state{cfg = Cfg, port = Port, format = Format, last_progress = now_ms()}};
+            {ok, S};
         {error, Reason} ->
-            ets:delete_object(?REGISTRY, {Cfg#cfg.name, self()}),
+            ets:delete_object(?REGISTRY, {Cfg#cfg.name, self(), starting, none, false}),
             %% {shutdown, _}: an expected failure, reported to the caller
             %% as a value, not logged as a crash.
             {stop, {shutdown, Reason}}
     end.
 
+%% Lets callers reach the current port.
+publish(#state{cfg = Cfg, port = Port, tab = Tab}) ->
+    ets:insert(?REGISTRY, {Cfg#cfg.name, self(), Port, Tab,
+                           Cfg#cfg.durability =:= <<"async">>}).
+
 %% @private
 -spec handle_call(term(), gen_server:from(), #state{}) ->
     {reply, term(), #state{}} | {noreply, #state{}} | {stop, normal, ok, #state{}}.
-handle_call({req, Kind, Req}, From, S = #state{cfg = Cfg}) ->
-    case Kind =:= write andalso Cfg#cfg.durability =:= <<"async">>
-             andalso S#state.async_count < ?ASYNC_MAX of
-        true ->
-            %% async: acknowledged once queued; kept until the port
-            %% confirms it, to be replayed if the port dies first.  When
-            %% too many are unconfirmed, writers wait for their commit.
-            {reply, ok, send(async, Kind, Req, S)};
-        false ->
-            {noreply, send(From, Kind, Req, S)}
+handle_call({resend, Id}, From, S = #state{port = Port, tab = Tab}) ->
+    case ets:lookup(Tab, Id) of
+        [{Id, _, _, Req, _, _}] ->
+            try port_command(Port, frame(Id, Req)) of
+                true -> {reply, ok, S}
+            catch
+                error:badarg ->
+                    %% This port is closed too; its exit is on the way.
+                    {noreply, S#state{deferred = [{From, Id} | S#state.deferred]}}
+            end;
+        [] ->
+            {reply, ok, S}  % already settled by a restart
     end;
 handle_call(stop, _From, S) ->
     {stop, normal, ok, S};
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
-              pending => map_size(S#state.pending), format => S#state.format,
+              pending => ets:info(S#state.tab, size), format => S#state.format,
               last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->
     {reply, {error, {bad_argument, request}}, S}.
@@ -266,31 +390,25 @@ handle_cast(_, S) ->
 
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
-handle_info({Port, {data, Bin}}, S0 = #state{port = Port, pending = P}) ->
-    {Id, Result} = binary_to_term(Bin),
-    S = S0#state{last_progress = now_ms()},
-    case maps:take(Id, P) of
-        {{async, _, _, _}, P2} ->
-            case Result of
-                ok -> ok;
-                _ -> logger:error("hyper_lmdb ~s: async write failed: ~p",
-                                  [S#state.cfg#cfg.name, Result])
-            end,
-            {noreply, S#state{pending = P2, async_count = S#state.async_count - 1}};
-        {{From, _, _, _}, P2} ->
-            gen_server:reply(From, Result),
-            {noreply, S#state{pending = P2}};
-        error ->
-            {noreply, S}
-    end;
-handle_info(watchdog, S = #state{cfg = Cfg, port = Port, pending = P}) ->
+handle_info({Port, {data, Chunk}}, S = #state{port = Port, tab = Tab, cfg = Cfg}) ->
+    {Frames, Partial} = frames(Chunk, S#state.partial),
+    [route(reply_id(F), F, Tab, Cfg) || F <- Frames],
+    {noreply, S#state{last_progress = now_ms(), partial = Partial}};
+handle_info(watchdog, S = #state{cfg = Cfg, port = Port, tab = Tab}) ->
     watchdog_tick(Cfg),
-    case map_size(P) > 0 andalso now_ms() - S#state.last_progress > Cfg#cfg.watchdog of
+    Now = now_ms(),
+    Oldest = case ets:first(Tab) of
+                 '$end_of_table' -> Now;
+                 Id -> ets:lookup_element(Tab, Id, 5)
+             end,
+    Limit = Cfg#cfg.watchdog,
+    case Now - Oldest > Limit andalso Now - S#state.last_progress > Limit of
         true ->
             %% Requests wait and nothing has come back for too long: the
             %% port is hung.  Kill it hard and restart as after a crash.
-            logger:error("hyper_lmdb ~s: port silent for ~b ms with ~b requests waiting; killing it",
-                         [Cfg#cfg.name, now_ms() - S#state.last_progress, map_size(P)]),
+            logger:error("hyper_lmdb ~s: port silent for ~b ms with ~b requests waiting; "
+                         "killing it", [Cfg#cfg.name, Now - S#state.last_progress,
+                                        ets:info(Tab, size)]),
             kill_port(Port),
             port_died(hung, S);
         false ->
@@ -310,34 +428,71 @@ handle_info(_, S) ->
 
 %% @private
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, S = #state{cfg = Cfg, port = Port}) ->
+terminate(_Reason, #state{cfg = Cfg, port = Port, tab = Tab}) ->
     catch port_close(Port),
-    %% Callers still waiting hear why instead of hanging.
-    fail_all(S#state.pending, not_started),
-    catch ets:delete_object(?REGISTRY, {Cfg#cfg.name, self()}),
+    catch ets:delete(?REGISTRY, Cfg#cfg.name),
+    %% Callers still waiting see the 'DOWN' of their monitor; the table
+    %% goes with this process.
+    catch ets:delete(Tab),
     ok.
 
 %%% ---------------------------------------------------------------------
-%%% the port
+%%% routing
 
-send(From, Kind, Req, S) ->
-    send(From, Kind, Req, 0, S).
+%% One request frame: the port runs in stream mode, so the 4-byte length
+%% is ours to write.  One port_command is never interleaved with another.
+frame(Id, Req) ->
+    Bin = term_to_binary(erlang:insert_element(1, Req, Id)),
+    [<<(byte_size(Bin)):32>>, Bin].
 
-send(From, Kind, Req, Tries, S = #state{port = Port, next_id = Id, pending = P}) ->
-    try
-        port_command(Port, term_to_binary(erlang:insert_element(1, Req, Id)))
-    catch
-        %% The port is already closed; its 'EXIT' is on its way, and
-        %% port_died/2 settles this request with the others.
-        error:badarg -> ok
-    end,
-    S1 = case map_size(P) of
-             0 -> S#state{last_progress = now_ms()};
-             _ -> S
-         end,
-    Async = case From of async -> 1; _ -> 0 end,
-    S1#state{next_id = Id + 1, pending = P#{Id => {From, Kind, Req, Tries}},
-             async_count = S#state.async_count + Async}.
+%% Splits the port's output into frames.  The port runs in stream mode:
+%% one message carries whatever one read returned (many replies at once,
+%% or part of a large one), which costs far fewer messages than one per
+%% frame.  A partial frame waits in `partial': {BytesNeeded, BytesHeld,
+%% ChunksReversed}, joined once (not re-appended per chunk, which would
+%% copy a large value over and over).
+frames(Chunk, none) ->
+    frames(Chunk, []);
+frames(Chunk, {Need, Have, Chunks}) when Have + byte_size(Chunk) < Need ->
+    {[], {Need, Have + byte_size(Chunk), [Chunk | Chunks]}};
+frames(Chunk, {_, _, Chunks}) ->
+    frames(iolist_to_binary(lists:reverse([Chunk | Chunks])), []);
+frames(<<Len:32, Frame:Len/binary, Rest/binary>>, Acc) ->
+    frames(Rest, [Frame | Acc]);
+frames(<<>>, Acc) ->
+    {lists:reverse(Acc), none};
+frames(<<Len:32, _/binary>> = Part, Acc) ->
+    {lists:reverse(Acc), {Len + 4, byte_size(Part), [Part]}};
+frames(Part, Acc) ->
+    {lists:reverse(Acc), {4, byte_size(Part), [Part]}}.
+
+%% The id of a reply frame: at a fixed place for our 8-byte ids (see the module
+%% doc); anything else (the hello, a reply to an unreadable request) is
+%% decoded.
+reply_id(<<131, 104, 2, 110, 8, 0, Id:64/little, _/binary>>) -> Id;
+reply_id(Frame) ->
+    case catch binary_to_term(Frame) of
+        {Id, _} when is_integer(Id) -> Id;
+        _ -> 0
+    end.
+
+route(0, Frame, _Tab, Cfg) ->
+    logger:warning("hyper_lmdb ~s: reply to no request: ~p",
+                   [Cfg#cfg.name, catch binary_to_term(Frame)]);
+route(Id, Frame, Tab, Cfg) ->
+    case ets:take(Tab, Id) of
+        [{_, async, _, _, _, _}] ->
+            case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
+                4 -> ok;
+                _ -> logger:error("hyper_lmdb ~s: async write failed: ~p",
+                                  [Cfg#cfg.name, decode(Frame)])
+            end;
+        [{_, Dest, _, _, _, _}] ->
+            Dest ! {Id, Frame},
+            ok;
+        [] ->
+            ok  % its caller gave up (timeout)
+    end.
 
 now_ms() ->
     erlang:monotonic_time(millisecond).
@@ -354,6 +509,9 @@ kill_port(Port) ->
     end,
     catch port_close(Port),
     ok.
+
+%%% ---------------------------------------------------------------------
+%%% the port
 
 port_args(#cfg{dir = Dir} = C) ->
     ["--dir", Dir,
@@ -384,7 +542,7 @@ open_port(Cfg) ->
     Exe = executable(),
     try
         erlang:open_port({spawn_executable, Exe},
-                         [{packet, 4}, binary, exit_status, use_stdio,
+                         [stream, binary, exit_status, use_stdio,
                           {args, port_args(Cfg)},
                           %% a 64 MiB value must not mark the port busy
                           {busy_limits_port, {256 bsl 20, 512 bsl 20}}])
@@ -395,8 +553,24 @@ open_port(Cfg) ->
     end.
 
 hello(Port) ->
+    hello(Port, none).
+
+hello(Port, Partial0) ->
     receive
-        {Port, {data, Bin}} ->
+        {Port, {data, Chunk}} ->
+            case frames(Chunk, Partial0) of
+                {[], Partial} -> hello(Port, Partial);
+                {[Bin], none} -> hello_frame(Port, Bin);
+                Other -> catch port_close(Port), {error, {bad_hello, Other}}
+            end;
+        {Port, {exit_status, Status}} ->
+            {error, exit_reason(Status)}
+    after ?HELLO_TIMEOUT ->
+        catch port_close(Port),
+        {error, {port_start, timeout}}
+    end.
+
+hello_frame(Port, Bin) ->
             case binary_to_term(Bin) of
                 {0, {hello, ?PROTOCOL_VERSION, Format, _MapSize}} ->
                     {ok, Port, Format};
@@ -406,13 +580,7 @@ hello(Port) ->
                 Other ->
                     catch port_close(Port),
                     {error, {bad_hello, Other}}
-            end;
-        {Port, {exit_status, Status}} ->
-            {error, exit_reason(Status)}
-    after ?HELLO_TIMEOUT ->
-        catch port_close(Port),
-        {error, {port_start, timeout}}
-    end.
+            end.
 
 wait_exit(Port) ->
     receive
@@ -439,47 +607,78 @@ exit_reason(7) -> lmdb_fatal;
 exit_reason(S) when S > 128 -> {signal, S - 128};
 exit_reason(S) -> {exit, S}.
 
-%% The port is gone: restart it, then settle what was in flight.  Reads
-%% are sent again, once (a read that kills the port twice is answered with
-%% the error); writes whose commit we cannot know are answered with an
-%% error, except async writes, which are replayed in order.
-port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
+%% The port is gone: restart it, then settle what was in flight.  Reads are
+%% sent again, once (a read that kills the port twice is answered with the
+%% error); writes whose commit we cannot know are answered with an error;
+%% async writes are replayed in order.  Only then is the new port published,
+%% so a caller's later requests follow its replayed ones.
+port_died(Reason, S = #state{cfg = Cfg, tab = Tab}) ->
     Now = now_ms(),
+    %% Requests with a higher id were noted after the death was seen: they
+    %% found the port closed and come back through {resend, Id}.
+    Cut = case ets:last(Tab) of '$end_of_table' -> 0; L -> L end,
     Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
     logger:warning("hyper_lmdb ~s: port exited (~p), restarting", [Cfg#cfg.name, Reason]),
-    S1 = S#state{port = undefined, recent_restarts = [Now | Recent], async_count = 0,
-                 restarts = S#state.restarts + 1, last_exit = Reason, pending = #{}},
+    S1 = S#state{port = undefined, partial = none, recent_restarts = [Now | Recent],
+                 restarts = S#state.restarts + 1, last_exit = Reason},
     case length(Recent) >= ?MAX_RESTARTS of
         true ->
-            fail_all(P, {port_exit, Reason}),
+            settle(Tab, Cut, fun(_) -> false end, Reason, undefined),
             {stop, {port_restart_limit, Reason}, S1};
         false ->
             timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
             case open_port(Cfg) of
                 {ok, Port, Format} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
-                    {noreply, resend(lists:sort(maps:to_list(P)), Reason, S2)};
+                    settle(Tab, Cut, fun(_) -> true end, Reason, Port),
+                    publish(S2),
+                    {noreply, resend_deferred(S2)};
                 {error, Why} ->
-                    fail_all(P, {port_exit, Reason}),
+                    settle(Tab, Cut, fun(_) -> false end, Reason, undefined),
                     {stop, {port_restart_failed, Why}, S1}
             end
     end.
 
+%% Walks the requests noted up to Cut, in id order.  With a new port
+%% (Retry returns true) async writes and first-time reads are sent again;
+%% every other request is answered {error, {port_exit, Reason}}.
+settle(Tab, Cut, Retry, Reason, Port) ->
+    settle(Tab, ets:first(Tab), Cut, Retry, Reason, Port).
+
+settle(_Tab, '$end_of_table', _Cut, _Retry, _Reason, _Port) ->
+    ok;
+settle(_Tab, Id, Cut, _Retry, _Reason, _Port) when Id > Cut ->
+    ok;
+settle(Tab, Id, Cut, Retry, Reason, Port) ->
+    Next = ets:next(Tab, Id),
+    case ets:lookup(Tab, Id) of
+        [{Id, Dest, Kind, Req, _, Tries}] ->
+            Again = Retry(Id) andalso (Dest =:= async orelse (Kind =:= read andalso Tries =:= 0)),
+            case Again of
+                true ->
+                    ets:update_element(Tab, Id, {6, Tries + 1}),
+                    catch port_command(Port, frame(Id, Req));
+                false ->
+                    ets:delete(Tab, Id),
+                    case Dest of
+                        async -> logger:error("hyper_lmdb: async write lost: ~p", [Req]);
+                        _ -> Dest ! {Id, {result, {error, {port_exit, Reason}}}}
+                    end
+            end;
+        [] ->
+            ok
+    end,
+    settle(Tab, Next, Cut, Retry, Reason, Port).
+
+resend_deferred(S = #state{deferred = []}) ->
+    S;
+resend_deferred(S = #state{deferred = Deferred}) ->
+    lists:foldl(fun({From, Id}, Acc) ->
+                        case handle_call({resend, Id}, From, Acc) of
+                            {reply, R, Acc2} -> gen_server:reply(From, R), Acc2;
+                            {noreply, Acc2} -> Acc2
+                        end
+                end, S#state{deferred = []}, lists:reverse(Deferred)).
+
 backoff(LastSecond) when length(LastSecond) < ?FREE_RESTARTS -> 0;
 backoff(LastSecond) -> min(1000, 10 bsl (length(LastSecond) - ?FREE_RESTARTS)).
-
-resend([], _Reason, S) ->
-    S;
-resend([{_, {async, write, Req, Tries}} | T], Reason, S) ->
-    resend(T, Reason, send(async, write, Req, Tries + 1, S));
-resend([{_, {From, read, Req, 0}} | T], Reason, S) ->
-    resend(T, Reason, send(From, read, Req, 1, S));
-resend([{_, {From, _, _, _}} | T], Reason, S) ->
-    gen_server:reply(From, {error, {port_exit, Reason}}),
-    resend(T, Reason, S).
-
-%% Answers every waiting caller with {error, Error}.
-fail_all(P, Error) ->
-    maps:foreach(fun(_, {async, _, _, _}) -> ok;
-                    (_, {From, _, _, _}) -> gen_server:reply(From, {error, Error})
-                 end, P).

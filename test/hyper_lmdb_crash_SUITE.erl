@@ -82,8 +82,8 @@ chunks(L, N) -> {H, T} = lists:split(N, L), [H | chunks(T, N)].
 %% Arms a fault.  Its `ok' can be lost when the port dies of it at once:
 %% a write to the dead pipe (epipe) closes the port before the replies
 %% still in its stdout pipe are read, so the server answers port_exit.
-inject(Pid, Point) ->
-    case hyper_lmdb_server:inject_fault(Pid, Point) of
+inject(S, Point) ->
+    case hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), Point) of
         ok -> ok;
         {error, {port_exit, _}} -> ok
     end.
@@ -95,11 +95,11 @@ os_pid(S) ->
 %% race with its exit status.
 restarts(S) ->
     {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-    maps:get(restarts, gen_server:call(Pid, port_info)).
+    maps:get(restarts, hyper_lmdb_server:port_info(Pid)).
 
 last_exit(S) ->
     {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-    maps:get(last_exit, gen_server:call(Pid, port_info)).
+    maps:get(last_exit, hyper_lmdb_server:port_info(Pid)).
 
 %% Milliseconds from now until the store answers a read again.
 until_serving(S, T0) ->
@@ -175,8 +175,7 @@ injected_crash_points(Config) ->
             R0 = restarts(S),
             Writers = start_writers(S, 4, Round),
             timer:sleep(10 + rand:uniform(30)),
-            {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-            inject(Pid, Point),
+            inject(S, Point),
             wait_restarts(S, R0 + 1),
             timer:sleep(10),
             Acked = stop_writers(Writers),
@@ -197,7 +196,7 @@ fsync_survives_port_crashes(Config) ->
 
 crash_mode(Config, Mode) ->
     S = (?config(store, Config))#{<<"durability">> => Mode},
-    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    {ok, _} = hyper_lmdb:start(S),
     Points = [crash_before_commit, crash_after_commit, crash_mid_reply, kill],
     Acked = lists:append(lists:map(
         fun({Round, Point}) ->
@@ -206,7 +205,7 @@ crash_mode(Config, Mode) ->
             timer:sleep(10 + rand:uniform(30)),
             case Point of
                 kill -> os:cmd("kill -9 " ++ integer_to_list(os_pid(S)));
-                _ -> inject(Pid, Point)
+                _ -> inject(S, Point)
             end,
             wait_restarts(S, R0 + 1),
             timer:sleep(10),
@@ -222,10 +221,10 @@ crash_mode(Config, Mode) ->
 %% every caller gets its answer or {error, timeout}, none hangs.
 hung_port_is_replaced(Config) ->
     S = (?config(store, Config))#{<<"watchdog">> => 300, <<"timeout">> => 2000},
-    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    {ok, _} = hyper_lmdb:start(S),
     ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
     OsPid = os_pid(S),
-    ok = hyper_lmdb_server:inject_fault(Pid, hang),
+    ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
     Parent = self(),
     T0 = erlang:monotonic_time(millisecond),
     Callers = [spawn_link(fun() -> Parent ! {self(), hyper_lmdb:read(S, <<"k">>)} end)
