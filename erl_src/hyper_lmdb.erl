@@ -210,7 +210,7 @@ sync(Opts) ->
 -spec stats(store()) -> map() | error().
 stats(Opts) ->
     case server(Opts) of
-        {ok, Ref = {Pid, _, _, _}} ->
+        {ok, Ref = {Pid, _, _}} ->
             case hyper_lmdb_server:request(Ref, read, {stats}, timeout(Opts)) of
                 Props when is_list(Props) ->
                     Info = try hyper_lmdb_server:port_info(Pid)

@@ -1,34 +1,39 @@
 %%% @doc The gen_server that owns one store's port program.
 %%%
-%%% One server per store directory.  Callers do not queue behind it: each
-%%% caller writes its own request straight to the port (any process may
-%%% call `port_command/2' on a port) after noting it in the store's
-%%% in-flight table, an ETS `ordered_set' keyed by request id.  The port
-%%% sends every reply to its owner, this server, which only routes it: it
-%%% reads the request id from a fixed place in the reply frame, takes the
-%%% request's entry from the table and forwards the undecoded frame to the
-%%% caller's alias.  The caller decodes it.  So the server's work per
-%%% request is one binary match, one `ets:take/2' and one send, and callers
-%%% run in parallel.  (The wire protocol is in port_src/protocol.h.)
+%%% One server per store directory, and the only process that talks to the
+%%% port.  The path of a request is kept short on purpose, because a store
+%%% is judged against NIFs:
 %%%
-%%% Request ids are 2^60 + a node-unique monotonic integer: in the external
-%%% term format such an id is always a SMALL_BIG of 8 bytes, so every reply
-%%% starts with the same 6 bytes and the id sits at bytes 6..13.
+%%% <ul>
+%%% <li>The caller encodes its request frame itself (term_to_binary runs in
+%%%     parallel in the callers) and sends it to the server as a plain
+%%%     message, with a monitor alias to answer to; no gen_server:call.</li>
+%%% <li>The server takes every request waiting in its mailbox at once and
+%%%     writes them to the port with one `port_command/2': one system call
+%%%     for a burst of requests, which the port then also reads in one go
+%%%     and group-commits.</li>
+%%% <li>The port runs in stream mode, so one message from it carries many
+%%%     replies.  The server does not decode them: request ids are 2^60 +
+%%%     a node-unique integer, which the external term format always writes
+%%%     as an 8-byte SMALL_BIG, so the id sits at bytes 6..13 of every
+%%%     reply.  It forwards the undecoded frame; the caller decodes it.</li>
+%%% </ul>
 %%%
-%%% If the port dies the server restarts it at once and walks the table:
-%%% reads that were in flight are sent again (once), writes whose outcome
-%%% is unknown are answered `{error, {port_exit, Reason}}', and `async'
-%%% writes (already answered `ok') are replayed in order, all before the
-%%% new port is published to callers.  A caller whose `port_command' finds
-%%% the port closed hands its request to the server, which sends it once
-%%% the new port runs.  A watchdog kills a port that has answered nothing
-%%% for `watchdog' ms while requests were waiting.
+%%% The server keeps every request until its reply, in a map from id.  If
+%%% the port dies the server restarts it at once and walks that map in id
+%%% order: reads are sent again (once), writes whose outcome is unknown are
+%%% answered `{error, {port_exit, Reason}}', and `async' writes (already
+%%% answered `ok') are replayed.  Requests still in its mailbox simply go to
+%%% the new port.  A watchdog kills a port that has answered nothing for
+%%% `watchdog' ms while requests were waiting.  (The wire protocol is in
+%%% port_src/protocol.h.)
 %%% @end
 -module(hyper_lmdb_server).
 -behaviour(gen_server).
 
 -export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1,
          inject_fault/2, port_info/1]).
+-export([new_id/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(REGISTRY, hyper_lmdb_registry).
@@ -41,8 +46,10 @@
 -define(FREE_RESTARTS, 5).
 -define(MAX_RESTARTS, 100).
 -define(RESTART_WINDOW, 10000).
-%% Requests in flight beyond which async writers wait for their commit.
+%% Unconfirmed async writes beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
+%% Requests taken from the mailbox for one port_command, at most.
+-define(BURST, 512).
 
 -record(cfg, {
     name :: binary(),
@@ -65,23 +72,25 @@
     cfg :: #cfg{},
     port :: port() | undefined,
     format :: atom(),
-    %% the in-flight table: {Id, Dest, Kind, Request, SentAtMs, Tries}
-    tab :: ets:tid(),
-    %% when the port last answered
+    %% every request sent and not yet answered: Id => {Dest, Kind, Frame, Tries}
+    pending = #{} :: #{integer() => {dest(), kind(), iodata(), non_neg_integer()}},
+    %% unconfirmed async writes, shared with the writers (backpressure)
+    async_count :: counters:counters_ref(),
+    %% when the port last answered, or was given work while idle
     last_progress = 0 :: integer(),
     %% a reply frame received in part (see frames/2)
     partial = none :: none | {pos_integer(), non_neg_integer(), [binary()]},
-    %% callers whose request found the port closed, waiting for a new one
-    deferred = [] :: [{gen_server:from(), integer()}],
     restarts = 0 :: non_neg_integer(),
     recent_restarts = [] :: [integer()],
     last_exit :: term()
 }).
 
+-type dest() :: reference() | async.
 -type cfg() :: #cfg{}.
 -type kind() :: read | write | control.
-%% What callers need to reach a store without asking its server.
--type store_ref() :: {pid(), port(), ets:tid(), Async :: boolean()}.
+%% What callers need to reach a store: its server, the async counter and
+%% whether writes are async.
+-type store_ref() :: {pid(), counters:counters_ref(), Async :: boolean()}.
 -export_type([cfg/0, store_ref/0, kind/0]).
 
 %%% ---------------------------------------------------------------------
@@ -92,73 +101,45 @@
 start_link(Cfg) ->
     gen_server:start_link(?MODULE, Cfg, []).
 
-%% @doc Sends one request straight to the store's port and waits at most
-%% Timeout ms for its answer; never raises.  An async-mode write returns
-%% `ok' as soon as the request is written to the port.
+%% @doc Sends one request to the store and waits at most Timeout ms for
+%% its answer; never raises.  An async-mode write returns `ok' as soon as
+%% it is queued (the server replays it into a new port if the port dies
+%% before confirming it), unless ?ASYNC_MAX writes are unconfirmed already.
 -spec request(store_ref(), kind(), tuple(), timeout()) -> term().
-request({Pid, Port, Tab, Async}, Kind, Req, Timeout) ->
-    Id = ?ID_BASE + erlang:unique_integer([positive, monotonic]),
+request({Pid, Counter, Async}, Kind, Req, Timeout) ->
+    Id = new_id(),
     Frame = frame(Id, Req),
-    Now = erlang:monotonic_time(millisecond),
-    case Async andalso Kind =:= write andalso ets:info(Tab, size) < ?ASYNC_MAX of
+    case Async andalso Kind =:= write andalso counters:get(Counter, 1) < ?ASYNC_MAX of
         true ->
-            case insert(Tab, {Id, async, Kind, Req, Now, 0}) of
-                true -> async_send(Pid, Port, Id, Frame);
-                false -> {error, not_started}
-            end;
+            counters:add(Counter, 1, 1),
+            Pid ! {req, Id, async, Kind, Frame},
+            ok;
         false ->
             Mref = erlang:monitor(process, Pid, [{alias, reply_demonitor}]),
-            case insert(Tab, {Id, Mref, Kind, Req, Now, 0}) of
-                true ->
-                    sync_send(Pid, Port, Id, Frame),
-                    wait(Tab, Id, Mref, Timeout);
-                false ->
-                    erlang:demonitor(Mref, [flush]),
-                    {error, not_started}
-            end
+            Pid ! {req, Id, Mref, Kind, Frame},
+            wait(Pid, Id, Mref, Timeout)
     end.
 
-insert(Tab, Entry) ->
-    try ets:insert(Tab, Entry)
-    catch error:badarg -> false  % the table died with its server
-    end.
+%% @private A request id: see the module doc for why 2^60 + N.
+-spec new_id() -> pos_integer().
+new_id() ->
+    ?ID_BASE + erlang:unique_integer([positive, monotonic]).
 
-%% The port was closed under us (it died, or is being replaced): hand the
-%% request to the server, which sends it once a new port runs.  Waiting
-%% for that keeps one caller's requests in order.
-sync_send(Pid, Port, Id, Frame) ->
-    try
-        port_command(Port, Frame)
-    catch
-        error:badarg -> resend(Pid, Id)
-    end.
-
-async_send(Pid, Port, Id, Frame) ->
-    sync_send(Pid, Port, Id, Frame),
-    ok.
-
-resend(Pid, Id) ->
-    try gen_server:call(Pid, {resend, Id}, infinity)
-    catch exit:_ -> ok  % the monitor or the caller's wait reports it
-    end.
-
-wait(Tab, Id, Mref, Timeout) ->
+wait(Pid, Id, Mref, Timeout) ->
     receive
         {Id, Reply} ->
             erlang:demonitor(Mref, [flush]),
             decode(Reply);
         {'DOWN', Mref, process, _, Reason} ->
-            catch ets:delete(Tab, Id),
             {error, down_reason(Reason)}
     after Timeout ->
-        %% Whoever takes the entry answers the request: if the server took
-        %% it first, its answer is on the way.
-        case catch ets:take(Tab, Id) of
-            [_] ->
-                erlang:demonitor(Mref, [flush]),
-                {error, timeout};
-            _ ->
-                wait(Tab, Id, Mref, infinity)
+        %% Removing the monitor removes the alias: a late answer is dropped.
+        erlang:demonitor(Mref, [flush]),
+        Pid ! {cancel, Id},
+        receive
+            {Id, Reply} -> decode(Reply)
+        after 0 ->
+            {error, timeout}
         end
     end.
 
@@ -168,10 +149,9 @@ decode(Frame) when is_binary(Frame) ->
 decode({result, Result}) ->
     Result.
 
-%% noproc: the server was gone before this request was written, so its
-%% port was closed and the request never reached it: safe to send again
-%% (the caller starts the store and does).  Any other exit may have come
-%% after the port took the request.
+%% noproc: the server was gone before this request was sent, so the
+%% request reached no port: safe to send again (the caller starts the store
+%% and does).  Any other exit may have come after the port took it.
 down_reason(noproc) -> not_started;
 down_reason(Reason) -> {store_down, Reason}.
 
@@ -211,7 +191,7 @@ registry() -> ?REGISTRY.
 -spec lookup(binary()) -> {ok, pid()} | error.
 lookup(Name) ->
     case find(Name) of
-        {ok, {Pid, _, _, _}} ->
+        {ok, {Pid, _, _}} ->
             case is_process_alive(Pid) of
                 true -> {ok, Pid};
                 false -> error
@@ -220,14 +200,14 @@ lookup(Name) ->
             error
     end.
 
-%% @doc What a caller needs to send a store requests directly.
+%% @doc What a caller needs to send a store requests.
 -spec find(binary()) -> {ok, store_ref()} | error.
 find(Name) ->
     try ets:lookup(?REGISTRY, Name) of
-        [{_, Pid, Port, Tab, Async}] when is_port(Port) ->
+        [{_, Pid, Counter, Async}] when Counter =/= starting ->
             %% No liveness check here (it costs more than the rest of the
             %% lookup): a dead server shows as the caller's monitor firing.
-            {ok, {Pid, Port, Tab, Async}};
+            {ok, {Pid, Counter, Async}};
         _ ->
             error
     catch
@@ -315,22 +295,22 @@ init(Cfg = #cfg{name = Name}) ->
     process_flag(trap_exit, true),
     %% Claim the name first (a row without a port yet): two starts of one
     %% store race here, and only one opens it.
-    case ets:insert_new(?REGISTRY, {Name, self(), starting, none, false}) of
+    case ets:insert_new(?REGISTRY, {Name, self(), starting, false}) of
         true ->
             open(Cfg);
         false ->
             case ets:lookup(?REGISTRY, Name) of
-                [{_, Pid, _, _, _}] when Pid =/= self() ->
+                [{_, Pid, _, _}] when Pid =/= self() ->
                     case is_process_alive(Pid) of
                         true ->
                             {stop, {shutdown, {already_started, Pid}}};
                         false ->
                             %% A dead server's row: take it over.
-                            ets:insert(?REGISTRY, {Name, self(), starting, none, false}),
+                            ets:insert(?REGISTRY, {Name, self(), starting, false}),
                             open(Cfg)
                     end;
                 _ ->
-                    ets:insert(?REGISTRY, {Name, self(), starting, none, false}),
+                    ets:insert(?REGISTRY, {Name, self(), starting, false}),
                     open(Cfg)
             end
     end.
@@ -338,47 +318,28 @@ init(Cfg = #cfg{name = Name}) ->
 open(Cfg) ->
     case open_port(Cfg) of
         {ok, Port, Format} ->
-            Tab = ets:new(hyper_lmdb_inflight,
-                          [ordered_set, public, {write_concurrency, true},
-                           {read_concurrency, true}]),
-            S = #state{cfg = Cfg, port = Port, format = Format, tab = Tab,
+            S = #state{cfg = Cfg, port = Port, format = Format,
+                       async_count = counters:new(1, [write_concurrency]),
                        last_progress = now_ms()},
-            publish(S),
+            ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S#state.async_count,
+                                   Cfg#cfg.durability =:= <<"async">>}),
             watchdog_tick(Cfg),
             {ok, S};
         {error, Reason} ->
-            ets:delete_object(?REGISTRY, {Cfg#cfg.name, self(), starting, none, false}),
+            ets:delete_object(?REGISTRY, {Cfg#cfg.name, self(), starting, false}),
             %% {shutdown, _}: an expected failure, reported to the caller
             %% as a value, not logged as a crash.
             {stop, {shutdown, Reason}}
     end.
 
-%% Lets callers reach the current port.
-publish(#state{cfg = Cfg, port = Port, tab = Tab}) ->
-    ets:insert(?REGISTRY, {Cfg#cfg.name, self(), Port, Tab,
-                           Cfg#cfg.durability =:= <<"async">>}).
-
 %% @private
 -spec handle_call(term(), gen_server:from(), #state{}) ->
-    {reply, term(), #state{}} | {noreply, #state{}} | {stop, normal, ok, #state{}}.
-handle_call({resend, Id}, From, S = #state{port = Port, tab = Tab}) ->
-    case ets:lookup(Tab, Id) of
-        [{Id, _, _, Req, _, _}] ->
-            try port_command(Port, frame(Id, Req)) of
-                true -> {reply, ok, S}
-            catch
-                error:badarg ->
-                    %% This port is closed too; its exit is on the way.
-                    {noreply, S#state{deferred = [{From, Id} | S#state.deferred]}}
-            end;
-        [] ->
-            {reply, ok, S}  % already settled by a restart
-    end;
+    {reply, term(), #state{}} | {stop, normal, ok, #state{}}.
 handle_call(stop, _From, S) ->
     {stop, normal, ok, S};
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
-              pending => ets:info(S#state.tab, size), format => S#state.format,
+              pending => map_size(S#state.pending), format => S#state.format,
               last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->
     {reply, {error, {bad_argument, request}}, S}.
@@ -390,25 +351,23 @@ handle_cast(_, S) ->
 
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
-handle_info({Port, {data, Chunk}}, S = #state{port = Port, tab = Tab, cfg = Cfg}) ->
+handle_info({req, Id, Dest, Kind, Frame}, S) ->
+    {noreply, send_burst([{Id, Dest, Kind, Frame}], 1, S)};
+handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
     {Frames, Partial} = frames(Chunk, S#state.partial),
-    [route(reply_id(F), F, Tab, Cfg) || F <- Frames],
-    {noreply, S#state{last_progress = now_ms(), partial = Partial}};
-handle_info(watchdog, S = #state{cfg = Cfg, port = Port, tab = Tab}) ->
+    Pending = lists:foldl(fun(F, P) -> route(reply_id(F), F, P, S) end, S#state.pending, Frames),
+    {noreply, S#state{last_progress = now_ms(), partial = Partial, pending = Pending}};
+handle_info({cancel, Id}, S) ->
+    {noreply, S#state{pending = maps:remove(Id, S#state.pending)}};
+handle_info(watchdog, S = #state{cfg = Cfg, port = Port, pending = P}) ->
     watchdog_tick(Cfg),
-    Now = now_ms(),
-    Oldest = case ets:first(Tab) of
-                 '$end_of_table' -> Now;
-                 Id -> ets:lookup_element(Tab, Id, 5)
-             end,
-    Limit = Cfg#cfg.watchdog,
-    case Now - Oldest > Limit andalso Now - S#state.last_progress > Limit of
+    Silent = now_ms() - S#state.last_progress,
+    case map_size(P) > 0 andalso Silent > Cfg#cfg.watchdog of
         true ->
             %% Requests wait and nothing has come back for too long: the
             %% port is hung.  Kill it hard and restart as after a crash.
             logger:error("hyper_lmdb ~s: port silent for ~b ms with ~b requests waiting; "
-                         "killing it", [Cfg#cfg.name, Now - S#state.last_progress,
-                                        ets:info(Tab, size)]),
+                         "killing it", [Cfg#cfg.name, Silent, map_size(P)]),
             kill_port(Port),
             port_died(hung, S);
         false ->
@@ -428,16 +387,41 @@ handle_info(_, S) ->
 
 %% @private
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{cfg = Cfg, port = Port, tab = Tab}) ->
+terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P}) ->
     catch port_close(Port),
-    catch ets:delete(?REGISTRY, Cfg#cfg.name),
-    %% Callers still waiting see the 'DOWN' of their monitor; the table
-    %% goes with this process.
-    catch ets:delete(Tab),
+    catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
+    %% Callers still waiting hear why instead of waiting for their 'DOWN'.
+    maps:foreach(fun(Id, {Dest, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
     ok.
 
 %%% ---------------------------------------------------------------------
-%%% routing
+%%% requests and replies
+
+%% Takes up to ?BURST requests waiting in the mailbox and writes them all
+%% to the port at once.
+send_burst(Burst, N, S) when N < ?BURST ->
+    receive
+        {req, Id, Dest, Kind, Frame} -> send_burst([{Id, Dest, Kind, Frame} | Burst], N + 1, S)
+    after 0 ->
+        send_all(lists:reverse(Burst), S)
+    end;
+send_burst(Burst, _, S) ->
+    send_all(lists:reverse(Burst), S).
+
+send_all(Burst, S = #state{port = Port, pending = P0}) ->
+    P = lists:foldl(fun({Id, Dest, Kind, Frame}, Acc) -> Acc#{Id => {Dest, Kind, Frame, 0}} end,
+                    P0, Burst),
+    %% A closed port's exit is on its way; port_died/2 then settles these
+    %% with the rest of the map.
+    catch port_command(Port, [F || {_, _, _, F} <- Burst]),
+    S1 = S#state{pending = P},
+    case map_size(P0) of
+        0 -> S1#state{last_progress = now_ms()};
+        _ -> S1
+    end.
+
+answer(async, _Id, _Result) -> ok;
+answer(Dest, Id, Result) -> Dest ! {Id, {result, Result}}, ok.
 
 %% One request frame: the port runs in stream mode, so the 4-byte length
 %% is ours to write.  One port_command is never interleaved with another.
@@ -476,22 +460,25 @@ reply_id(Frame) ->
         _ -> 0
     end.
 
-route(0, Frame, _Tab, Cfg) ->
+route(0, Frame, P, S) ->
     logger:warning("hyper_lmdb ~s: reply to no request: ~p",
-                   [Cfg#cfg.name, catch binary_to_term(Frame)]);
-route(Id, Frame, Tab, Cfg) ->
-    case ets:take(Tab, Id) of
-        [{_, async, _, _, _, _}] ->
+                   [S#state.cfg#cfg.name, catch binary_to_term(Frame)]),
+    P;
+route(Id, Frame, P, S) ->
+    case maps:take(Id, P) of
+        {{async, _, _, _}, P2} ->
+            counters:sub(S#state.async_count, 1, 1),
             case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
                 4 -> ok;
                 _ -> logger:error("hyper_lmdb ~s: async write failed: ~p",
-                                  [Cfg#cfg.name, decode(Frame)])
-            end;
-        [{_, Dest, _, _, _, _}] ->
+                                  [S#state.cfg#cfg.name, decode(Frame)])
+            end,
+            P2;
+        {{Dest, _, _, _}, P2} ->
             Dest ! {Id, Frame},
-            ok;
-        [] ->
-            ok  % its caller gave up (timeout)
+            P2;
+        error ->
+            P  % its caller gave up (timeout)
     end.
 
 now_ms() ->
@@ -607,78 +594,55 @@ exit_reason(7) -> lmdb_fatal;
 exit_reason(S) when S > 128 -> {signal, S - 128};
 exit_reason(S) -> {exit, S}.
 
-%% The port is gone: restart it, then settle what was in flight.  Reads are
-%% sent again, once (a read that kills the port twice is answered with the
-%% error); writes whose commit we cannot know are answered with an error;
-%% async writes are replayed in order.  Only then is the new port published,
-%% so a caller's later requests follow its replayed ones.
-port_died(Reason, S = #state{cfg = Cfg, tab = Tab}) ->
+%% The port is gone: restart it, then settle what was in flight, in id
+%% order.  Reads are sent again, once (a read that kills the port twice is
+%% answered with the error); writes whose commit we cannot know are
+%% answered with an error; async writes are replayed.  Requests still in
+%% the mailbox go to the new port after these, in the order they came.
+port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     Now = now_ms(),
-    %% Requests with a higher id were noted after the death was seen: they
-    %% found the port closed and come back through {resend, Id}.
-    Cut = case ets:last(Tab) of '$end_of_table' -> 0; L -> L end,
     Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
     logger:warning("hyper_lmdb ~s: port exited (~p), restarting", [Cfg#cfg.name, Reason]),
-    S1 = S#state{port = undefined, partial = none, recent_restarts = [Now | Recent],
+    S1 = S#state{port = undefined, partial = none, pending = #{},
+                 recent_restarts = [Now | Recent],
                  restarts = S#state.restarts + 1, last_exit = Reason},
+    Sorted = lists:keysort(1, maps:to_list(P)),
     case length(Recent) >= ?MAX_RESTARTS of
         true ->
-            settle(Tab, Cut, fun(_) -> false end, Reason, undefined),
+            fail_all(Sorted, Reason, S1),
             {stop, {port_restart_limit, Reason}, S1};
         false ->
             timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
             case open_port(Cfg) of
                 {ok, Port, Format} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
-                    settle(Tab, Cut, fun(_) -> true end, Reason, Port),
-                    publish(S2),
-                    {noreply, resend_deferred(S2)};
+                    {noreply, settle(Sorted, Reason, S2)};
                 {error, Why} ->
-                    settle(Tab, Cut, fun(_) -> false end, Reason, undefined),
+                    fail_all(Sorted, Reason, S1),
                     {stop, {port_restart_failed, Why}, S1}
             end
     end.
 
-%% Walks the requests noted up to Cut, in id order.  With a new port
-%% (Retry returns true) async writes and first-time reads are sent again;
-%% every other request is answered {error, {port_exit, Reason}}.
-settle(Tab, Cut, Retry, Reason, Port) ->
-    settle(Tab, ets:first(Tab), Cut, Retry, Reason, Port).
+settle(Sorted, Reason, S = #state{port = Port}) ->
+    Again = [{Id, {Dest, Kind, Frame, Tries + 1}}
+             || {Id, {Dest, Kind, Frame, Tries}} <- Sorted,
+                Dest =:= async orelse (Kind =:= read andalso Tries =:= 0)],
+    [answer(Dest, Id, {error, {port_exit, Reason}})
+     || {Id, {Dest, Kind, _, Tries}} <- Sorted,
+        not (Dest =:= async orelse (Kind =:= read andalso Tries =:= 0))],
+    catch port_command(Port, [Frame || {_, {_, _, Frame, _}} <- Again]),
+    S#state{pending = maps:from_list(Again)}.
 
-settle(_Tab, '$end_of_table', _Cut, _Retry, _Reason, _Port) ->
-    ok;
-settle(_Tab, Id, Cut, _Retry, _Reason, _Port) when Id > Cut ->
-    ok;
-settle(Tab, Id, Cut, Retry, Reason, Port) ->
-    Next = ets:next(Tab, Id),
-    case ets:lookup(Tab, Id) of
-        [{Id, Dest, Kind, Req, _, Tries}] ->
-            Again = Retry(Id) andalso (Dest =:= async orelse (Kind =:= read andalso Tries =:= 0)),
-            case Again of
-                true ->
-                    ets:update_element(Tab, Id, {6, Tries + 1}),
-                    catch port_command(Port, frame(Id, Req));
-                false ->
-                    ets:delete(Tab, Id),
-                    case Dest of
-                        async -> logger:error("hyper_lmdb: async write lost: ~p", [Req]);
-                        _ -> Dest ! {Id, {result, {error, {port_exit, Reason}}}}
-                    end
-            end;
-        [] ->
-            ok
-    end,
-    settle(Tab, Next, Cut, Retry, Reason, Port).
-
-resend_deferred(S = #state{deferred = []}) ->
-    S;
-resend_deferred(S = #state{deferred = Deferred}) ->
-    lists:foldl(fun({From, Id}, Acc) ->
-                        case handle_call({resend, Id}, From, Acc) of
-                            {reply, R, Acc2} -> gen_server:reply(From, R), Acc2;
-                            {noreply, Acc2} -> Acc2
-                        end
-                end, S#state{deferred = []}, lists:reverse(Deferred)).
+fail_all(Sorted, Reason, S) ->
+    [case Dest of
+         async ->
+             counters:sub(S#state.async_count, 1, 1),
+             logger:error("hyper_lmdb ~s: async write lost: port gave up",
+                          [S#state.cfg#cfg.name]);
+         _ ->
+             answer(Dest, Id, {error, {port_exit, Reason}})
+     end || {Id, {Dest, _, _, _}} <- Sorted],
+    ok.
 
 backoff(LastSecond) when length(LastSecond) < ?FREE_RESTARTS -> 0;
 backoff(LastSecond) -> min(1000, 10 bsl (length(LastSecond) - ?FREE_RESTARTS)).
