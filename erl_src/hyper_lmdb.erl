@@ -17,6 +17,7 @@
 -export([read/2, write/3, list/2, list/3, type/2, make_group/2, make_link/3,
          resolve/2, path/2, add_path/3]).
 -export([read_many/2, write_many/2, delete/2, sync/1, stats/1]).
+-export([match/2, scan/2]).
 
 -export_type([store/0, path/0, write_op/0, list_opts/0]).
 
@@ -199,6 +200,42 @@ write_many(_, _) ->
 -spec delete(store(), path()) -> ok | error().
 delete(Opts, Path) ->
     with_path(Path, fun(P) -> call(Opts, write, {delete, P}) end).
+
+%% @doc The IDs (key prefixes) for which every `Key' child is a link to
+%% its `Path': `match(S, [{<<"type">>, <<"types/message">>}])' finds every
+%% `ID' with `ID/type' linking to `types/message'.  One pass over the keys.
+-spec match(store(), [{binary(), path()}]) -> {ok, [binary()]} | error().
+match(Opts, Pairs) when is_list(Pairs), Pairs =/= [] ->
+    case match_pairs(Pairs, []) of
+        {ok, Ps} -> call(Opts, read, {match, Ps});
+        error -> {error, {bad_argument, match}}
+    end;
+match(_, _) ->
+    {error, {bad_argument, match}}.
+
+match_pairs([], Acc) -> {ok, lists:reverse(Acc)};
+match_pairs([{K, P} | T], Acc) when is_binary(K), K =/= <<>> ->
+    case to_path(P) of
+        {ok, B} when B =/= <<>> -> match_pairs(T, [{K, B} | Acc]);
+        _ -> error
+    end;
+match_pairs(_, _) -> error.
+
+%% @doc Every stored key as it is (links not followed), in key order:
+%% `{ok, [{Key, value | link | group, Data}], Next}', at most `limit' keys
+%% (default 1000) from `from' (inclusive); pass `Next' as `from' to go on
+%% (`undefined' at the end).  For tools: dump, check, conversion.
+-spec scan(store(), #{from => binary(), limit => pos_integer()}) ->
+    {ok, [{binary(), value | link | group, binary()}], binary() | undefined} | error().
+scan(Opts, #{} = ScanOpts) ->
+    From = maps:get(from, ScanOpts, undefined),
+    Limit = maps:get(limit, ScanOpts, 1000),
+    case (From =:= undefined orelse is_binary(From)) andalso is_integer(Limit) andalso Limit > 0 of
+        true -> call(Opts, read, {scan, From, Limit});
+        false -> {error, {bad_argument, scan_opts}}
+    end;
+scan(_, _) ->
+    {error, {bad_argument, scan_opts}}.
 
 %% @doc Returns once everything acknowledged so far is on disk.
 -spec sync(store()) -> ok | error().

@@ -13,6 +13,7 @@
 
 enum op_code {
     OP_READ, OP_READ_MANY, OP_TYPE, OP_RESOLVE, OP_LIST, OP_STATS, OP_SYNC, OP_PING, OP_FAULT,
+    OP_SCAN, OP_MATCH,
     /* writes: everything from OP_WRITE on goes through the batch */
     OP_WRITE, OP_MAKE_GROUP, OP_MAKE_LINK, OP_DELETE, OP_WRITE_MANY, OP_RESET,
 };
@@ -26,7 +27,8 @@ static const struct op {
     {"type", OP_TYPE, 3},           {"resolve", OP_RESOLVE, 3},
     {"list", OP_LIST, 6},           {"stats", OP_STATS, 2},
     {"sync", OP_SYNC, 2},           {"ping", OP_PING, 2},
-    {"fault", OP_FAULT, 3},
+    {"fault", OP_FAULT, 3},         {"scan", OP_SCAN, 4},
+    {"match", OP_MATCH, 3},
     {"write", OP_WRITE, 4},         {"make_group", OP_MAKE_GROUP, 3},
     {"make_link", OP_MAKE_LINK, 4}, {"delete", OP_DELETE, 3},
     {"write_many", OP_WRITE_MANY, 3}, {"reset", OP_RESET, 2},
@@ -269,6 +271,139 @@ static int do_list(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint
     return 0;
 }
 
+/* Collects scanned entries (pointing into the map) for encoding. */
+struct entries {
+    struct store_entry *v;
+    size_t n, cap;
+    int err;
+};
+
+static int collect_entry(void *ctx, const struct store_entry *e)
+{
+    struct entries *es = ctx;
+    if (es->n == es->cap) {
+        size_t cap = es->cap ? es->cap * 2 : 256;
+        struct store_entry *v = realloc(es->v, cap * sizeof *v);
+        if (!v) {
+            es->err = HL_ENOMEM;
+            return 1;
+        }
+        es->v = v;
+        es->cap = cap;
+    }
+    es->v[es->n++] = *e;
+    return 0;
+}
+
+static int do_scan(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id)
+{
+    const uint8_t *from = NULL, *next;
+    size_t from_len = 0, next_len;
+    uint64_t limit;
+    if (!codec_dec_is_atom(dec, "undefined") && codec_dec_binary(dec, &from, &from_len))
+        return bad(d, "bad_from");
+    if (codec_dec_u64(dec, &limit))
+        return bad(d, "bad_limit");
+    struct entries es = {0};
+    int rc = store_scan(d->store, txn, from, from_len, limit, collect_entry, &es, &next,
+                        &next_len);
+    if (!rc)
+        rc = es.err;
+    if (rc) {
+        free(es.v);
+        return rc;
+    }
+    static const char *const kinds[] = {"none", "value", "link", "group"};
+    size_t start = reply_begin(d, id);
+    codec_enc_tuple(&d->out, 3);
+    codec_enc_atom(&d->out, "ok");
+    if (es.n)
+        codec_enc_list(&d->out, (uint32_t)es.n);
+    for (size_t i = 0; i < es.n; i++) {
+        codec_enc_tuple(&d->out, 3);
+        codec_enc_binary(&d->out, es.v[i].key, es.v[i].klen);
+        codec_enc_atom(&d->out, kinds[es.v[i].kind]);
+        codec_enc_binary(&d->out, es.v[i].data, es.v[i].dlen);
+    }
+    codec_enc_nil(&d->out);
+    if (next)
+        codec_enc_binary(&d->out, next, next_len);
+    else
+        codec_enc_atom(&d->out, "undefined");
+    reply_end(d, start, id);
+    free(es.v);
+    return 0;
+}
+
+static int collect_name(void *ctx, const uint8_t *p, size_t len)
+{
+    return store_names_push(ctx, p, len) != 0;
+}
+
+/* {Id, match, [{Name, Target}]}: names are single segments, targets
+ * paths; both normalised into one buffer owned here. */
+static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id)
+{
+    uint32_t n, arity;
+    int rc = 0;
+    if (codec_dec_list(dec, &n) || n == 0)
+        return bad(d, "bad_match_list");
+    const uint8_t **names = calloc(n, sizeof *names), **targets = calloc(n, sizeof *targets);
+    size_t *nlens = calloc(n, sizeof *nlens), *tlens = calloc(n, sizeof *tlens);
+    uint8_t *buf = malloc(dec->len - dec->pos + 1);
+    size_t used = 0;
+    if (!names || !targets || !nlens || !tlens || !buf) {
+        rc = HL_ENOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *raw;
+        size_t rlen;
+        if (codec_dec_tuple(dec, &arity) || arity != 2 || codec_dec_binary(dec, &raw, &rlen)) {
+            rc = bad(d, "bad_match_pair");
+            goto out;
+        }
+        names[i] = buf + used;
+        nlens[i] = path_normalize(raw, rlen, buf + used);
+        used += nlens[i];
+        if (codec_dec_binary(dec, &raw, &rlen)) {
+            rc = bad(d, "bad_match_pair");
+            goto out;
+        }
+        targets[i] = buf + used;
+        tlens[i] = path_normalize(raw, rlen, buf + used);
+        used += tlens[i];
+        if (nlens[i] == 0 || memchr(names[i], '/', nlens[i]) || tlens[i] == 0) {
+            rc = bad(d, "bad_match_pair");
+            goto out;
+        }
+    }
+    if (codec_dec_list_end(dec)) {
+        rc = bad(d, "bad_match_list");
+        goto out;
+    }
+    d->names.n = 0;
+    if ((rc = store_match(d->store, txn, n, names, nlens, targets, tlens, collect_name,
+                          &d->names)))
+        goto out;
+    size_t start = reply_begin(d, id);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_atom(&d->out, "ok");
+    if (d->names.n)
+        codec_enc_list(&d->out, (uint32_t)d->names.n);
+    for (size_t i = 0; i < d->names.n; i++)
+        codec_enc_binary(&d->out, d->names.v[i].p, d->names.v[i].len);
+    codec_enc_nil(&d->out);
+    reply_end(d, start, id);
+out:
+    free(names);
+    free(targets);
+    free(nlens);
+    free(tlens);
+    free(buf);
+    return rc;
+}
+
 static void stat_u64(struct codec_enc *o, const char *key, uint64_t v)
 {
     codec_enc_tuple(o, 2);
@@ -400,6 +535,10 @@ static int serve_read(struct dispatch *d, const struct op *op, struct codec_dec 
         return do_list(d, dec, txn, id);
     case OP_STATS:
         return do_stats(d, txn, id);
+    case OP_SCAN:
+        return do_scan(d, dec, txn, id);
+    case OP_MATCH:
+        return do_match(d, dec, txn, id);
     default:
         return bad(d, "unknown_op");
     }

@@ -50,6 +50,13 @@
  *     {Id, sync}                     -> ok          fsync of the environment
  *     {Id, stats}                    -> [{Key :: atom, integer | atom}]
  *     {Id, ping}                     -> pong
+ *     {Id, scan, From, Limit}        -> {ok, [{Key, Kind, Data}], Next}
+ *           every stored key from From (inclusive binary | undefined), in
+ *           key order, links not followed; Kind = value | link | group,
+ *           Data = the value, the link target, or <<>>; at most Limit
+ *           (0 = all); Next = the key to continue from | undefined.
+ *     {Id, match, [{Name, Target}]}  -> {ok, [ID]}
+ *           every ID for which each key ID/Name holds a link to Target.
  *     {Id, fault, Point}             -> ok   test hook, refused unless the
  *           port runs with --fault-injection 1.  Point = crash_before_commit
  *           | crash_after_commit | crash_mid_reply (the next write batch

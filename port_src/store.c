@@ -413,7 +413,7 @@ int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
 
 /* ---- listing ---------------------------------------------------------- */
 
-static int names_push(struct store_names *names, const uint8_t *p, size_t len)
+int store_names_push(struct store_names *names, const uint8_t *p, size_t len)
 {
     if (names->n == names->cap) {
         size_t cap = names->cap ? names->cap * 2 : 64;
@@ -577,7 +577,7 @@ int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
         size_t seg = path_segment_len(rest, rlen);
         int in_range = !from || (desc ? path_cmp(rest, seg, from, from_len) <= 0
                                       : path_cmp(rest, seg, from, from_len) >= 0);
-        if (in_range && (rc = names_push(names, rest, seg)))
+        if (in_range && (rc = store_names_push(names, rest, seg)))
             break;
         if (seg == rlen) {
             rc = mdb_cursor_get(cur, &k, &v, desc ? MDB_PREV : MDB_NEXT);
@@ -605,6 +605,101 @@ int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
     if (limit && names->n > limit)
         names->n = limit;
     return 0;
+}
+
+/* ---- scan and match ---------------------------------------------------- */
+
+int store_scan(struct store *s, MDB_txn *txn, const uint8_t *from, size_t from_len,
+               uint64_t limit, int (*fn)(void *ctx, const struct store_entry *e), void *ctx,
+               const uint8_t **next, size_t *next_len)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->dbi, &cur);
+    if (rc)
+        return rc;
+    *next = NULL;
+    *next_len = 0;
+    if (from && from_len && from_len <= PATH_MAX_KEY) {
+        k.mv_size = from_len;
+        k.mv_data = (void *)from;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else if (from && from_len > PATH_MAX_KEY) {
+        rc = MDB_NOTFOUND;
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    for (uint64_t n = 0; rc == 0; n++) {
+        if (limit && n == limit) {
+            *next = k.mv_data;
+            *next_len = k.mv_size;
+            break;
+        }
+        struct store_entry e = {k.mv_data, k.mv_size, KIND_VALUE, NULL, 0};
+        e.kind = classify(s, &v, &e.data, &e.dlen);
+        if (e.kind == KIND_GROUP)
+            e.dlen = 0;
+        if (fn(ctx, &e))
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* 1 when <key> holds a link whose target is <target>. */
+static int links_to(struct store *s, MDB_txn *txn, const uint8_t *key, size_t klen,
+                    const uint8_t *target, size_t tlen)
+{
+    enum store_kind kind;
+    const uint8_t *data;
+    size_t dlen;
+    return get_entry(s, txn, key, klen, &kind, &data, &dlen) == 0 && kind == KIND_LINK &&
+           path_cmp(data, dlen, target, tlen) == 0;
+}
+
+int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *names,
+                const size_t *name_lens, const uint8_t *const *targets,
+                const size_t *target_lens,
+                int (*fn)(void *ctx, const uint8_t *id, size_t id_len), void *ctx)
+{
+    if (n == 0)
+        return 0;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->dbi, &cur);
+    if (rc)
+        return rc;
+    uint8_t key[PATH_MAX_KEY + 1];
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        /* Is this key ID/names[0], a link to targets[0]? */
+        const uint8_t *kp = k.mv_data;
+        size_t klen = k.mv_size, nl = name_lens[0];
+        if (klen < nl + 2 || kp[klen - nl - 1] != '/' || memcmp(kp + klen - nl, names[0], nl))
+            continue;
+        const uint8_t *data;
+        size_t dlen;
+        if (classify(s, &v, &data, &dlen) != KIND_LINK ||
+            path_cmp(data, dlen, targets[0], target_lens[0]) != 0)
+            continue;
+        size_t idlen = klen - nl - 1;
+        int all = 1;
+        for (size_t i = 1; i < n && all; i++) {
+            if (idlen + 1 + name_lens[i] > PATH_MAX_KEY) {
+                all = 0;
+                break;
+            }
+            memcpy(key, kp, idlen);
+            key[idlen] = '/';
+            memcpy(key + idlen + 1, names[i], name_lens[i]);
+            all = links_to(s, txn, key, idlen + 1 + name_lens[i], targets[i], target_lens[i]);
+        }
+        if (all && fn(ctx, kp, idlen))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* ---- writes ----------------------------------------------------------- */

@@ -66,6 +66,9 @@ struct store_names {
     size_t n, cap;
 };
 
+/* Appends a name (not copied); 0 or HL_ENOMEM. */
+int store_names_push(struct store_names *names, const uint8_t *p, size_t len);
+
 /* Opens (creating if needed, unless read-only) the environment in
  * cfg->dir, detects or creates the format, and runs mdb_reader_check.
  * On failure returns an error code and writes a short reason into err. */
@@ -99,6 +102,33 @@ int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
 int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
                const uint8_t *from, size_t from_len, uint64_t limit, int desc,
                struct store_names *names);
+
+/* One stored key as it is: what scan and match see. */
+struct store_entry {
+    const uint8_t *key;
+    size_t klen;
+    enum store_kind kind;
+    const uint8_t *data; /* the value, or the link's target; empty for a group */
+    size_t dlen;
+};
+
+/* Calls fn for each stored key from `from` (inclusive, NULL = the first)
+ * in key order, at most `limit` keys (0 = all), without following links.
+ * Stops early when fn returns non-zero.  Sets *next to the key after the
+ * last one given (pointing into the map), or NULL at the end.  For tools
+ * (dump, check, conversion), not for the data model. */
+int store_scan(struct store *s, MDB_txn *txn, const uint8_t *from, size_t from_len,
+               uint64_t limit, int (*fn)(void *ctx, const struct store_entry *e), void *ctx,
+               const uint8_t **next, size_t *next_len);
+
+/* Finds every ID such that, for each i, the key ID/names[i] holds a link
+ * whose target is targets[i] (normalised).  One pass over the keys finds
+ * the IDs that satisfy the first pair, then one get per remaining pair.
+ * Calls fn(ctx, id, id_len) for each (id points into the map). */
+int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *names,
+                const size_t *name_lens, const uint8_t *const *targets,
+                const size_t *target_lens,
+                int (*fn)(void *ctx, const uint8_t *id, size_t id_len), void *ctx);
 
 /* Write operations, inside s->wtxn (batch.c opens it).  Each one checks
  * its arguments before it changes anything: HL_EEMPTY, HL_ETOOLONG,
