@@ -149,10 +149,8 @@ int batch_commit(struct batch *b, struct store *s, const uint8_t *base)
         if (links)
             link_cache_invalidate(s->cache);
         s->known_txnid = id; /* our own commit: the cache still holds */
-        if (s->durability == DURABILITY_FSYNC) {
-            rc = mdb_env_sync(s->env, 1);
-            b->syncs++;
-        }
+        if (s->durability == DURABILITY_FSYNC)
+            b->syncs++; /* the commit itself synced (store_open's flags) */
         break;
     }
     s->wtxn_links = 0;

@@ -201,10 +201,18 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
         (rc = mdb_env_set_maxdbs(s->env, 4)))
         goto fail;
     /* WRITEMAP: commits write the map directly, no malloc'd dirty pages.
-     * NOSYNC: a commit survives a crash of this process or of the BEAM (the
-     * pages are in the kernel's cache); the disk flush is batched: every
-     * sync-interval in commit mode, after each group commit in fsync mode. */
-    unsigned flags = MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC;
+     * commit and async modes add NOSYNC: a commit survives a crash of this
+     * process or of the BEAM (the pages are in the kernel's cache) and the
+     * disk flush is batched, every sync-interval.  (LMDB's own warning
+     * applies: with WRITEMAP + NOSYNC an operating-system crash between
+     * flushes can damage the file, not just lose the newest commits.)
+     * fsync mode keeps LMDB's synchronous commit, which flushes the data
+     * pages before it writes and flushes the meta page: each group commit
+     * is on disk, in an order that survives a system crash, before any of
+     * its writers hears ok. */
+    unsigned flags = MDB_NOTLS;
+    if (cfg->durability != DURABILITY_FSYNC)
+        flags |= MDB_NOSYNC | MDB_NOMETASYNC;
     if (cfg->read_only)
         flags |= MDB_RDONLY;
     else
