@@ -179,7 +179,8 @@ join_paths(A, B) ->
 %% @doc Reads many paths from one snapshot in one round trip.
 -spec read_many(store(), [path()]) -> [{ok, binary()} | not_found | error()] | error().
 read_many(Opts, Paths) when is_list(Paths) ->
-    case paths(Paths, []) of
+    case all_binaries(Paths) orelse paths(Paths, []) of
+        true -> call(Opts, read, {read_many, Paths});
         {ok, Ps} -> call(Opts, read, {read_many, Ps});
         {error, _} = E -> E
     end;
@@ -406,6 +407,11 @@ segments(L) ->
 
 normalise(B) ->
     iolist_to_binary(lists:join($/, binary:split(B, <<"/">>, [global, trim_all]))).
+
+%% The common case, checked without building a new list.
+all_binaries([P | T]) when is_binary(P) -> all_binaries(T);
+all_binaries([]) -> true;
+all_binaries(_) -> false.
 
 paths([], Acc) -> {ok, lists:reverse(Acc)};
 paths([P | T], Acc) ->

@@ -65,6 +65,7 @@
     max_value = (1 bsl 30) - (1 bsl 16) :: pos_integer(),
     timeout = 60000 :: timeout(),
     watchdog = 30000 :: pos_integer() | infinity,
+    spin_us = 50 :: non_neg_integer(),
     fault_injection = false :: boolean()
 }).
 
@@ -143,11 +144,37 @@ wait(Pid, Id, Mref, Timeout) ->
         end
     end.
 
+%% Decodes a reply frame.  The two answers that carry values are matched
+%% by hand, so a value comes out as a sub-binary of the frame rather than
+%% a fresh copy (binary_to_term allocates and copies every binary): a
+%% large value is not copied at all, and read_many's packed answer splits
+%% into values without an allocation each.  A small value inside a large
+%% frame is copied, so that keeping it does not keep the frame alive.
+decode(<<131, 104, 2, 110, 8, 0, _:8/binary, 104, 2, 119, 2, "ok", 109, Len:32,
+         Value:Len/binary>>) ->
+    {ok, own(Value)};
+decode(<<131, 104, 2, 110, 8, 0, _:8/binary, 104, 2, 119, 6, "packed", 109, Len:32,
+         Packed:Len/binary>>) ->
+    unpack(Packed);
 decode(Frame) when is_binary(Frame) ->
     {_, Result} = binary_to_term(Frame),
     Result;
 decode({result, Result}) ->
     Result.
+
+unpack(<<0, Rest/binary>>) -> [not_found | unpack(Rest)];
+unpack(<<1, Len:32, Value:Len/binary, Rest/binary>>) -> [{ok, own(Value)} | unpack(Rest)];
+unpack(<<2, Len:32, Reason:Len/binary, Rest/binary>>) ->
+    [{error, binary_to_term(Reason)} | unpack(Rest)];
+unpack(<<>>) -> [].
+
+own(Value) when byte_size(Value) =< 64 ->
+    binary:copy(Value);  % a heap binary: cheap, and frees the frame
+own(Value) ->
+    case binary:referenced_byte_size(Value) > 2 * byte_size(Value) of
+        true -> binary:copy(Value);
+        false -> Value
+    end.
 
 %% noproc: the server was gone before this request was sent, so the
 %% request reached no port: safe to send again (the caller starts the store
@@ -280,6 +307,7 @@ set(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 
 set(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{timeout = V}};
 set(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
 set(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
+set(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};
 set(_, _, _) -> error.
 
 to_bin(V) when is_binary(V) -> V;
@@ -510,6 +538,7 @@ port_args(#cfg{dir = Dir} = C) ->
      "--durability", binary_to_list(C#cfg.durability),
      "--sync-interval", integer_to_list(C#cfg.sync_interval),
      "--format", case C#cfg.format of auto -> "auto"; F -> binary_to_list(F) end,
+     "--spin-us", integer_to_list(C#cfg.spin_us),
      "--fault-injection", bool(C#cfg.fault_injection)].
 
 bool(true) -> "1";

@@ -192,6 +192,38 @@ static void reply_atom(struct dispatch *d, uint64_t id, const char *atom)
 
 /* ---- reads ------------------------------------------------------------ */
 
+/* Raw bytes inside a packed binary (do_read_many). */
+static void put_raw(struct codec_enc *o, const void *p, size_t n)
+{
+    uint8_t *dst = codec_enc_reserve(o, n);
+    if (dst) {
+        if (n)
+            memcpy(dst, p, n);
+        o->len += n;
+    }
+}
+
+static void put_u8(struct codec_enc *o, uint8_t b) { put_raw(o, &b, 1); }
+
+static void put_len(struct codec_enc *o, size_t n)
+{
+    uint8_t b[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    put_raw(o, b, 4);
+}
+
+/* Fills in the 4-byte length at `at` with the bytes written after it. */
+static void patch_len(struct codec_enc *o, size_t at)
+{
+    if (o->err)
+        return;
+    size_t n = o->len - at - 4;
+    uint8_t *b = o->buf + at;
+    b[0] = (uint8_t)(n >> 24);
+    b[1] = (uint8_t)(n >> 16);
+    b[2] = (uint8_t)(n >> 8);
+    b[3] = (uint8_t)n;
+}
+
 /* Encodes one read result ({ok, V} | not_found | {error, R}). */
 static void encode_read(struct dispatch *d, MDB_txn *txn, const uint8_t *p, size_t len, int rc)
 {
@@ -228,16 +260,42 @@ static int do_read_many(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn,
     if (n && codec_dec_list_end(dec))
         return bad(d, "bad_path_list");
     dec->pos = first;
+    /* The answer is one binary, not a list of terms: decoding a list of n
+     * binaries costs the caller an allocation per value, while the packed
+     * form splits into sub-binaries by pattern matching (protocol.h). */
     size_t start = reply_begin(d, id);
-    if (n)
-        codec_enc_list(&d->out, n);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_atom(&d->out, "packed");
+    size_t bin = d->out.len;
+    uint8_t *head = codec_enc_reserve(&d->out, 5);
+    if (head)
+        d->out.len += 5;
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *p;
-        size_t len;
+        const uint8_t *p, *val;
+        size_t len, vlen;
         int rc = decode_read_path(d, dec, &p, &len);
-        encode_read(d, txn, p, len, rc);
+        if (rc == 0)
+            rc = store_read(d->store, txn, p, len, &val, &vlen);
+        if (rc == HL_ENOTFOUND) {
+            put_u8(&d->out, 0);
+        } else if (rc == 0) {
+            put_u8(&d->out, 1);
+            put_len(&d->out, vlen);
+            put_raw(&d->out, val, vlen);
+        } else {
+            /* an error: its reason as a term of its own */
+            put_u8(&d->out, 2);
+            size_t at = d->out.len;
+            put_len(&d->out, 0);
+            codec_enc_version(&d->out);
+            encode_reason(d, rc);
+            patch_len(&d->out, at);
+        }
     }
-    codec_enc_nil(&d->out);
+    if (!d->out.err) {
+        d->out.buf[bin] = 109; /* BINARY_EXT */
+        patch_len(&d->out, bin + 1);
+    }
     reply_end(d, start, id);
     return 0;
 }

@@ -6,7 +6,7 @@
  *          [--format auto|tagged|hb_store_lmdb]
  *          [--durability commit|fsync|async] [--sync-interval MS]
  *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
- *          [--fault-injection 0|1]
+ *          [--spin-us MICROSECONDS] [--fault-injection 0|1]
  *
  * The loop: wait for input (or for the sync interval to pass), read what
  * is there, serve every complete frame in order, commit the batch of
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dispatch.h"
@@ -37,7 +38,15 @@ struct options {
     size_t batch_max;
     int sync_interval_ms;
     int fault_injection;
+    unsigned spin_us;
 };
+
+static uint64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
 
 static void usage(const char *why)
 {
@@ -69,6 +78,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         .max_frame = DEFAULT_MAX_FRAME,
         .batch_max = 4096,
         .sync_interval_ms = 1000,
+        .spin_us = 50,
     };
     for (int i = 1; i < argc; i += 2) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -94,6 +104,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             o->batch_max = number(v, k);
         else if (!strcmp(k, "--sync-interval"))
             o->sync_interval_ms = (int)number(v, k);
+        else if (!strcmp(k, "--spin-us"))
+            o->spin_us = (unsigned)number(v, k);
         else if (!strcmp(k, "--fault-injection"))
             o->fault_injection = number(v, k) != 0;
         else if (!strcmp(k, "--format")) {
@@ -179,7 +191,17 @@ int main(int argc, char **argv)
         int dirty = d.batch.commits != synced_commits && !store.read_only;
         int timeout = dirty || store.pool.live ? opt.sync_interval_ms : -1;
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
-        int n = poll(&pfd, 1, timeout);
+        /* Spin briefly (--spin-us) before sleeping: a caller that just got
+         * its reply often sends the next request within microseconds, and
+         * a wake-up from a blocking poll costs tens of them. */
+        int n = poll(&pfd, 1, 0);
+        if (n == 0 && opt.spin_us) {
+            uint64_t until = now_us() + opt.spin_us;
+            while (n == 0 && now_us() < until)
+                n = poll(&pfd, 1, 0);
+        }
+        if (n == 0)
+            n = poll(&pfd, 1, timeout);
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0) {

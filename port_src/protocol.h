@@ -33,7 +33,11 @@
  *   The port normalises paths itself (drops empty segments).
  *
  *     {Id, read, P}                  -> {ok, V} | not_found
- *     {Id, read_many, [P]}           -> [{ok, V} | not_found]   one snapshot
+ *     {Id, read_many, [P]}           -> {packed, Bin}   one snapshot
+ *           Bin holds one entry per path, in order: <<0>> not_found,
+ *           <<1, Len:32, V:Len/binary>> {ok, V}, <<2, Len:32, T:Len/binary>>
+ *           {error, binary_to_term(T)}.  (One binary splits into values by
+ *           pattern matching; a list of binaries costs one allocation each.)
  *     {Id, type, P}                  -> simple | composite | not_found
  *     {Id, resolve, P}               -> P2 (binary)
  *     {Id, list, P, From, Limit, Dir}-> {ok, [Name]}
