@@ -23,7 +23,7 @@ DEB_PACKAGES := build-essential erlang-nox erlang-dev liblmdb-dev libjemalloc-de
 	erlang-common-test erlang-eunit erlang-proper erlang-dialyzer erlang-tools lmdb-utils \
 	gnuplot-nox clang libclang-rt-dev valgrind
 
-.PHONY: all help deps port erl run test test-c test-erl test-valgrind dialyzer bench clean distclean
+.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak bench clean
 
 all: deps port erl
 
@@ -32,6 +32,8 @@ help:
 	@echo "make run        the main job: start a store in ./data and run a short demo"
 	@echo "make test       every test (C under ASan+UBSan, EUnit, Common Test, dialyzer)"
 	@echo "make bench      benchmarks (tables in the terminal, figures in bench/RESULTS.md)"
+	@echo "make fuzz       libFuzzer on the request decoder (FUZZ_SECONDS, default 300)"
+	@echo "make soak       the kill -9 test for SOAK_ROUNDS rounds (default 500)"
 	@echo "make deps       install missing Debian packages (as root)"
 	@echo "make clean      remove build output"
 
@@ -59,7 +61,8 @@ erl: | _build/.deps-ok
 	$(REBAR) compile
 
 clean:
-	rm -rf priv/hyper_lmdb_port _build/default _build/test _build/c _build/.deps-ok
+	rm -rf priv/hyper_lmdb_port _build/default _build/test _build/c _build/bench _build/fuzz \
+	       _build/valgrind _build/test-logs _build/.deps-ok
 
 # ---- tests --------------------------------------------------------------
 # Every test target prints its own counts; `make test` runs them all and
@@ -85,9 +88,17 @@ dialyzer: all
 test: all
 	@bash test/run_all.sh
 
+# libFuzzer on the request decoder: FUZZ_SECONDS=600 make fuzz
+fuzz: all
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash test/fuzz/run.sh
+
+# The kill -9 test at length: SOAK_ROUNDS=2000 make soak
+soak: all
+	HYPER_LMDB_KILL_ROUNDS=$${SOAK_ROUNDS:-500} $(REBAR) ct --suite test/hyper_lmdb_crash_SUITE --case kill9_while_writing
+
 # ---- benchmarks -----------------------------------------------------------
 BENCH_BIN := _build/bench/echo_port _build/bench/raw_lmdb
-_build/bench/%: bench/%.c | _build/.deps-ok
+_build/bench/%: bench/%.c $(LIB_SRCS) $(PORT_HDRS) | _build/.deps-ok
 	@mkdir -p _build/bench
 	$(CC) $(CSTD) -O2 -g $(WARN) -Iport_src -o $@ $< $(LIB_SRCS) -llmdb -ljemalloc
 

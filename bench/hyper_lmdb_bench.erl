@@ -402,7 +402,7 @@ plots(Rows) ->
     Series = [{"hyper_lmdb read", fun(1) -> "read, 1 caller"; (N) -> io_lib:format("read, ~b callers", [N]) end},
               {"gen_server-mux echo", fun(N) -> io_lib:format("gen_server-mux echo, ~b callers", [N]) end},
               {"ETS read", fun(N) -> io_lib:format("ETS read, ~b callers", [N]) end}],
-    Dat = [["# callers\t", lists:join("\t", [["\"", S, "\""] || {S, _} <- Series]), "\n"] |
+    Dat = [["callers\t", lists:join("\t", [["\"", S, "\""] || {S, _} <- Series]), "\n"] |
            [[integer_to_list(N), [["\t", case Find(lists:flatten(F(N))) of
                                              [#{ops := O}] -> integer_to_list(O);
                                              [] -> "NaN"
@@ -424,10 +424,10 @@ plots(Rows) ->
             Script = "set terminal png size 900,540\n"
                      "set output '" ?OUT "/throughput.png'\n"
                      "set title 'Point reads: ops/s vs concurrent callers'\n"
-                     "set logscale x 2\nset xlabel 'callers'\nset ylabel 'ops/s'\nset key left top\n"
+                     "set logscale x 2\nset logscale y 10\nset xlabel 'callers'\nset ylabel 'ops/s (log)'\nset key left top\n"
                      "plot for [i=2:4] '" ?OUT "/throughput.dat' using 1:i with linespoints title columnheader(i)\n"
                      "set output '" ?OUT "/latency_cdf.png'\n"
-                     "set title 'Single-caller latency CDF'\nunset logscale x\nset logscale x 10\n"
+                     "set title 'Single-caller latency CDF'\nunset logscale\nset logscale x 10\n"
                      "set xlabel 'microseconds'\nset ylabel 'fraction'\nset key right bottom\n"
                      "plot '" ?OUT "/latency_store.dat' using 1:2 with lines title 'hyper_lmdb read', "
                      "'" ?OUT "/latency_echo.dat' using 1:2 with lines title 'echo port'\n",

@@ -52,6 +52,11 @@ else f=0; fi
 if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 add "$p" "$f"; echo "    $p passed, $f failed"
 
+# libFuzzer over the request decoder and dispatcher (FUZZ_SECONDS, 60 s).
+stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash test/fuzz/run.sh
+rc=$?
+if [ $rc -eq 0 ]; then add 1 0; echo "    1 passed, 0 failed"; else add 0 1; echo "    0 passed, 1 failed"; fi
+
 # The port under valgrind, and dialyzer: one test each.
 if stage valgrind bash test/valgrind_smoke.sh; then add 1 0; else add 0 1; fi
 if stage dialyzer rebar3 dialyzer; then add 1 0; else add 0 1; fi
