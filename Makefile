@@ -20,10 +20,10 @@ PORT_LIBS := -llmdb -ljemalloc
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 DEB_PACKAGES := build-essential erlang-nox erlang-dev liblmdb-dev libjemalloc-dev rebar3 \
-	erlang-common-test erlang-eunit erlang-proper erlang-dialyzer erlang-tools lmdb-utils \
+	erlang-common-test erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer erlang-tools lmdb-utils \
 	gnuplot-nox clang libclang-rt-dev valgrind
 
-.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak bench clean
+.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak proptest bench clean
 
 all: deps port erl
 
@@ -34,6 +34,7 @@ help:
 	@echo "make bench      benchmarks (tables in the terminal, figures in bench/RESULTS.md)"
 	@echo "make fuzz       libFuzzer on the request decoder (FUZZ_SECONDS, default 300)"
 	@echo "make soak       the kill -9 test for SOAK_ROUNDS rounds (default 500)"
+	@echo "make proptest   the PropEr model test for PROPTEST_N sequences (default 10000)"
 	@echo "make deps       install missing Debian packages (as root)"
 	@echo "make clean      remove build output"
 
@@ -91,6 +92,10 @@ test: all
 # libFuzzer on the request decoder: FUZZ_SECONDS=600 make fuzz
 fuzz: all
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash test/fuzz/run.sh
+
+# The PropEr model test at length: PROPTEST_N=20000 make proptest
+proptest: all
+	HYPER_LMDB_PROPTEST_N=$${PROPTEST_N:-10000} $(REBAR) ct --suite test/hyper_lmdb_prop_SUITE
 
 # The kill -9 test at length: SOAK_ROUNDS=2000 make soak
 soak: all
