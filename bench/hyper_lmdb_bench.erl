@@ -110,8 +110,12 @@ raw_lmdb(Tmp) ->
 
 reads(Tmp, Ms) ->
     S = store(Tmp, "reads", #{}),
-    Keys = preload(S, 10000),
-    Read = fun() -> {ok, _} = hyper_lmdb:read(S, element(rand:uniform(10000), Keys)) end,
+    %% in a persistent term: a closure's tuple would be copied into every
+    %% caller process, and that copying would be measured too
+    persistent_term:put({?MODULE, keys}, preload(S, 10000)),
+    Key = fun() -> element(rand:uniform(10000), persistent_term:get({?MODULE, keys})) end,
+    Keys = persistent_term:get({?MODULE, keys}),
+    Read = fun() -> {ok, _} = hyper_lmdb:read(S, Key()) end,
     {Ops1, Lat1} = lockstep(Read, Ms),
     R1 = row("read, 1 caller", Ops1, Lat1, get(floor_lockstep)),
     RN = [row(io_lib:format("read, ~b callers", [N]), concurrent(N, Read, Ms), [],

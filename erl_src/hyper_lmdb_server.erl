@@ -503,10 +503,20 @@ route(Id, Frame, P, S) ->
             end,
             P2;
         {{Dest, _, _, _}, P2} ->
-            Dest ! {Id, Frame},
+            Dest ! {Id, detach(Frame)},
             P2;
         error ->
             P  % its caller gave up (timeout)
+    end.
+
+%% A reply that is a small part of a large chunk from the port is copied
+%% before it is sent: a sub-binary would keep the whole chunk alive in
+%% the caller until its next garbage collection, and with many callers
+%% that is many chunks (measured: a gigabyte with 1000 callers).
+detach(Frame) ->
+    case binary:referenced_byte_size(Frame) > 2 * byte_size(Frame) of
+        true -> binary:copy(Frame);
+        false -> Frame
     end.
 
 now_ms() ->

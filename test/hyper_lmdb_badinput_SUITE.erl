@@ -1,0 +1,249 @@
+%%% Bad input at the Erlang API: each kind answered with its exact error,
+%%% nothing raised, and afterwards the store holds exactly what it held
+%%% before.  Then a load test: 1000 concurrent callers of mixed operations
+%%% (HYPER_LMDB_LOAD_SECONDS, default 30) with no errors, a bounded
+%%% mailbox and bounded memory.
+-module(hyper_lmdb_badinput_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("eunit/include/eunit.hrl").
+
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
+-export([catalogue/1, options_catalogue/1, load_1000_callers/1]).
+
+suite() -> [{timetrap, {minutes, 5}}].
+all() -> [catalogue, options_catalogue, load_1000_callers].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(hyper_lmdb),
+    Config.
+
+end_per_suite(_) -> ok.
+
+%% Everything the store holds, links not followed.
+snapshot(S) -> snapshot(S, undefined, []).
+snapshot(S, From, Acc) ->
+    {ok, Entries, Next} = hyper_lmdb:scan(S, maps:filter(fun(_, V) -> V =/= undefined end,
+                                                          #{from => From, limit => 500})),
+    case Next of
+        undefined -> Acc ++ Entries;
+        _ -> snapshot(S, Next, Acc ++ Entries)
+    end.
+
+catalogue(Config) ->
+    Priv = ?config(priv_dir, Config),
+    S = #{<<"name">> => list_to_binary(filename:join(Priv, "catalogue")),
+          <<"max-link-hops">> => 5, <<"max-value-size">> => 1000},
+    {ok, _} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write_many(S, [{write, <<"keep/a">>, <<"1">>}, {write, <<"keep/b">>, <<"2">>},
+                                   {make_group, <<"grp">>}, {make_link, <<"keep">>, <<"lnk">>}]),
+    %% a chain of 6 links (one over the cap of 5) and one of 5
+    ok = hyper_lmdb:write_many(S, [{make_link, <<"c", (integer_to_binary(I + 1))/binary>>,
+                                    <<"c", (integer_to_binary(I))/binary>>} || I <- lists:seq(0, 5)]
+                                  ++ [{write, <<"c6">>, <<"end">>}]),
+    ok = hyper_lmdb:make_link(S, <<"self">>, <<"self">>),
+    Before = snapshot(S),
+    BadPath = {error, {bad_argument, path}},
+    BadValue = {error, {bad_argument, value}},
+    K512 = binary:copy(<<"k">>, 512),
+    Cases = [
+        {"integer path", fun() -> hyper_lmdb:read(S, 42) end, BadPath},
+        {"pid path", fun() -> hyper_lmdb:write(S, self(), <<"v">>) end, BadPath},
+        {"map path", fun() -> hyper_lmdb:type(S, #{}) end, BadPath},
+        {"tuple path", fun() -> hyper_lmdb:list(S, {a, b}) end, BadPath},
+        {"float path", fun() -> hyper_lmdb:resolve(S, 1.5) end, BadPath},
+        {"pid inside a list path", fun() -> hyper_lmdb:read(S, [<<"a">>, self()]) end, BadPath},
+        {"empty binary path on write", fun() -> hyper_lmdb:write(S, <<>>, <<"v">>) end, {error, empty_path}},
+        {"'/' path on write", fun() -> hyper_lmdb:write(S, <<"/">>, <<"v">>) end, {error, empty_path}},
+        {"'//' path on make_group", fun() -> hyper_lmdb:make_group(S, <<"//">>) end, {error, empty_path}},
+        {"empty path on delete", fun() -> hyper_lmdb:delete(S, []) end, {error, empty_path}},
+        {"empty link name", fun() -> hyper_lmdb:make_link(S, <<"keep">>, <<>>) end, {error, empty_path}},
+        {"empty link target", fun() -> hyper_lmdb:make_link(S, <<>>, <<"x">>) end, {error, empty_path}},
+        {"512-byte key write", fun() -> hyper_lmdb:write(S, K512, <<"v">>) end, {error, {key_too_long, 512}}},
+        {"512-byte key read", fun() -> hyper_lmdb:read(S, K512) end, {error, {key_too_long, 512}}},
+        {"512-byte link name", fun() -> hyper_lmdb:make_link(S, <<"keep">>, K512) end, {error, {key_too_long, 512}}},
+        {"atom value", fun() -> hyper_lmdb:write(S, <<"x">>, atom) end, BadValue},
+        {"integer value", fun() -> hyper_lmdb:write(S, <<"x">>, 7) end, BadValue},
+        {"map value", fun() -> hyper_lmdb:write(S, <<"x">>, #{}) end, BadValue},
+        {"improper list value", fun() -> hyper_lmdb:write(S, <<"x">>, [<<"a">> | b]) end, BadValue},
+        {"value over max-value-size", fun() -> hyper_lmdb:write(S, <<"x">>, binary:copy(<<0>>, 1001)) end,
+         {error, {too_large, 1001}}},
+        {"list/3 negative limit", fun() -> hyper_lmdb:list(S, <<"keep">>, #{limit => -1}) end,
+         {error, {bad_argument, list_opts}}},
+        {"list/3 bad direction", fun() -> hyper_lmdb:list(S, <<"keep">>, #{direction => sideways}) end,
+         {error, {bad_argument, list_opts}}},
+        {"list/3 integer from", fun() -> hyper_lmdb:list(S, <<"keep">>, #{from => 42}) end,
+         {error, {bad_argument, list_opts}}},
+        {"list/3 options not a map", fun() -> hyper_lmdb:list(S, <<"keep">>, [limit]) end,
+         {error, {bad_argument, list_opts}}},
+        {"read_many of a non-list", fun() -> hyper_lmdb:read_many(S, <<"keep">>) end,
+         {error, {bad_argument, paths}}},
+        {"read_many with a bad path", fun() -> hyper_lmdb:read_many(S, [<<"keep/a">>, 3]) end, BadPath},
+        {"write_many bad op", fun() -> hyper_lmdb:write_many(S, [{frob, <<"x">>}]) end,
+         {error, {bad_argument, op}}},
+        {"write_many of a non-list", fun() -> hyper_lmdb:write_many(S, write) end,
+         {error, {bad_argument, ops}}},
+        {"write_many with one empty path", fun() ->
+             hyper_lmdb:write_many(S, [{write, <<"new1">>, <<"v">>}, {delete, <<"keep/a">>},
+                                       {write, <<"/">>, <<"v">>}]) end, {error, empty_path}},
+        {"write_many with one bad value", fun() ->
+             hyper_lmdb:write_many(S, [{write, <<"new1">>, <<"v">>}, {write, <<"y">>, 9}]) end, BadValue},
+        {"write below a link loop", fun() -> hyper_lmdb:write(S, <<"self/x">>, <<"v">>) end,
+         {error, link_loop}},
+        {"link to itself read", fun() -> hyper_lmdb:read(S, <<"self">>) end, not_found},
+        {"link to itself type", fun() -> hyper_lmdb:type(S, <<"self">>) end, not_found},
+        {"chain over the hop cap", fun() -> hyper_lmdb:read(S, <<"c0">>) end, not_found},
+        {"chain at the hop cap", fun() -> hyper_lmdb:read(S, <<"c1">>) end, {ok, <<"end">>}},
+        {"match with no pairs", fun() -> hyper_lmdb:match(S, []) end, {error, {bad_argument, match}}},
+        {"scan with a bad limit", fun() -> hyper_lmdb:scan(S, #{limit => 0}) end,
+         {error, {bad_argument, scan_opts}}},
+        {"store that is not a map", fun() -> hyper_lmdb:read(not_a_store, <<"keep/a">>) end,
+         {error, {bad_option, <<"name">>}}},
+        {"store without a name", fun() -> hyper_lmdb:read(#{}, <<"keep/a">>) end,
+         {error, {bad_option, <<"name">>}}}
+    ],
+    Failed = [{Name, Want, Got} || {Name, Fun, Want} <- Cases,
+                                   Got <- [try Fun() catch C:E -> {raised, C, E} end],
+                                   begin ct:pal("~-34s -> ~p", [Name, Got]), Got =/= Want end],
+    ?assertEqual([], Failed),
+    ?assert(length(Cases) >= 30),
+    %% ... and nothing of it changed the store
+    ?assertEqual(Before, snapshot(S)),
+    hyper_lmdb:stop(S).
+
+%% Keys are bytes, and option maps are checked; names are never shell.
+options_catalogue(Config) ->
+    Priv = ?config(priv_dir, Config),
+    Dir = fun(N) -> list_to_binary(filename:join(Priv, N)) end,
+    File = filename:join(Priv, "a_file"),
+    ok = file:write_file(File, <<"not a directory">>),
+    Name = Dir("opts"),
+    Bad = fun(K, V) -> hyper_lmdb:start(#{<<"name">> => Name, K => V}) end,
+    Cases = [
+        {"unknown option", Bad(<<"colour">>, <<"blue">>), {error, {bad_option, <<"colour">>}}},
+        {"capacity not an integer", Bad(<<"capacity">>, <<"big">>), {error, {bad_option, <<"capacity">>}}},
+        {"capacity too small", Bad(<<"capacity">>, 10), {error, {bad_option, <<"capacity">>}}},
+        {"unknown durability", Bad(<<"durability">>, <<"maybe">>), {error, {bad_option, <<"durability">>}}},
+        {"sync-interval zero", Bad(<<"sync-interval">>, 0), {error, {bad_option, <<"sync-interval">>}}},
+        {"unknown format", Bad(<<"format">>, <<"xml">>), {error, {bad_option, <<"format">>}}},
+        {"read-only not boolean", Bad(<<"read-only">>, 1), {error, {bad_option, <<"read-only">>}}},
+        {"max-link-hops negative", Bad(<<"max-link-hops">>, -1), {error, {bad_option, <<"max-link-hops">>}}},
+        {"max-readers zero", Bad(<<"max-readers">>, 0), {error, {bad_option, <<"max-readers">>}}},
+        {"read-ahead not boolean", Bad(<<"read-ahead">>, yes), {error, {bad_option, <<"read-ahead">>}}},
+        {"missing name", hyper_lmdb:start(#{}), {error, {bad_option, <<"name">>}}},
+        {"name not a path", hyper_lmdb:start(#{<<"name">> => 42}), {error, {bad_option, <<"name">>}}},
+        {"name is a file", hyper_lmdb:start(#{<<"name">> => list_to_binary(File)}),
+         {error, {open_failed, enotdir, <<"mdb_env_open">>}}},
+        {"read-only on a missing directory",
+         hyper_lmdb:start(#{<<"name">> => Dir("missing"), <<"read-only">> => true}),
+         {error, {open_failed, enoent, <<"mdb_env_open">>}}},
+        {"directory that cannot be made",
+         hyper_lmdb:start(#{<<"name">> => <<"/proc/hyper_lmdb_cannot_exist">>}),
+         {error, {open_failed, enoent, <<"mkdir">>}}}
+    ],
+    Failed = [{N, W, G} || {N, G, W} <- Cases, begin ct:pal("~-34s -> ~p", [N, G]), G =/= W end],
+    ?assertEqual([], Failed),
+    %% paths with .., //, NUL and non-UTF-8 bytes are keys like any other
+    S = #{<<"name">> => Dir("bytes")},
+    Keys = [<<"../x">>, <<"a/../b">>, <<"nul", 0, "byte">>, <<255, 254, "/", 0>>, <<"é/ü"/utf8>>],
+    [ok = hyper_lmdb:write(S, K, K) || K <- Keys],
+    [{ok, K} = hyper_lmdb:read(S, K) || K <- Keys],
+    {ok, <<"a/b">>} = {ok, hyper_lmdb:path(S, <<"a//b">>)},
+    {ok, Root} = hyper_lmdb:list(S, <<>>),
+    ?assertEqual(lists:usort([<<"..">>, <<"a">>, <<"nul", 0, "byte">>, <<255, 254>>, <<"é"/utf8>>]), Root),
+    hyper_lmdb:stop(S),
+    %% a name full of shell metacharacters is just a directory name
+    Evil = Dir("a;touch INJECTED;$(touch INJECTED2)`touch INJECTED3`'\"&|"),
+    E = #{<<"name">> => Evil},
+    ok = hyper_lmdb:write(E, <<"k">>, <<"v">>),
+    {ok, <<"v">>} = hyper_lmdb:read(E, <<"k">>),
+    #{os_pid := _} = hyper_lmdb:stats(E),
+    hyper_lmdb:stop(E),
+    ?assertEqual([], filelib:wildcard(filename:join(Priv, "INJECTED*")) ++ filelib:wildcard("INJECTED*")),
+    ?assert(filelib:is_dir(Evil)),
+    %% a stopped store is started again on demand, with its data
+    ok = hyper_lmdb:stop(S),
+    {ok, <<"../x">>} = hyper_lmdb:read(S, <<"../x">>),
+    hyper_lmdb:stop(S).
+
+%%% ---------------------------------------------------------------------
+%%% load
+
+load_1000_callers(Config) ->
+    Secs = case os:getenv("HYPER_LMDB_LOAD_SECONDS") of
+               false -> 30;
+               V -> list_to_integer(V)
+           end,
+    S = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "load"))},
+    {ok, #{<<"pid">> := Server}} = hyper_lmdb:start(S),
+    Keys = list_to_tuple([<<"k/", (integer_to_binary(I))/binary>> || I <- lists:seq(1, 10000)]),
+    [ok = hyper_lmdb:write_many(S, [{write, element(I, Keys), <<"v">>} || I <- lists:seq(J, J + 999)])
+     || J <- lists:seq(1, 10000, 1000)],
+    #{os_pid := OsPid} = hyper_lmdb:stats(S),
+    Parent = self(),
+    Deadline = erlang:monotonic_time(millisecond) + Secs * 1000,
+    %% (the callers make their keys: a shared key table would be copied
+    %% into every one of them and measure the test, not the store)
+    Callers = [spawn_link(fun() -> Parent ! {self(), caller(S, Deadline, 0, [])} end)
+               || _ <- lists:seq(1, 1000)],
+    Samples = sample(Server, OsPid, Deadline, []),
+    Results = [receive {P, R} -> R end || P <- Callers],
+    Ops = lists:sum([N || {N, _} <- Results]),
+    Errors = lists:append([E || {_, E} <- Results]),
+    Mailbox = lists:max([M || {M, _, _} <- Samples]),
+    Beam = [B || {_, B, _} <- Samples],
+    PortRss = lists:max([R || {_, _, R} <- Samples]),
+    First = avg(lists:sublist(Beam, 25)),
+    Last = avg(lists:nthtail(max(0, length(Beam) - 25), Beam)),
+    Line = io_lib:format("load: ops/s=~b peak_mailbox=~b peak_beam_mb=~b peak_port_rss_mb=~b "
+                         "beam_mb_first5s=~b beam_mb_last5s=~b errors=~b",
+                         [Ops div Secs, Mailbox, lists:max(Beam) div 1048576, PortRss div 1024,
+                          First div 1048576, Last div 1048576, length(Errors)]),
+    ct:pal("~s", [Line]),
+    io:format(user, "~s~n", [Line]),
+    ?assertEqual([], lists:sublist(Errors, 10)),
+    ?assert(Mailbox < 2000),
+    ?assert(Last < 2 * First),
+    hyper_lmdb:stop(S).
+
+avg([]) -> 0;
+avg(L) -> lists:sum(L) div length(L).
+
+key() -> <<"k/", (integer_to_binary(rand:uniform(10000)))/binary>>.
+
+caller(S, Deadline, N, Errors) ->
+    case N band 15 =:= 0 andalso erlang:monotonic_time(millisecond) > Deadline of
+        true -> {N, Errors};
+        false ->
+            K = key(),
+            R = case rand:uniform(100) of
+                    X when X =< 70 -> {read, hyper_lmdb:read(S, K)};
+                    X when X =< 90 -> {write, hyper_lmdb:write(S, K, <<"v">>)};
+                    X when X =< 95 -> {list, hyper_lmdb:list(S, <<"k">>, #{limit => 20})};
+                    _ -> {many, hyper_lmdb:read_many(S, [K, key()])}
+                end,
+            case R of
+                {read, {ok, _}} -> caller(S, Deadline, N + 1, Errors);
+                {write, ok} -> caller(S, Deadline, N + 1, Errors);
+                {list, {ok, [_ | _]}} -> caller(S, Deadline, N + 1, Errors);
+                {many, [{ok, _}, {ok, _}]} -> caller(S, Deadline, N + 1, Errors);
+                Bad -> caller(S, Deadline, N + 1, [Bad | Errors])
+            end
+    end.
+
+%% Every 200 ms: the server's mailbox, the BEAM's memory, the port's RSS.
+sample(Server, OsPid, Deadline, Acc) ->
+    case erlang:monotonic_time(millisecond) > Deadline of
+        true -> lists:reverse(Acc);
+        false ->
+            {message_queue_len, M} = erlang:process_info(Server, message_queue_len),
+            timer:sleep(200),
+            sample(Server, OsPid, Deadline, [{M, erlang:memory(total), rss_kb(OsPid)} | Acc])
+    end.
+
+rss_kb(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
+        {ok, B} ->
+            {match, [Kb]} = re:run(B, "VmRSS:\\s+(\\d+)", [{capture, all_but_first, list}]),
+            list_to_integer(Kb);
+        _ -> 0
+    end.
