@@ -313,7 +313,7 @@ uint8_t *codec_enc_reserve(struct codec_enc *e, size_t n)
     return e->buf + e->len;
 }
 
-static void put_bytes(struct codec_enc *e, const void *p, size_t n)
+void codec_enc_raw(struct codec_enc *e, const void *p, size_t n)
 {
     uint8_t *dst = codec_enc_reserve(e, n);
     if (dst) {
@@ -335,20 +335,20 @@ static void put_tag_u32(struct codec_enc *e, uint8_t tag, uint32_t v)
 {
     uint8_t b[5] = {tag};
     put_u32(b + 1, v);
-    put_bytes(e, b, 5);
+    codec_enc_raw(e, b, 5);
 }
 
 void codec_enc_version(struct codec_enc *e)
 {
     uint8_t b = TAG_VERSION;
-    put_bytes(e, &b, 1);
+    codec_enc_raw(e, &b, 1);
 }
 
 void codec_enc_tuple(struct codec_enc *e, uint32_t arity)
 {
     if (arity <= 255) {
         uint8_t b[2] = {TAG_SMALL_TUPLE, (uint8_t)arity};
-        put_bytes(e, b, 2);
+        codec_enc_raw(e, b, 2);
     } else {
         put_tag_u32(e, TAG_LARGE_TUPLE, arity);
     }
@@ -359,7 +359,7 @@ void codec_enc_list(struct codec_enc *e, uint32_t count) { put_tag_u32(e, TAG_LI
 void codec_enc_nil(struct codec_enc *e)
 {
     uint8_t b = TAG_NIL;
-    put_bytes(e, &b, 1);
+    codec_enc_raw(e, &b, 1);
 }
 
 void codec_enc_atom(struct codec_enc *e, const char *name)
@@ -367,15 +367,15 @@ void codec_enc_atom(struct codec_enc *e, const char *name)
     size_t n = strlen(name);
     /* Atoms come from this program's own string literals: always short. */
     uint8_t b[2] = {TAG_SMALL_ATOM_UTF8, (uint8_t)(n > 255 ? 255 : n)};
-    put_bytes(e, b, 2);
-    put_bytes(e, name, b[1]);
+    codec_enc_raw(e, b, 2);
+    codec_enc_raw(e, name, b[1]);
 }
 
 void codec_enc_u64(struct codec_enc *e, uint64_t v)
 {
     if (v <= 255) {
         uint8_t b[2] = {TAG_SMALL_INTEGER, (uint8_t)v};
-        put_bytes(e, b, 2);
+        codec_enc_raw(e, b, 2);
     } else if (v <= INT32_MAX) {
         put_tag_u32(e, TAG_INTEGER, (uint32_t)v);
     } else {
@@ -386,7 +386,7 @@ void codec_enc_u64(struct codec_enc *e, uint64_t v)
             v >>= 8;
         }
         b[1] = (uint8_t)n;
-        put_bytes(e, b, 3 + n);
+        codec_enc_raw(e, b, 3 + n);
     }
 }
 
@@ -405,7 +405,7 @@ void codec_enc_i64(struct codec_enc *e, int64_t v)
             m >>= 8;
         }
         b[1] = (uint8_t)n;
-        put_bytes(e, b, 3 + n);
+        codec_enc_raw(e, b, 3 + n);
     }
 }
 
@@ -416,5 +416,5 @@ void codec_enc_binary(struct codec_enc *e, const void *data, size_t len)
         return;
     }
     put_tag_u32(e, TAG_BINARY, (uint32_t)len);
-    put_bytes(e, data, len);
+    codec_enc_raw(e, data, len);
 }

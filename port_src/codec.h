@@ -62,6 +62,8 @@ void codec_enc_free(struct codec_enc *e);
 /* Makes room for n more bytes; returns a pointer to them or NULL (err set).
  * The caller must fill them and add n to e->len itself. */
 uint8_t *codec_enc_reserve(struct codec_enc *e, size_t n);
+/* Appends n bytes as they are (inside a binary the caller is building). */
+void codec_enc_raw(struct codec_enc *e, const void *p, size_t n);
 void codec_enc_version(struct codec_enc *e);
 void codec_enc_tuple(struct codec_enc *e, uint32_t arity);
 void codec_enc_list(struct codec_enc *e, uint32_t count); /* count > 0 */

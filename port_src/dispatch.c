@@ -193,22 +193,12 @@ static void reply_atom(struct dispatch *d, uint64_t id, const char *atom)
 /* ---- reads ------------------------------------------------------------ */
 
 /* Raw bytes inside a packed binary (do_read_many). */
-static void put_raw(struct codec_enc *o, const void *p, size_t n)
-{
-    uint8_t *dst = codec_enc_reserve(o, n);
-    if (dst) {
-        if (n)
-            memcpy(dst, p, n);
-        o->len += n;
-    }
-}
-
-static void put_u8(struct codec_enc *o, uint8_t b) { put_raw(o, &b, 1); }
+static void put_u8(struct codec_enc *o, uint8_t b) { codec_enc_raw(o, &b, 1); }
 
 static void put_len(struct codec_enc *o, size_t n)
 {
     uint8_t b[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    put_raw(o, b, 4);
+    codec_enc_raw(o, b, 4);
 }
 
 /* Fills in the 4-byte length at `at` with the bytes written after it. */
@@ -281,7 +271,7 @@ static int do_read_many(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn,
         } else if (rc == 0) {
             put_u8(&d->out, 1);
             put_len(&d->out, vlen);
-            put_raw(&d->out, val, vlen);
+            codec_enc_raw(&d->out, val, vlen);
         } else {
             /* an error: its reason as a term of its own */
             put_u8(&d->out, 2);
@@ -298,6 +288,20 @@ static int do_read_many(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn,
     }
     reply_end(d, start, id);
     return 0;
+}
+
+/* Answers {ok, [Name]} with the names collected in d->names. */
+static void reply_names(struct dispatch *d, uint64_t id)
+{
+    size_t start = reply_begin(d, id);
+    codec_enc_tuple(&d->out, 2);
+    codec_enc_atom(&d->out, "ok");
+    if (d->names.n)
+        codec_enc_list(&d->out, (uint32_t)d->names.n);
+    for (size_t i = 0; i < d->names.n; i++)
+        codec_enc_binary(&d->out, d->names.v[i].p, d->names.v[i].len);
+    codec_enc_nil(&d->out);
+    reply_end(d, start, id);
 }
 
 static int do_list(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id)
@@ -317,15 +321,7 @@ static int do_list(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint
         return bad(d, "bad_direction");
     if ((rc = store_list(d->store, txn, p, len, from, from_len, limit, desc, &d->names)))
         return rc;
-    size_t start = reply_begin(d, id);
-    codec_enc_tuple(&d->out, 2);
-    codec_enc_atom(&d->out, "ok");
-    if (d->names.n)
-        codec_enc_list(&d->out, (uint32_t)d->names.n);
-    for (size_t i = 0; i < d->names.n; i++)
-        codec_enc_binary(&d->out, d->names.v[i].p, d->names.v[i].len);
-    codec_enc_nil(&d->out);
-    reply_end(d, start, id);
+    reply_names(d, id);
     return 0;
 }
 
@@ -444,15 +440,7 @@ static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uin
     if ((rc = store_match(d->store, txn, n, names, nlens, targets, tlens, collect_name,
                           &d->names)))
         goto out;
-    size_t start = reply_begin(d, id);
-    codec_enc_tuple(&d->out, 2);
-    codec_enc_atom(&d->out, "ok");
-    if (d->names.n)
-        codec_enc_list(&d->out, (uint32_t)d->names.n);
-    for (size_t i = 0; i < d->names.n; i++)
-        codec_enc_binary(&d->out, d->names.v[i].p, d->names.v[i].len);
-    codec_enc_nil(&d->out);
-    reply_end(d, start, id);
+    reply_names(d, id);
 out:
     free(names);
     free(targets);
