@@ -425,7 +425,7 @@ plots(Rows) ->
         false ->
             io:format("(gnuplot not installed: no plots)~n");
         _ ->
-            Script = "set terminal png size 900,540\n"
+            Script = "set terminal png size 900,540 noenhanced\n"
                      "set output '" ?OUT "/throughput.png'\n"
                      "set title 'Point reads: ops/s vs concurrent callers'\n"
                      "set logscale x 2\nset logscale y 10\nset xlabel 'callers'\nset ylabel 'ops/s (log)'\nset key left top\n"
