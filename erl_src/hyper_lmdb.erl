@@ -18,6 +18,8 @@
          resolve/2, path/2, add_path/3]).
 -export([read_many/2, write_many/2, delete/2, sync/1, stats/1]).
 -export([match/2, scan/2]).
+%% HyperBEAM's device-style store API (2026): Fun(StoreOpts, Request, NodeOpts)
+-export([start/3, stop/3, reset/3, read/3, type/3, group/3, link/3, resolve/3, match/3]).
 
 -export_type([store/0, path/0, write_op/0, list_opts/0]).
 
@@ -99,7 +101,12 @@ read(Opts, Path) ->
 
 %% @doc Writes a value (a binary or iodata), replacing whatever the key
 %% held.  A write through a linked prefix lands in the link's target.
--spec write(store(), path(), iodata()) -> ok | error().
+%% With a map as second argument, the device-style write: every
+%% `Path => Value' of the map in one atomic commit (a value that is itself
+%% a map becomes a group of its children).
+-spec write(store(), path() | #{path() => iodata() | map()}, iodata() | map()) -> ok | error().
+write(Opts, Req, _NodeOpts) when is_map(Req) ->
+    dev_write(Opts, Req);
 write(Opts, Path, Value) ->
     with_path(Path, fun(P) ->
         with_value(Opts, Value, fun(V) -> call(Opts, write, {write, P, V}) end)
@@ -112,8 +119,13 @@ list(Opts, Path) ->
     list(Opts, Path, #{}).
 
 %% @doc A bounded listing: at most `limit' children, starting at `from'
-%% (inclusive), in `direction' order (default ascending).
--spec list(store(), path(), list_opts()) -> {ok, [binary()]} | error().
+%% (inclusive), in `direction' order (default ascending).  With a request
+%% map as second argument, the device-style list: `#{<<"list">> => Path,
+%% <<"from">> => Name, <<"limit">> => N, <<"direction">> => <<"asc">> |
+%% <<"desc">>}'.
+-spec list(store(), path() | map(), list_opts() | map()) -> {ok, [binary()]} | error().
+list(Opts, Req, _NodeOpts) when is_map(Req) ->
+    dev_list(Opts, Req);
 list(Opts, Path, ListOpts) when is_map(ListOpts) ->
     From = maps:get(from, ListOpts, undefined),
     Limit = maps:get(limit, ListOpts, 0),
@@ -263,6 +275,134 @@ stats(Opts) ->
         {error, _} = E ->
             E
     end.
+
+%%% ---------------------------------------------------------------------
+%%% HyperBEAM's device-style API: Fun(StoreOpts, Request, NodeOpts)
+
+%% @doc Device-style start: as start/1.
+-spec start(store(), map(), map()) -> {ok, store()} | error().
+start(Opts, _Req, _NodeOpts) -> start(Opts).
+
+%% @doc Device-style stop: as stop/1.
+-spec stop(store(), map(), map()) -> ok.
+stop(Opts, _Req, _NodeOpts) -> stop(Opts).
+
+%% @doc Device-style reset: as reset/1.
+-spec reset(store(), map(), map()) -> ok | error().
+reset(Opts, _Req, _NodeOpts) -> reset(Opts).
+
+%% @doc `#{<<"read">> => Path}': `{ok, Value}' for a value, `{composite,
+%% Children}' (sorted names) for a group, explicit or implicit, and
+%% `{error, not_found}' otherwise.  Links are followed as by read/2.
+-spec read(store(), map(), map()) -> {ok, binary()} | {composite, [binary()]} | error().
+read(Opts, #{<<"read">> := Path}, _NodeOpts) ->
+    case read(Opts, Path) of
+        {ok, _} = Found ->
+            Found;
+        not_found ->
+            case type(Opts, Path) of
+                composite ->
+                    case list(Opts, Path) of
+                        {ok, Children} -> {composite, Children};
+                        {error, _} = E -> E
+                    end;
+                not_found -> {error, not_found};
+                {error, _} = E -> E
+            end;
+        {error, _} = E ->
+            E
+    end;
+read(_, _, _) ->
+    {error, {bad_argument, request}}.
+
+%% @doc `#{<<"type">> => Path}': `{ok, simple | composite}' or
+%% `{error, not_found}'.
+-spec type(store(), map(), map()) -> {ok, simple | composite} | error().
+type(Opts, #{<<"type">> := Path}, _NodeOpts) ->
+    case type(Opts, Path) of
+        not_found -> {error, not_found};
+        {error, _} = E -> E;
+        T -> {ok, T}
+    end;
+type(_, _, _) ->
+    {error, {bad_argument, request}}.
+
+%% @doc `#{<<"group">> => Path}': makes Path a group.
+-spec group(store(), map(), map()) -> ok | error().
+group(Opts, #{<<"group">> := Path}, _NodeOpts) -> make_group(Opts, Path);
+group(_, _, _) -> {error, {bad_argument, request}}.
+
+%% @doc `#{New => Existing, ...}': makes every New a link to its Existing,
+%% in one atomic commit.
+-spec link(store(), map(), map()) -> ok | error().
+link(Opts, Req, _NodeOpts) when is_map(Req), map_size(Req) > 0 ->
+    write_many(Opts, [{make_link, Existing, New} || {New, Existing} <- maps:to_list(Req)]);
+link(_, _, _) ->
+    {error, {bad_argument, request}}.
+
+%% @doc `#{<<"resolve">> => Path}': `{ok, ResolvedPath}'.
+-spec resolve(store(), map(), map()) -> {ok, binary()} | error().
+resolve(Opts, #{<<"resolve">> := Path}, _NodeOpts) ->
+    case resolve(Opts, Path) of
+        B when is_binary(B) -> {ok, B};
+        E -> E
+    end;
+resolve(_, _, _) ->
+    {error, {bad_argument, request}}.
+
+%% @doc `#{<<"match">> => [{Key, Path}] | #{Key => Path}}': `{ok, IDs}',
+%% the IDs whose every Key child is a link to its Path (see match/2).
+-spec match(store(), map(), map()) -> {ok, [binary()]} | error().
+match(Opts, #{<<"match">> := Pairs}, _NodeOpts) when is_map(Pairs) ->
+    match(Opts, maps:to_list(Pairs));
+match(Opts, #{<<"match">> := Pairs}, _NodeOpts) ->
+    match(Opts, Pairs);
+match(_, _, _) ->
+    {error, {bad_argument, request}}.
+
+dev_write(Opts, Req) when map_size(Req) > 0 ->
+    case dev_write_ops(maps:to_list(Req), [], []) of
+        {ok, Ops} -> write_many(Opts, Ops);
+        {error, _} = E -> E
+    end;
+dev_write(_, _) ->
+    {error, {bad_argument, request}}.
+
+%% A map value is a group: its marker, then its children below it.
+dev_write_ops([], _Prefix, Acc) ->
+    {ok, lists:reverse(Acc)};
+dev_write_ops([{K, V} | T], Prefix, Acc) ->
+    case to_path(K) of
+        {ok, P0} ->
+            P = case Prefix of [] -> P0; _ -> <<Prefix/binary, "/", P0/binary>> end,
+            case V of
+                #{} ->
+                    case dev_write_ops(maps:to_list(V), P, [{make_group, P} | Acc]) of
+                        {ok, Sub} -> dev_write_ops(T, Prefix, lists:reverse(Sub));
+                        E -> E
+                    end;
+                _ ->
+                    dev_write_ops(T, Prefix, [{write, P, V} | Acc])
+            end;
+        error ->
+            {error, {bad_argument, path}}
+    end.
+
+dev_list(Opts, #{<<"list">> := Path} = Req) ->
+    Dir = case maps:get(<<"direction">>, Req, <<"asc">>) of
+              <<"desc">> -> desc;
+              desc -> desc;
+              <<"asc">> -> asc;
+              asc -> asc;
+              _ -> bad
+          end,
+    ListOpts = maps:filter(fun(_, V) -> V =/= undefined end,
+                           #{from => maps:get(<<"from">>, Req, undefined),
+                             limit => maps:get(<<"limit">>, Req, undefined),
+                             direction => Dir}),
+    list(Opts, Path, ListOpts);
+dev_list(_, _) ->
+    {error, {bad_argument, request}}.
 
 %%% ---------------------------------------------------------------------
 %%% internals
