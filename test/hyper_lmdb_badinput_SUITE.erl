@@ -8,10 +8,10 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
--export([catalogue/1, options_catalogue/1, load_1000_callers/1]).
+-export([catalogue/1, options_catalogue/1, deep_chains/1, broken_stream/1, load_1000_callers/1]).
 
 suite() -> [{timetrap, {minutes, 5}}].
-all() -> [catalogue, options_catalogue, load_1000_callers].
+all() -> [catalogue, options_catalogue, deep_chains, broken_stream, load_1000_callers].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -164,6 +164,44 @@ options_catalogue(Config) ->
     ok = hyper_lmdb:stop(S),
     {ok, <<"../x">>} = hyper_lmdb:read(S, <<"../x">>),
     hyper_lmdb:stop(S).
+
+%% A chain of 10,000 links: past the default cap of 1000 it is not_found,
+%% promptly; with the cap raised it resolves.
+deep_chains(Config) ->
+    Dir = list_to_binary(filename:join(?config(priv_dir, Config), "deep")),
+    S = #{<<"name">> => Dir},
+    ok = hyper_lmdb:write_many(S, [{make_link, <<"n", (integer_to_binary(I + 1))/binary>>,
+                                    <<"n", (integer_to_binary(I))/binary>>} || I <- lists:seq(0, 9999)]
+                                  ++ [{write, <<"n10000">>, <<"bottom">>}]),
+    {Us, not_found} = timer:tc(fun() -> hyper_lmdb:read(S, <<"n0">>) end),
+    ?assert(Us < 2000000),
+    {ok, <<"bottom">>} = hyper_lmdb:read(S, <<"n9500">>),
+    ok = hyper_lmdb:stop(S),
+    Deep = S#{<<"max-link-hops">> => 20000},
+    {Us2, {ok, <<"bottom">>}} = timer:tc(fun() -> hyper_lmdb:read(Deep, <<"n0">>) end),
+    ct:pal("10,000-link chain: not_found in ~b us at the default cap, resolved in ~b us", [Us, Us2]),
+    <<"n10000">> = hyper_lmdb:resolve(Deep, <<"n0">>),
+    hyper_lmdb:stop(Deep).
+
+%% A frame over the port's limit breaks the stream: the port exits with
+%% its own status (4), which the server maps to broken_stream.
+broken_stream(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "stream"),
+    Exe = filename:join(code:priv_dir(hyper_lmdb), "hyper_lmdb_port"),
+    Port = open_port({spawn_executable, Exe},
+                     [stream, binary, exit_status, use_stdio,
+                      {args, ["--dir", Dir, "--max-frame", "1000"]}]),
+    receive {Port, {data, _Hello}} -> ok after 5000 -> exit(no_hello) end,
+    Frame = term_to_binary({1, write, <<"k">>, binary:copy(<<0>>, 2000)}),
+    port_command(Port, [<<(byte_size(Frame)):32>>, Frame]),
+    receive {Port, {exit_status, St}} -> ?assertEqual(4, St) after 5000 -> exit(no_exit) end,
+    %% a truncated header at end of input is an orderly EOF, not a crash
+    Port2 = open_port({spawn_executable, Exe}, [stream, binary, exit_status, use_stdio,
+                                                {args, ["--dir", Dir]}]),
+    receive {Port2, {data, _}} -> ok after 5000 -> exit(no_hello) end,
+    port_command(Port2, <<0, 0>>),
+    port_close(Port2),
+    ok.
 
 %%% ---------------------------------------------------------------------
 %%% load
