@@ -62,8 +62,6 @@
     max_hops = 1000 :: non_neg_integer(),
     max_readers = 126 :: pos_integer(),
     read_ahead = false :: boolean(),
-    max_value = (1 bsl 30) - (1 bsl 16) :: pos_integer(),
-    timeout = 60000 :: timeout(),
     watchdog = 30000 :: pos_integer() | infinity,
     spin_us = 50 :: non_neg_integer(),
     fault_injection = false :: boolean()
@@ -302,9 +300,9 @@ set(<<"read-only">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_only = V}};
 set(<<"max-link-hops">>, V, C) when is_integer(V), V >= 0 -> {ok, C#cfg{max_hops = V}};
 set(<<"max-readers">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{max_readers = V}};
 set(<<"read-ahead">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_ahead = V}};
-set(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 bsl 16) ->
-    {ok, C#cfg{max_value = V}};
-set(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{timeout = V}};
+%% checked here, applied by hyper_lmdb on each call (they are per caller)
+set(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 bsl 16) -> {ok, C};
+set(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C};
 set(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
 set(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
 set(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};

@@ -357,7 +357,9 @@ bad_arguments(C) ->
     BadValue = {error, {bad_argument, value}},
     BadPath = hyper_lmdb:read(S, 42),
     BadPath = hyper_lmdb:read(S, self()),
-    BadPath = hyper_lmdb:write(S, #{}, <<"v">>),
+    BadPath = hyper_lmdb:write(S, {not_a, path}, <<"v">>),
+    %% a map in second place is the device-style write (issue 6): empty, it is a bad request
+    {error, {bad_argument, request}} = hyper_lmdb:write(S, #{}, <<"v">>),
     BadPath = hyper_lmdb:type(S, {a, b}),
     BadPath = hyper_lmdb:list(S, 1.5),
     BadPath = hyper_lmdb:make_link(S, 1, <<"x">>),
