@@ -23,7 +23,7 @@ DEB_PACKAGES := build-essential erlang-nox erlang-dev liblmdb-dev libjemalloc-de
 	erlang-common-test erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer erlang-tools lmdb-utils \
 	gnuplot-nox clang libclang-rt-dev valgrind
 
-.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak proptest bench clean
+.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak soak-memory proptest bench clean
 
 all: deps port erl
 
@@ -35,6 +35,7 @@ help:
 	@echo "make fuzz       libFuzzer on the request decoder (FUZZ_SECONDS, default 300)"
 	@echo "make soak       the kill -9 test for SOAK_ROUNDS rounds (default 500)"
 	@echo "make proptest   the PropEr model test for PROPTEST_N sequences (default 10000)"
+	@echo "make soak-memory  1000 callers for SOAK_SECONDS (default 600): memory must not grow"
 	@echo "make deps       install missing Debian packages (as root)"
 	@echo "make clean      remove build output"
 
@@ -92,6 +93,11 @@ test: all
 # libFuzzer on the request decoder: FUZZ_SECONDS=600 make fuzz
 fuzz: all
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash test/fuzz/run.sh
+
+# Memory over a long mixed load (issue 4): 1000 callers for SOAK_SECONDS
+# (default 600); prints the first and last BEAM memory and the port's RSS.
+soak-memory: all
+	HYPER_LMDB_LOAD_SECONDS=$${SOAK_SECONDS:-600} $(REBAR) ct --suite test/hyper_lmdb_badinput_SUITE --case load_1000_callers
 
 # The PropEr model test at length: PROPTEST_N=20000 make proptest
 proptest: all
