@@ -3,7 +3,6 @@
 %%% hyper_lmdb_api_SUITE (Common Test).
 -module(hyper_lmdb_tests).
 -include_lib("eunit/include/eunit.hrl").
--export([random_key/1]).
 
 %%% ---------------------------------------------------------------------
 %%% fixtures
