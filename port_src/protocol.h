@@ -5,8 +5,10 @@
  *
  * TRANSPORT
  *   The port is started with open_port({spawn_executable, Port},
- *   [{packet, 4}, binary, exit_status, use_stdio, {args, Args}]).
- *   Every message in both directions is one frame:
+ *   [stream, binary, exit_status, use_stdio, {args, Args}]); the server
+ *   writes and splits the frames itself (the same bytes {packet, 4} would
+ *   produce), so a burst of requests is one port_command and a burst of
+ *   replies one message.  Every message in both directions is one frame:
  *
  *     byte 0..3   payload length L, unsigned 32-bit big endian
  *     byte 4..    L bytes of Erlang external term format: the version byte
@@ -27,8 +29,11 @@
  *
  * REQUESTS   {Id, Op, Arg...}
  *   Id is a non-negative integer (SMALL_INTEGER_EXT, INTEGER_EXT or a
- *   SMALL_BIG_EXT of at most 8 bytes) chosen by the server; it comes back
- *   unchanged in the reply.  Paths (P) and values (V) are binaries
+ *   SMALL_BIG_EXT of at most 8 bytes) chosen by the caller; it comes back
+ *   unchanged in the reply.  The server uses 2^60 + N, which this
+ *   encoder always writes as an 8-byte SMALL_BIG, so every reply to it
+ *   starts 131, 104, 2, 110, 8, 0 and the id is bytes 6..13 (little
+ *   endian): the server routes replies without decoding them.  Paths (P) and values (V) are binaries
  *   (BINARY_EXT); the server flattens list paths and iodata before sending.
  *   The port normalises paths itself (drops empty segments).
  *
