@@ -10,7 +10,13 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([catalogue/1, options_catalogue/1, deep_chains/1, broken_stream/1, load_1000_callers/1]).
 
-suite() -> [{timetrap, {minutes, 5}}].
+suite() -> [{timetrap, {seconds, 240 + load_seconds()}}].
+
+load_seconds() ->
+    case os:getenv("HYPER_LMDB_LOAD_SECONDS") of
+        false -> 30;
+        V -> list_to_integer(V)
+    end.
 all() -> [catalogue, options_catalogue, deep_chains, broken_stream, load_1000_callers].
 
 init_per_suite(Config) ->
@@ -207,10 +213,7 @@ broken_stream(Config) ->
 %%% load
 
 load_1000_callers(Config) ->
-    Secs = case os:getenv("HYPER_LMDB_LOAD_SECONDS") of
-               false -> 30;
-               V -> list_to_integer(V)
-           end,
+    Secs = load_seconds(),
     S = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "load"))},
     {ok, #{<<"pid">> := Server}} = hyper_lmdb:start(S),
     Keys = list_to_tuple([<<"k/", (integer_to_binary(I))/binary>> || I <- lists:seq(1, 10000)]),
