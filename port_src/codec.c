@@ -293,7 +293,9 @@ uint8_t *codec_enc_reserve(struct codec_enc *e, size_t n)
 {
     if (e->err)
         return NULL;
-    if (n > e->cap - e->len) {
+    /* An encoder without a buffer gets one even for n == 0: NULL + 0 is
+     * undefined behaviour, and callers take NULL to mean failure. */
+    if (n > e->cap - e->len || !e->buf) {
         size_t cap = e->cap ? e->cap : 4096;
         while (cap - e->len < n) {
             if (cap > SIZE_MAX / 2) {

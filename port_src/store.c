@@ -179,6 +179,19 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
     return mdb_dbi_open(txn, DATA_DB, MDB_CREATE, &s->dbi);
 }
 
+/* The short reason store_open gives for rc.  LMDB's codes (MDB_KEYEXIST
+ * = -30799 up to MDB_LAST_ERRCODE) and errno values (positive) have
+ * mdb_strerror's text; only the project's own HL_E* codes (-1 .. HL_ELOOP,
+ * errors.h) are "internal".  The old test, -30800 < rc < 0, also caught
+ * every LMDB code, so a map too small for the metadata said "internal"
+ * instead of MDB_MAP_FULL. */
+static const char *open_reason(int rc)
+{
+    if (rc < 0 && rc >= HL_ELOOP)
+        return "internal";
+    return mdb_strerror(rc);
+}
+
 int store_open(struct store *s, const struct store_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -249,7 +262,7 @@ fail:
         mdb_env_close(s->env);
     s->env = NULL;
     if (!err[0])
-        snprintf(err, errlen, "%s", rc < 0 && rc > -30800 ? "internal" : mdb_strerror(rc));
+        snprintf(err, errlen, "%s", open_reason(rc));
     return rc;
 }
 
@@ -338,18 +351,25 @@ int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len
     /* The cache describes the committed snapshot: usable from the read
      * transaction, and from the write transaction until it changes a link. */
     int cacheable = txn != s->wtxn || !s->wtxn_links;
+    /* A path longer than the work buffer cannot be held, and nothing can
+     * lie at or below it (a link key is at most PATH_MAX_KEY bytes, so
+     * what follows it would still be too long for a key). */
+    if (len > PATH_MAX_WORK)
+        return HL_ELOOP;
     const uint8_t *hit;
     size_t hit_len;
     int unresolvable;
     if (cacheable && link_cache_get(s->cache, path, len, &hit, &hit_len, &unresolvable)) {
         if (unresolvable)
             return HL_ELOOP;
-        memcpy(out, hit, hit_len);
+        if (hit_len) /* (an empty path may come as NULL: memcpy must not see it) */
+            memcpy(out, hit, hit_len);
         *out_len = hit_len;
         return 0;
     }
     uint8_t tmp[PATH_MAX_WORK];
-    memcpy(out, path, len);
+    if (len)
+        memcpy(out, path, len);
     *out_len = len;
     int rc = resolve_walk(s, txn, out, out_len, tmp);
     if (cacheable && (rc == 0 || rc == HL_ELOOP))
@@ -758,6 +778,22 @@ static int note_old_link(struct store *s, const uint8_t *key, size_t klen)
     return rc == HL_ENOTFOUND ? 0 : rc;
 }
 
+/* 1 when a value about to be written will read back as a link.  In
+ * hb_store_lmdb's format the value "link:" + target is a link (SPEC
+ * section 2), so writing one changes resolution exactly as make_link does
+ * and the link cache must be invalidated at commit, even when the key held
+ * no link before.  In tagged format caller bytes are always data. */
+static int new_value_is_link(const struct store *s, enum store_kind kind, const uint8_t *val,
+                             size_t vlen)
+{
+    if (kind != KIND_VALUE || s->format != FORMAT_HB)
+        return 0;
+    MDB_val v = {vlen, (void *)val};
+    const uint8_t *data;
+    size_t len;
+    return classify(s, &v, &data, &len) == KIND_LINK;
+}
+
 static int put_kind(struct store *s, const uint8_t *path, size_t len, enum store_kind kind,
                     const uint8_t *val, size_t vlen)
 {
@@ -766,7 +802,7 @@ static int put_kind(struct store *s, const uint8_t *path, size_t len, enum store
     int rc = write_key(s, path, len, key, &klen);
     if (rc)
         return rc;
-    if (kind == KIND_LINK)
+    if (kind == KIND_LINK || new_value_is_link(s, kind, val, vlen))
         s->wtxn_links = 1;
     else if ((rc = note_old_link(s, key, klen)))
         return rc;

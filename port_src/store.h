@@ -82,8 +82,9 @@ int store_read_txn(struct store *s, MDB_txn **txn);
 
 /* Resolves every link at every prefix and at the whole of <path, len>
  * into out (PATH_MAX_WORK bytes).  Returns 0, HL_ELOOP (loop, too many
- * hops, or a path that grew past PATH_MAX_WORK) or an LMDB error.  The
- * cache is used when txn sees the committed snapshot the cache describes. */
+ * hops, a path longer than PATH_MAX_WORK as given or as it grew) or an
+ * LMDB error.  The cache is used when txn sees the committed snapshot the
+ * cache describes. */
 int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len, uint8_t *out,
                   size_t *out_len);
 
