@@ -222,7 +222,10 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
      * fsync mode keeps LMDB's synchronous commit, which flushes the data
      * pages before it writes and flushes the meta page: each group commit
      * is on disk, in an order that survives a system crash, before any of
-     * its writers hears ok. */
+     * its writers hears ok.  (Measured: flushing the meta page with the
+     * next commit instead, NOMETASYNC with the answers held back until
+     * then, saves little: the data flush is most of a commit, ~340 of
+     * ~370 us here, and holding answers back halves the batches.) */
     unsigned flags = MDB_NOTLS;
     if (cfg->durability != DURABILITY_FSYNC)
         flags |= MDB_NOSYNC | MDB_NOMETASYNC;
@@ -479,90 +482,349 @@ static void names_sort_unique(struct store_names *names, int desc)
     names->n = w;
 }
 
-/* How many collected names are final, i.e. no child not yet met can sort
- * before them in the listing order.
- *
+/*
  * Keys sort bytewise and '/' is not the smallest byte, so children are not
  * met in name order: "c-x" (key "P/c-x") comes before the subtree of "c"
  * ("P/c/..."), and a child "c" that has no key of its own is met after
- * "c-x".  With the cursor at the key whose rest (after "P/") is R:
- *   ascending: an unseen child m has a key >= "P/"R, so m >= R, or m is a
- *   prefix of R followed by a byte up to '/' (the current key's own child
- *   is the prefix followed by '/').  The smallest such m is R cut before
- *   the first byte <= '/' (from index 1): names below it are final.
- *   descending: an unseen child has every key below "P/"R, so m < R: names
- *   >= R are final. */
-static size_t names_final(const struct store_names *names, const uint8_t *r, size_t rlen, int desc)
+ * "c-x".  The keys of a child m run from "P/m" to the end of its subtree
+ * "P/m/...", and the only other children with keys in between are the
+ * names m + a byte below '/' + ...  So a child met out of order is always
+ * a prefix, cut before a byte below '/', of a name met before it, and is
+ * met by its subtree.  Both listings below stand on that.
+ *
+ * Every cursor call of store_list goes through list_get, so s->list_ops
+ * counts the cost.
+ */
+static int list_get(struct store *s, MDB_cursor *cur, MDB_val *k, MDB_cursor_op op)
 {
-    size_t bound = rlen;
-    if (!desc)
-        for (size_t i = 1; i < rlen; i++)
-            if (r[i] <= '/') {
-                bound = i;
-                break;
-            }
-    size_t n = 0;
-    for (size_t i = 0; i < names->n; i++) {
-        int c = path_cmp(names->v[i].p, names->v[i].len, r, bound);
-        if (desc ? c >= 0 : c < 0)
-            n++;
-    }
-    return n;
+    MDB_val v;
+    s->list_ops++;
+    return mdb_cursor_get(cur, k, &v, op);
+}
+
+/* Positions cur at the first key >= <key, len>. */
+static int seek_ge(struct store *s, MDB_cursor *cur, const uint8_t *key, size_t len, MDB_val *k)
+{
+    if (len == 0)
+        return list_get(s, cur, k, MDB_FIRST);
+    k->mv_size = len;
+    k->mv_data = (void *)key;
+    return list_get(s, cur, k, MDB_SET_RANGE);
+}
+
+/* Positions cur at the last key < <key, len>. */
+static int seek_lt(struct store *s, MDB_cursor *cur, const uint8_t *key, size_t len, MDB_val *k)
+{
+    int rc = seek_ge(s, cur, key, len, k);
+    if (rc == MDB_NOTFOUND)
+        return list_get(s, cur, k, MDB_LAST);
+    return rc ? rc : list_get(s, cur, k, MDB_PREV);
+}
+
+/* Writes <prefix> + <name> + the byte tail (none when tail < 0) into buf
+ * (PATH_MAX_KEY + 1 bytes) and returns the length: a seek key, cut at
+ * PATH_MAX_KEY + 1 bytes (a `from` may be of any length).  The cut seeks
+ * the same: no key is longer than PATH_MAX_KEY, so every key compares with
+ * the cut string as with the whole.  (LMDB takes a seek key of any
+ * length.) */
+static size_t seek_key(uint8_t *buf, const uint8_t *prefix, size_t plen, const uint8_t *name,
+                       size_t nlen, int tail)
+{
+    size_t room = PATH_MAX_KEY + 1 - plen;
+    size_t n = nlen < room ? nlen : room;
+    memcpy(buf, prefix, plen);
+    if (n)
+        memcpy(buf + plen, name, n);
+    if (tail >= 0 && plen + n <= PATH_MAX_KEY)
+        buf[plen + n++] = (uint8_t)tail;
+    return plen + n;
 }
 
 /* Positions cur on the first key of the walk: asc, the first key >= P/from
  * (every key of a child >= from is at or above it); desc, the last key
  * below every key of every child <= from, or the last key of the prefix.
  * For desc that is not simply below "P/from0": a child that is a prefix of
- * `from` followed by a byte below '/' ("c" for from = "c-x") has its
- * subtree ("P/c/...") above "P/c-x".  The shortest such prefix has the
- * highest subtree, so the walk starts below "P/" + that prefix + "0". */
-static int list_start(MDB_cursor *cur, const uint8_t *prefix, size_t plen, const uint8_t *from,
-                      size_t from_len, int desc, MDB_val *k)
+ * `from` followed by a byte up to '/' ("c" for from = "c-x", or for
+ * from = "c/x": `from` is any binary and may hold a '/') has its subtree
+ * ("P/c/...") above "P/c-x" or "P/c/x0".  The shortest such prefix has the
+ * highest subtree, so the walk starts below "P/" + that prefix + "0".
+ * (Children the seek takes in that sort above `from` are filtered out by
+ * list_walk's range check.)  The empty prefix counts too: a foreign key
+ * "P//x" names the child "" (below "-x"), whose subtree sorts above
+ * "P/-x".  A `from` longer than any key still seeks where it sorts. */
+static int list_start(struct store *s, MDB_cursor *cur, const uint8_t *prefix, size_t plen,
+                      const uint8_t *from, size_t from_len, int desc, MDB_val *k)
 {
-    uint8_t seek[PATH_MAX_KEY + 2];
-    size_t slen = plen;
+    uint8_t seek[PATH_MAX_KEY + 1];
+    if (!desc)
+        return seek_ge(s, cur, seek, seek_key(seek, prefix, plen, from, from ? from_len : 0, -1),
+                       k);
+    if (from) {
+        for (size_t i = 0; i < from_len; i++)
+            if (from[i] <= '/') {
+                from_len = i;
+                break;
+            }
+        return seek_lt(s, cur, seek, seek_key(seek, prefix, plen, from, from_len, '/' + 1), k);
+    }
+    if (plen == 0)
+        return list_get(s, cur, k, MDB_LAST);
     memcpy(seek, prefix, plen);
-    if (from && plen + from_len <= PATH_MAX_KEY) {
-        if (desc)
-            for (size_t i = 1; i < from_len; i++)
-                if (from[i] < '/') {
-                    from_len = i;
-                    break;
-                }
-        memcpy(seek + slen, from, from_len);
-        slen += from_len;
-        if (desc)
-            seek[slen++] = '/' + 1;
-    } else if (from) {
-        /* a start key no key can reach: nothing above it ascending,
-         * everything of the prefix below it descending */
-        if (!desc)
-            return MDB_NOTFOUND;
-        if (plen)
-            seek[slen - 1] = '/' + 1;
-    } else if (desc && plen) {
-        seek[slen - 1] = '/' + 1; /* "P0": just past every "P/..." key */
-    }
-    MDB_val v;
+    seek[plen - 1] = '/' + 1; /* "P0": just past every "P/..." key */
+    return seek_lt(s, cur, seek, plen, k);
+}
+
+/* The whole listing (no limit): one cursor step or seek per child, then a
+ * sort, as children are met out of order. */
+static int list_walk(struct store *s, MDB_cursor *cur, const uint8_t *prefix, size_t plen,
+                     const uint8_t *from, size_t from_len, int desc, struct store_names *names)
+{
+    MDB_val k;
+    uint8_t seek[PATH_MAX_KEY + 1];
     int rc;
-    if (!desc) {
-        k->mv_size = slen;
-        k->mv_data = seek;
-        if (slen == 0)
-            return mdb_cursor_get(cur, k, &v, MDB_FIRST);
-        return mdb_cursor_get(cur, k, &v, MDB_SET_RANGE);
+    for (rc = list_start(s, cur, prefix, plen, from, from_len, desc, &k); rc == 0;) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break; /* left the prefix */
+        const uint8_t *rest = (const uint8_t *)k.mv_data + plen;
+        size_t rlen = k.mv_size - plen;
+        if (rlen == 0) { /* the key "P/" itself: only a foreign writer */
+            rc = list_get(s, cur, &k, desc ? MDB_PREV : MDB_NEXT);
+            continue;
+        }
+        size_t seg = path_segment_len(rest, rlen);
+        int in_range = !from || (desc ? path_cmp(rest, seg, from, from_len) <= 0
+                                      : path_cmp(rest, seg, from, from_len) >= 0);
+        if (in_range && (rc = store_names_push(names, rest, seg)))
+            return rc;
+        if (seg == rlen) {
+            rc = list_get(s, cur, &k, desc ? MDB_PREV : MDB_NEXT);
+            continue;
+        }
+        /* Inside the child's subtree: skip all of it with one seek, to
+         * "P/child0" ascending ('0' follows '/'), or to just below
+         * "P/child/" descending. */
+        size_t slen = seek_key(seek, prefix, plen, rest, seg, desc ? '/' : '/' + 1);
+        rc = desc ? seek_lt(s, cur, seek, slen, &k) : seek_ge(s, cur, seek, slen, &k);
     }
-    if (slen == 0)
-        return mdb_cursor_get(cur, k, &v, MDB_LAST);
-    k->mv_size = slen;
-    k->mv_data = seek;
-    rc = mdb_cursor_get(cur, k, &v, MDB_SET_RANGE);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    names_sort_unique(names, desc);
+    return 0;
+}
+
+/* ---- bounded listing ----
+ *
+ * With a limit, children are found one at a time, in order, each from the
+ * one before with O(1 + cuts) cursor calls (cuts: the bytes below '/' in
+ * the names involved, or up to '/' in `from`), whatever the number of
+ * children before or after and of descendants, and with nothing to sort.
+ * In a group of names like "key-123" each name costs one cursor step. */
+
+struct lister {
+    struct store *s;
+    MDB_cursor *cur;       /* stays where the next step starts */
+    MDB_cursor *probe;     /* looks for subtrees without moving cur */
+    const uint8_t *prefix; /* "P/", or "" at the root */
+    size_t plen;
+    MDB_val k; /* cur's key */
+    uint8_t buf[PATH_MAX_KEY + 1];
+};
+
+/* The child key k belongs to: 1 with *m its name (pointing into the key)
+ * and *below set when k lies in the child's subtree; 0 for the key "P/"
+ * itself (only a foreign writer leaves it; it names no child, and it is
+ * the smallest key of the prefix); -1 when k lies outside the prefix. */
+static int key_child(const struct lister *l, const MDB_val *k, struct store_name *m, int *below)
+{
+    if (k->mv_size < l->plen || memcmp(k->mv_data, l->prefix, l->plen) != 0)
+        return -1;
+    const uint8_t *rest = (const uint8_t *)k->mv_data + l->plen;
+    size_t rlen = k->mv_size - l->plen;
+    if (rlen == 0)
+        return 0;
+    m->p = rest;
+    m->len = path_segment_len(rest, rlen);
+    *below = m->len < rlen;
+    return 1;
+}
+
+/* Looks with the probe cursor for a key that starts "P/" + <q, qlen> +
+ * "/", i.e. makes q a child (the old walk takes a key "P/q/" for one too).
+ * Returns 0 with *at the name as stored in that key, or NULL when there is
+ * none; or an LMDB error. */
+static int probe_subtree(struct lister *l, const uint8_t *q, size_t qlen, const uint8_t **at)
+{
+    *at = NULL;
+    if (l->plen + qlen + 1 > PATH_MAX_KEY)
+        return 0;
+    size_t len = seek_key(l->buf, l->prefix, l->plen, q, qlen, '/');
+    MDB_val k;
+    int rc = seek_ge(l->s, l->probe, l->buf, len, &k);
     if (rc == MDB_NOTFOUND)
-        return mdb_cursor_get(cur, k, &v, MDB_LAST);
+        return 0;
     if (rc)
         return rc;
-    return mdb_cursor_get(cur, k, &v, MDB_PREV);
+    if (k.mv_size >= len && memcmp(k.mv_data, l->buf, len) == 0)
+        *at = (const uint8_t *)k.mv_data + l->plen;
+    return 0;
+}
+
+/* 1 when name m lies beyond the bound b: above it, or at it when incl. */
+static int beyond(const struct store_name *m, const struct store_name *b, int incl)
+{
+    int c = path_cmp(m->p, m->len, b->p, b->len);
+    return incl ? c >= 0 : c > 0;
+}
+
+/*
+ * Ascending.  The next child after the bound b (the last name, or `from`
+ * inclusive): every key of every child beyond b is at or above "P/b\0"
+ * ("P/from").  Seek there; a key whose child m is not beyond b lies in the
+ * subtree of b or of a prefix of b cut before a byte up to '/' (each such
+ * subtree sorts after "P/b"): skip it, at most once per such prefix.  The
+ * key reached, of child m, has no key of another child beyond b below it,
+ * so the answer is m, unless a prefix q of m cut before a byte below '/',
+ * q beyond b, is a child by its subtree (which sorts above m's keys): then
+ * the shortest such q.  After q, the next step starts at the same key.
+ */
+static int list_asc(struct lister *l, const uint8_t *from, size_t from_len, uint64_t limit,
+                    struct store_names *names)
+{
+    struct store_name b = {from, from_len}, m = {NULL, 0};
+    int have = from != NULL, incl = 1, below = 0, rc;
+    enum { STAY, NEXT, SKIP } move = STAY;
+    rc = seek_ge(l->s, l->cur, l->buf,
+                 seek_key(l->buf, l->prefix, l->plen, from, have ? from_len : 0, -1), &l->k);
+    while (rc == 0 && names->n < limit) {
+        if (move == NEXT)
+            rc = list_get(l->s, l->cur, &l->k, MDB_NEXT);
+        else if (move == SKIP) /* past m's subtree, to "P/m0" */
+            rc = seek_ge(l->s, l->cur, l->buf,
+                         seek_key(l->buf, l->prefix, l->plen, m.p, m.len, '/' + 1), &l->k);
+        while (rc == 0) {
+            int c = key_child(l, &l->k, &m, &below);
+            if (c < 0)
+                rc = MDB_NOTFOUND;
+            else if (c == 0)
+                rc = list_get(l->s, l->cur, &l->k, MDB_NEXT);
+            else if (have && !beyond(&m, &b, incl))
+                rc = seek_ge(l->s, l->cur, l->buf,
+                             seek_key(l->buf, l->prefix, l->plen, m.p, m.len, '/' + 1), &l->k);
+            else
+                break;
+        }
+        if (rc)
+            break;
+        struct store_name a = m;
+        for (size_t i = 0; i < m.len; i++) {
+            struct store_name q = {m.p, i};
+            if (m.p[i] >= '/' || (have && !beyond(&q, &b, incl)))
+                continue;
+            const uint8_t *at;
+            if ((rc = probe_subtree(l, q.p, q.len, &at)))
+                return rc;
+            if (at) {
+                a = q;
+                break;
+            }
+        }
+        if ((rc = store_names_push(names, a.p, a.len)))
+            return rc;
+        move = a.len < m.len ? STAY : below ? SKIP : NEXT;
+        b = a;
+        have = 1;
+        incl = 0;
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Descending, the mirror.  The next child below the bound b (the last
+ * name, or `from` inclusive, which is "below from\0"): from the last key
+ * below "P/b" ("P/from\0"), of child m, the greatest child with a key
+ * there or lower is m, or, when that key lies in m's subtree, one of the
+ * names m followed by a byte below '/', whose keys all sort between "P/m"
+ * and "P/m/": the child of the last key below "P/m/", and so on down the
+ * chain.  A child below b with no key that low has only a subtree above
+ * "P/b": it is a prefix of b cut before a byte up to '/' (or b = from
+ * itself when incl), and the longest such prefix above the chain's end
+ * that has a subtree is the answer.
+ */
+static int list_desc(struct lister *l, const uint8_t *from, size_t from_len, uint64_t limit,
+                     struct store_names *names)
+{
+    struct store_name b = {from, from_len};
+    int have = from != NULL, incl = 1, rc, prc;
+    if (have)
+        rc = seek_lt(l->s, l->cur, l->buf, seek_key(l->buf, l->prefix, l->plen, from, from_len, 0),
+                     &l->k);
+    else if (l->plen == 0)
+        rc = list_get(l->s, l->cur, &l->k, MDB_LAST);
+    else {
+        memcpy(l->buf, l->prefix, l->plen);
+        l->buf[l->plen - 1] = '/' + 1; /* "P0": just past every "P/..." key */
+        rc = seek_lt(l->s, l->cur, l->buf, l->plen, &l->k);
+    }
+    enum { STAY, PREV, SEEK } move = STAY;
+    /* rc is cur's state: 0 on a key, MDB_NOTFOUND when there is none */
+    while ((rc == 0 || rc == MDB_NOTFOUND) && names->n < limit) {
+        if (move == PREV)
+            rc = list_get(l->s, l->cur, &l->k, MDB_PREV);
+        else if (move == SEEK)
+            rc = seek_lt(l->s, l->cur, l->buf, seek_key(l->buf, l->prefix, l->plen, b.p, b.len, -1),
+                         &l->k);
+        if (rc && rc != MDB_NOTFOUND)
+            break;
+        struct store_name m = {NULL, 0};
+        int below = 0, have_m = rc == 0 && key_child(l, &l->k, &m, &below) > 0;
+        move = PREV; /* from "P/m" itself, to the last key below it */
+        while (have_m && below) {
+            struct store_name m2;
+            int below2;
+            rc = seek_lt(l->s, l->cur, l->buf,
+                         seek_key(l->buf, l->prefix, l->plen, m.p, m.len, '/'), &l->k);
+            if (rc && rc != MDB_NOTFOUND)
+                return rc;
+            if (rc == 0 && key_child(l, &l->k, &m2, &below2) > 0 && m2.len >= m.len &&
+                memcmp(m2.p, m.p, m.len) == 0) {
+                m = m2; /* m itself (its own key), or a name m + byte below '/' */
+                below = below2;
+                continue;
+            }
+            move = STAY; /* cur is at the last key below "P/m", or none is */
+            break;
+        }
+        struct store_name a = m;
+        int have_a = have_m;
+        if (have) {
+            /* q holds no '/'; b itself only when incl */
+            for (size_t i = path_segment_len(b.p, b.len) + 1; i-- > 0;) {
+                if (i == b.len ? !incl : b.p[i] > '/')
+                    continue;
+                struct store_name q = {b.p, i};
+                if (have_m && path_cmp(q.p, q.len, m.p, m.len) <= 0)
+                    break; /* shorter ones are smaller still */
+                const uint8_t *at;
+                if ((prc = probe_subtree(l, q.p, q.len, &at)))
+                    return prc;
+                if (at) {
+                    a.p = at;
+                    a.len = i;
+                    have_a = 1;
+                    move = SEEK;
+                    break;
+                }
+            }
+        }
+        if (!have_a)
+            break;
+        if ((prc = store_names_push(names, a.p, a.len)))
+            return prc;
+        b = a;
+        have = 1;
+        incl = 0;
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
@@ -582,57 +844,19 @@ int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
     if (plen)
         prefix[plen++] = '/';
 
-    MDB_cursor *cur;
+    MDB_cursor *cur, *probe;
     if ((rc = mdb_cursor_open(txn, s->dbi, &cur)))
         return rc;
-    MDB_val k, v;
-    uint8_t seek[PATH_MAX_KEY + 2];
-    for (rc = list_start(cur, prefix, plen, from, from_len, desc, &k); rc == 0;) {
-        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
-            break; /* left the prefix */
-        const uint8_t *rest = (const uint8_t *)k.mv_data + plen;
-        size_t rlen = k.mv_size - plen;
-        if (rlen == 0) { /* the key "P/" itself: only a foreign writer */
-            rc = mdb_cursor_get(cur, &k, &v, desc ? MDB_PREV : MDB_NEXT);
-            continue;
-        }
-        if (limit && names->n >= limit) {
-            /* A child can be met twice: count each name once. */
-            names_sort_unique(names, desc);
-            if (names_final(names, rest, rlen, desc) >= limit)
-                break;
-        }
-        size_t seg = path_segment_len(rest, rlen);
-        int in_range = !from || (desc ? path_cmp(rest, seg, from, from_len) <= 0
-                                      : path_cmp(rest, seg, from, from_len) >= 0);
-        if (in_range && (rc = store_names_push(names, rest, seg)))
-            break;
-        if (seg == rlen) {
-            rc = mdb_cursor_get(cur, &k, &v, desc ? MDB_PREV : MDB_NEXT);
-            continue;
-        }
-        /* Inside the child's subtree: skip all of it with one seek, to
-         * "P/child0" ascending ('0' follows '/'), or to just below
-         * "P/child/" descending. */
-        memcpy(seek, k.mv_data, plen + seg);
-        seek[plen + seg] = desc ? '/' : '/' + 1;
-        k.mv_size = plen + seg + 1;
-        k.mv_data = seek;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (desc) {
-            if (rc == 0)
-                rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-            else if (rc == MDB_NOTFOUND)
-                rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        }
+    if (!limit) {
+        rc = list_walk(s, cur, prefix, plen, from, from_len, desc, names);
+    } else if (!(rc = mdb_cursor_open(txn, s->dbi, &probe))) {
+        struct lister l = {.s = s, .cur = cur, .probe = probe, .prefix = prefix, .plen = plen};
+        rc = desc ? list_desc(&l, from, from_len, limit, names)
+                  : list_asc(&l, from, from_len, limit, names);
+        mdb_cursor_close(probe);
     }
     mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND)
-        return rc;
-    names_sort_unique(names, desc);
-    if (limit && names->n > limit)
-        names->n = limit;
-    return 0;
+    return rc;
 }
 
 /* ---- scan and match ---------------------------------------------------- */

@@ -48,6 +48,7 @@ struct store {
     uint64_t map_grows;
     uint64_t known_txnid;        /* the snapshot the link cache describes */
     size_t err_key_len;          /* the key length behind an HL_ETOOLONG */
+    uint64_t list_ops;           /* cursor calls store_list made: its cost, for tests */
 };
 
 /* What a key holds. */
@@ -96,10 +97,16 @@ int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
                enum store_type *type);
 
 /* Immediate children of the resolved path, sorted (asc or desc), unique,
- * starting at `from` (inclusive, may be NULL) and at most `limit` names
- * (0 = all).  Cost follows the number of children, not of descendants:
- * each child's subtree is skipped with one cursor seek.  names->v is
- * reused across calls; the caller frees it. */
+ * starting at `from` (inclusive, may be NULL; any binary: one holding a
+ * '/' or longer than any key works too) and at most `limit` names (0 =
+ * all).  Cost never follows the number of descendants.  With no limit:
+ * one cursor step or seek per child (a child's subtree is skipped with one
+ * seek), then a sort.  With a limit: O(limit * (1 + cuts)) cursor calls,
+ * whatever the number of children, where cuts are the bytes below '/' in
+ * the names met, or up to '/' in `from` (a child "c" is met out of order,
+ * its subtree "c/..." sorting after "c-1"; see store.c).  Each call adds
+ * its cursor calls to s->list_ops.  The names point into the map (valid
+ * while txn lives); names->v is reused across calls; the caller frees it. */
 int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
                const uint8_t *from, size_t from_len, uint64_t limit, int desc,
                struct store_names *names);
