@@ -96,6 +96,8 @@ scope(_) -> local.
 %% @doc Reads a value, following links at every prefix.  Groups, missing
 %% keys, dangling links and link loops read as `not_found'.
 -spec read(store(), path()) -> {ok, binary()} | not_found | error().
+read(Opts, Path) when is_binary(Path) ->
+    call(Opts, read, {read, Path});  % the common case, without a closure
 read(Opts, Path) ->
     with_path(Path, fun(P) -> call(Opts, read, {read, P}) end).
 

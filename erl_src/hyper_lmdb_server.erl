@@ -5,18 +5,19 @@
 %%% is judged against NIFs:
 %%%
 %%% <ul>
-%%% <li>The caller encodes its request frame itself (term_to_binary runs in
-%%%     parallel in the callers) and sends it to the server as a plain
-%%%     message, with a monitor alias to answer to; no gen_server:call.</li>
+%%% <li>The caller encodes its request frame itself (in parallel in the
+%%%     callers) and sends it to the server as a plain message, with an alias
+%%%     to answer to; no gen_server:call and no monitor per call (see
+%%%     request/4).</li>
 %%% <li>The server takes every request waiting in its mailbox at once and
 %%%     writes them to the port with one `port_command/2': one system call
 %%%     for a burst of requests, which the port then also reads in one go
 %%%     and group-commits.</li>
 %%% <li>The port runs in stream mode, so one message from it carries many
-%%%     replies.  The server does not decode them: request ids are 2^60 +
-%%%     a node-unique integer, which the external term format always writes
-%%%     as an 8-byte SMALL_BIG, so the id sits at bytes 6..13 of every
-%%%     reply.  It forwards the undecoded frame; the caller decodes it.</li>
+%%%     replies.  The server does not decode them: request ids travel as
+%%%     8-byte SMALL_BIGs both ways (protocol.h), so the id sits at bytes
+%%%     6..13 of every reply.  It forwards the undecoded frame; the caller
+%%%     decodes it.</li>
 %%% </ul>
 %%%
 %%% The server keeps every request until its reply, in a map from id.  If
@@ -38,8 +39,7 @@
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
--define(PROTOCOL_VERSION, 1).
--define(ID_BASE, (1 bsl 60)).
+-define(PROTOCOL_VERSION, 2).
 %% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
 %% once; beyond that each waits twice as long (at most a second); more
 %% than ?MAX_RESTARTS within ?RESTART_WINDOW ms and the server gives up.
@@ -50,6 +50,12 @@
 -define(ASYNC_MAX, 10000).
 %% Requests taken from the mailbox for one port_command, at most.
 -define(BURST, 512).
+%% How often a waiting caller checks that the server still lives (ms).
+-define(PROBE_MS, 500).
+-define(ALIAS_KEY, '$hyper_lmdb_reply_alias').
+%% A reply frame taken from a port chunk larger than this is copied before
+%% it is sent on (see detach/1).
+-define(DETACH_CHUNK, 16384).
 
 -record(cfg, {
     name :: binary(),
@@ -84,7 +90,7 @@
     last_exit :: term()
 }).
 
--type dest() :: reference() | async.
+-type dest() :: reference() | async | cancelled.
 -type cfg() :: #cfg{}.
 -type kind() :: read | write | control.
 %% What callers need to reach a store: its server, the async counter and
@@ -104,6 +110,14 @@ start_link(Cfg) ->
 %% its answer; never raises.  An async-mode write returns `ok' as soon as
 %% it is queued (the server replays it into a new port if the port dies
 %% before confirming it), unless ?ASYNC_MAX writes are unconfirmed already.
+%%
+%% No monitor per call: a monitor and its removal are two signals the
+%% server must handle, on top of the request itself, and the server is
+%% the one process every caller goes through.  Instead the caller answers
+%% to an alias it keeps for its lifetime, and checks that the server is
+%% alive every ?PROBE_MS while it waits.  A server that stops or crashes
+%% answers every request it holds from terminate/2; only one killed
+%% outright is noticed by the probe.
 -spec request(store_ref(), kind(), tuple(), timeout()) -> term().
 request({Pid, Counter, Async}, Kind, Req, Timeout) ->
     Id = new_id(),
@@ -114,32 +128,73 @@ request({Pid, Counter, Async}, Kind, Req, Timeout) ->
             Pid ! {req, Id, async, Kind, Frame},
             ok;
         false ->
-            Mref = erlang:monitor(process, Pid, [{alias, reply_demonitor}]),
-            Pid ! {req, Id, Mref, Kind, Frame},
-            wait(Pid, Id, Mref, Timeout)
+            Alias = reply_alias(),
+            Pid ! {req, Id, Alias, Kind, Frame},
+            wait(Pid, Id, Alias, Timeout)
     end.
 
-%% @private A request id: see the module doc for why 2^60 + N.
+%% @private A request id: see the module doc for why it always travels as
+%% an 8-byte integer.  Monotonic, so that the pending map sorted by id is
+%% the order the requests were made in.
 -spec new_id() -> pos_integer().
 new_id() ->
-    ?ID_BASE + erlang:unique_integer([positive, monotonic]).
+    erlang:unique_integer([positive, monotonic]).
 
-wait(Pid, Id, Mref, Timeout) ->
+%% The calling process's reply alias, made on its first request.  Kept in
+%% the process dictionary; dropped after a timeout, so that a late answer
+%% is discarded by the runtime instead of reaching the caller's mailbox.
+reply_alias() ->
+    case get(?ALIAS_KEY) of
+        undefined ->
+            A = alias([explicit_unalias]),
+            put(?ALIAS_KEY, A),
+            A;
+        A ->
+            A
+    end.
+
+%% Waits for the answer in steps of at most ?PROBE_MS, Left ms in all
+%% (counted down by the steps: no clock read on the way, it costs more
+%% than the rest of a round trip's Erlang side here).
+wait(Pid, Id, Alias, Left) ->
+    Step = case Left of
+               infinity -> ?PROBE_MS;
+               _ -> min(Left, ?PROBE_MS)
+           end,
     receive
         {Id, Reply} ->
-            erlang:demonitor(Mref, [flush]),
-            decode(Reply);
-        {'DOWN', Mref, process, _, Reason} ->
-            {error, down_reason(Reason)}
-    after Timeout ->
-        %% Removing the monitor removes the alias: a late answer is dropped.
-        erlang:demonitor(Mref, [flush]),
-        Pid ! {cancel, Id},
-        receive
-            {Id, Reply} -> decode(Reply)
-        after 0 ->
-            {error, timeout}
+            decode(Reply)
+    after Step ->
+        Left2 = case Left of
+                    infinity -> infinity;
+                    _ -> Left - Step
+                end,
+        %% is_process_alive/1 is ordered after our request: true means
+        %% the server took it and still lives.
+        case is_process_alive(Pid) of
+            true when Left2 =:= infinity; Left2 > 0 ->
+                wait(Pid, Id, Alias, Left2);
+            true ->
+                Pid ! {cancel, Id},
+                give_up(Id, Alias, {error, timeout});
+            false ->
+                %% Killed outright: terminate/2 never ran.  As for a
+                %% server that stopped (not_started), the caller starts
+                %% the store again and sends the request once more; writes
+                %% set a key to a value, so sending one twice is harmless.
+                give_up(Id, Alias, {error, not_started})
         end
+    end.
+
+%% Drops the alias (so a late answer is discarded by the runtime), then
+%% takes an answer that came in meanwhile, if any.
+give_up(Id, Alias, Error) ->
+    unalias(Alias),
+    erase(?ALIAS_KEY),
+    receive
+        {Id, Reply} -> decode(Reply)
+    after 0 ->
+        Error
     end.
 
 %% Decodes a reply frame.  The two answers that carry values are matched
@@ -173,12 +228,6 @@ own(Value) ->
         true -> binary:copy(Value);
         false -> Value
     end.
-
-%% noproc: the server was gone before this request was sent, so the
-%% request reached no port: safe to send again (the caller starts the store
-%% and does).  Any other exit may have come after the port took it.
-down_reason(noproc) -> not_started;
-down_reason(Reason) -> {store_down, Reason}.
 
 %% @doc Test hook: arms a fault in the port of the running store `Name'
 %% (crash_before_commit, crash_after_commit, crash_mid_reply, hang).  The
@@ -383,8 +432,17 @@ handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
     {Frames, Partial} = frames(Chunk, S#state.partial),
     Pending = lists:foldl(fun(F, P) -> route(reply_id(F), F, P, S) end, S#state.pending, Frames),
     {noreply, S#state{last_progress = now_ms(), partial = Partial, pending = Pending}};
-handle_info({cancel, Id}, S) ->
-    {noreply, S#state{pending = maps:remove(Id, S#state.pending)}};
+handle_info({cancel, Id}, S = #state{pending = P}) ->
+    %% Its caller gave up.  The request stays in the map, marked, until
+    %% the port answers it: the watchdog must still see that the port owes
+    %% an answer (a hung port whose every caller timed out is a hung port
+    %% all the same), but the answer goes nowhere and it is not retried.
+    case P of
+        #{Id := {Dest, Kind, Frame, Tries}} when Dest =/= async ->
+            {noreply, S#state{pending = P#{Id := {cancelled, Kind, Frame, Tries}}}};
+        _ ->
+            {noreply, S}
+    end;
 handle_info(watchdog, S = #state{cfg = Cfg, port = Port, pending = P}) ->
     watchdog_tick(Cfg),
     Silent = now_ms() - S#state.last_progress,
@@ -447,13 +505,28 @@ send_all(Burst, S = #state{port = Port, pending = P0}) ->
     end.
 
 answer(async, _Id, _Result) -> ok;
+answer(cancelled, _Id, _Result) -> ok;
 answer(Dest, Id, Result) -> Dest ! {Id, {result, Result}}, ok.
 
 %% One request frame: the port runs in stream mode, so the 4-byte length
 %% is ours to write.  One port_command is never interleaved with another.
+%% The id is written as an 8-byte SMALL_BIG whatever its value (binary_to_term
+%% reads that as the integer), so the port can echo it at a fixed place.
+%% The two hot requests are written by hand, a value as its own binary in
+%% the iolist so that a large one is never copied; the rest splice the
+%% id into term_to_binary's tuple.
+frame(Id, {read, P}) ->
+    Body = <<131, 104, 3, 110, 8, 0, Id:64/little, 119, 4, "read", 109, (byte_size(P)):32,
+             P/binary>>,
+    <<(byte_size(Body)):32, Body/binary>>;
+frame(Id, {write, P, V}) ->
+    Head = <<131, 104, 4, 110, 8, 0, Id:64/little, 119, 5, "write", 109, (byte_size(P)):32,
+             P/binary, 109, (byte_size(V)):32>>,
+    [<<(byte_size(Head) + byte_size(V)):32>>, Head, V];
 frame(Id, Req) ->
-    Bin = term_to_binary(erlang:insert_element(1, Req, Id)),
-    [<<(byte_size(Bin)):32>>, Bin].
+    <<131, 104, Arity, Rest/binary>> = term_to_binary(Req),
+    Head = <<131, 104, (Arity + 1), 110, 8, 0, Id:64/little>>,
+    [<<(byte_size(Head) + byte_size(Rest)):32>>, Head, Rest].
 
 %% Splits the port's output into frames.  The port runs in stream mode:
 %% one message carries whatever one read returned (many replies at once,
@@ -479,7 +552,7 @@ frames(Part, Acc) ->
 %% The id of a reply frame: at a fixed place for our 8-byte ids (see the module
 %% doc); anything else (the hello, a reply to an unreadable request) is
 %% decoded.
-reply_id(<<131, 104, 2, 110, 8, 0, Id:64/little, _/binary>>) -> Id;
+reply_id(<<131, 104, 2, 110, 8, 0, Id:64/little, _/binary>>) when Id > 0 -> Id;
 reply_id(Frame) ->
     case catch binary_to_term(Frame) of
         {Id, _} when is_integer(Id) -> Id;
@@ -500,6 +573,8 @@ route(Id, Frame, P, S) ->
                                   [S#state.cfg#cfg.name, decode(Frame)])
             end,
             P2;
+        {{cancelled, _, _, _}, P2} ->
+            P2;
         {{Dest, _, _, _}, P2} ->
             Dest ! {Id, detach(Frame)},
             P2;
@@ -510,9 +585,13 @@ route(Id, Frame, P, S) ->
 %% A reply that is a small part of a large chunk from the port is copied
 %% before it is sent: a sub-binary would keep the whole chunk alive in
 %% the caller until its next garbage collection, and with many callers
-%% that is many chunks (measured: a gigabyte with 1000 callers).
+%% that is many chunks (measured: a gigabyte with 1000 callers).  A small
+%% chunk (a burst of a few dozen replies) is shared instead: the copies
+%% would cost the server, which every caller waits on, more than the few
+%% kilobytes a caller holds on to until it next collects.
 detach(Frame) ->
-    case binary:referenced_byte_size(Frame) > 2 * byte_size(Frame) of
+    Ref = binary:referenced_byte_size(Frame),
+    case Ref > ?DETACH_CHUNK andalso Ref > 2 * byte_size(Frame) of
         true -> binary:copy(Frame);
         false -> Frame
     end.
@@ -662,13 +741,19 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
 
 settle(Sorted, Reason, S = #state{port = Port}) ->
     Again = [{Id, {Dest, Kind, Frame, Tries + 1}}
-             || {Id, {Dest, Kind, Frame, Tries}} <- Sorted,
-                Dest =:= async orelse (Kind =:= read andalso Tries =:= 0)],
+             || {Id, {Dest, Kind, Frame, Tries}} <- Sorted, again(Dest, Kind, Tries)],
     [answer(Dest, Id, {error, {port_exit, Reason}})
-     || {Id, {Dest, Kind, _, Tries}} <- Sorted,
-        not (Dest =:= async orelse (Kind =:= read andalso Tries =:= 0))],
+     || {Id, {Dest, Kind, _, Tries}} <- Sorted, not again(Dest, Kind, Tries)],
     catch port_command(Port, [Frame || {_, {_, _, Frame, _}} <- Again]),
     S#state{pending = maps:from_list(Again)}.
+
+%% What a restarted port is sent again: async writes (already answered
+%% ok), and reads the port died on for the first time.  Not a request
+%% whose caller gave up.
+again(async, _, _) -> true;
+again(cancelled, _, _) -> false;
+again(_, read, 0) -> true;
+again(_, _, _) -> false.
 
 fail_all(Sorted, Reason, S) ->
     [case Dest of

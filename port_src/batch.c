@@ -1,6 +1,8 @@
 /* batch.c - group commit with replay (batch.h). */
 #include "batch.h"
 
+#include <time.h>
+
 #include <stdlib.h>
 
 #include "errors.h"
@@ -122,6 +124,13 @@ int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id
     return 0;
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
 int batch_commit(struct batch *b, struct store *s, const uint8_t *base)
 {
     int rc;
@@ -130,7 +139,9 @@ int batch_commit(struct batch *b, struct store *s, const uint8_t *base)
     for (;;) {
         int links = s->wtxn_links;
         uint64_t id = (uint64_t)mdb_txn_id(s->wtxn);
+        uint64_t t0 = mono_us();
         rc = mdb_txn_commit(s->wtxn);
+        b->commit_us += mono_us() - t0;
         s->wtxn = NULL;
         if (rc == MDB_MAP_FULL) {
             if ((rc = replay(b, s, base, 1)))

@@ -35,6 +35,7 @@ struct batch {
     int failed; /* a replay failed: the transaction is gone */
     /* counters for stats */
     uint64_t commits, writes, max_size, replays, syncs;
+    uint64_t commit_us; /* time spent in mdb_txn_commit, the flush included */
 };
 
 void batch_init(struct batch *b, batch_apply_fn apply, void *ctx);

@@ -392,6 +392,14 @@ void codec_enc_u64(struct codec_enc *e, uint64_t v)
     }
 }
 
+void codec_enc_u64_fixed(struct codec_enc *e, uint64_t v)
+{
+    uint8_t b[11] = {TAG_SMALL_BIG, 8, 0};
+    for (int i = 0; i < 8; i++)
+        b[3 + i] = (uint8_t)(v >> (8 * i));
+    codec_enc_raw(e, b, sizeof b);
+}
+
 void codec_enc_i64(struct codec_enc *e, int64_t v)
 {
     if (v >= 0) {

@@ -70,6 +70,10 @@ void codec_enc_list(struct codec_enc *e, uint32_t count); /* count > 0 */
 void codec_enc_nil(struct codec_enc *e);
 void codec_enc_atom(struct codec_enc *e, const char *name);
 void codec_enc_u64(struct codec_enc *e, uint64_t v);
+/* v as a SMALL_BIG_EXT of exactly 8 digit bytes, whatever its value (a
+ * non-canonical form every ETF decoder reads as the integer): the form of
+ * every reply id, so that a reply's id sits at a fixed offset (protocol.h). */
+void codec_enc_u64_fixed(struct codec_enc *e, uint64_t v);
 void codec_enc_i64(struct codec_enc *e, int64_t v);
 void codec_enc_binary(struct codec_enc *e, const void *data, size_t len);
 

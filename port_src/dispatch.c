@@ -114,7 +114,7 @@ static size_t reply_begin(struct dispatch *d, uint64_t id)
     size_t start = frame_begin(&d->out);
     codec_enc_version(&d->out);
     codec_enc_tuple(&d->out, 2);
-    codec_enc_u64(&d->out, id);
+    codec_enc_u64_fixed(&d->out, id);
     return start;
 }
 
@@ -475,7 +475,7 @@ static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
     link_cache_stats(s->cache, &cs);
     struct codec_enc *o = &d->out;
     size_t start = reply_begin(d, id);
-    codec_enc_list(o, 25);
+    codec_enc_list(o, 28);
     stat_u64(o, "entries", info.entries);
     stat_u64(o, "map_size", info.map_size);
     stat_u64(o, "map_used", info.map_used);
@@ -492,6 +492,7 @@ static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
     stat_u64(o, "max_batch", d->batch.max_size);
     stat_u64(o, "batch_replays", d->batch.replays);
     stat_u64(o, "fsyncs", d->batch.syncs);
+    stat_u64(o, "commit_us", d->batch.commit_us);
     stat_u64(o, "background_syncs", d->background_syncs);
     stat_u64(o, "cache_hits", cs.hits);
     stat_u64(o, "cache_misses", cs.misses);
@@ -500,6 +501,8 @@ static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
     stat_u64(o, "txn_renewals", s->pool.renewals);
     stat_u64(o, "requests", d->requests);
     stat_u64(o, "bad_requests", d->bad_requests);
+    stat_u64(o, "input_chunks", d->input_chunks);
+    stat_u64(o, "input_waits", d->input_waits);
     stat_u64(o, "protocol_version", PROTOCOL_VERSION);
     codec_enc_nil(o);
     reply_end(d, start, id);
@@ -824,7 +827,7 @@ void dispatch_open_error(struct codec_enc *out, int code, const char *text)
     size_t start = frame_begin(out);
     codec_enc_version(out);
     codec_enc_tuple(out, 2);
-    codec_enc_u64(out, 0);
+    codec_enc_u64_fixed(out, 0);
     codec_enc_tuple(out, 2);
     codec_enc_atom(out, "error");
     codec_enc_tuple(out, 3);

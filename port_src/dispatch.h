@@ -41,6 +41,9 @@ struct dispatch {
     int fault_next;        /* armed once the reply to {fault, _} is out */
     int crash_on_flush;    /* write half of `out`, then die (mid-reply) */
     uint64_t requests, bad_requests, background_syncs;
+    /* input chunks that held frames, and the sleeps in poll between them:
+     * requests / input_chunks is the burst size the server achieves */
+    uint64_t input_chunks, input_waits;
 };
 
 void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max);

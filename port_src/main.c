@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/select.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,15 @@
  * read_many of large values does not hold everything in memory. */
 #define FLUSH_AT (1u << 20)
 
+/* The spin before sleeping pays off for a caller that asks again within
+ * microseconds of its answer: bursts of one frame.  burst_avg is a moving
+ * average of frames per read, in 1/16ths; the port spins while it stays
+ * below SPIN_BELOW_AVG (see the loop). */
+#define SPIN_BELOW_AVG (2 * 16)
+
+/* The longest group_wait, whatever the last flush took. */
+#define GROUP_WAIT_MAX_US 2000
+
 struct options {
     struct store_config store;
     size_t max_frame;
@@ -46,6 +56,72 @@ static uint64_t now_us(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* Serves every complete frame in the input buffer.  Returns EXIT_OK, or
+ * the exit status the loop must stop with; counts the frames in *served. */
+static int serve_frames(struct dispatch *d, struct frame_in *in, int out_fd, size_t *served)
+{
+    size_t off, len;
+    int rc;
+    while ((rc = frame_in_next(in, &off, &len)) == 1) {
+        (*served)++;
+        dispatch_frame(d, in->buf, off, len);
+        if (d->out.len >= FLUSH_AT && frame_flush(&d->out, out_fd))
+            return EXIT_OUTPUT;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "hyper_lmdb_port: frame longer than --max-frame %zu\n", in->max_frame);
+        return EXIT_STREAM;
+    }
+    return EXIT_OK;
+}
+
+/* Group commit in fsync mode.  A commit costs a disk flush, and writers
+ * whose requests arrive just after it starts wait for it and then for a
+ * flush of their own.  So when the open batch is smaller than the last one
+ * (more writers are on their way: their answers went out a moment ago),
+ * wait up to budget_us, about one flush, for them to join it.  A lone
+ * writer's batch is never smaller than the last one: it never waits.
+ * Stops early once the batch is as large as the last one or closes (a read
+ * commits it).  Returns EXIT_OK or an exit status; sets *eof at the end of
+ * input.  (Measured with 64 writers: 64 writes a commit and 105k writes/s,
+ * against 33 and 80k without the wait.) */
+static int group_wait(struct dispatch *d, struct frame_in *in, int out_fd, size_t want,
+                      uint64_t budget_us, int *eof)
+{
+    uint64_t until = now_us() + budget_us;
+    while (batch_open(d->store) && d->batch.n < want) {
+        uint64_t now = now_us();
+        if (now >= until)
+            break;
+        uint64_t left = until - now;
+        struct timeval tv = {.tv_sec = (time_t)(left / 1000000u),
+                             .tv_usec = (suseconds_t)(left % 1000000u)};
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(STDIN_FILENO, &fds);
+        int n = select(STDIN_FILENO + 1, &fds, NULL, NULL, &tv);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        long got = frame_in_read(in, STDIN_FILENO);
+        if (got == 0) {
+            *eof = 1;
+            break;
+        }
+        if (got < 0) {
+            fprintf(stderr, "hyper_lmdb_port: read: %s\n",
+                    strerror(got == HL_ENOMEM ? ENOMEM : (int)-got));
+            return got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
+        }
+        size_t served = 0;
+        int status = serve_frames(d, in, out_fd, &served);
+        if (status)
+            return status;
+    }
+    return EXIT_OK;
 }
 
 static void usage(const char *why)
@@ -171,6 +247,10 @@ int main(int argc, char **argv)
     dispatch_hello(&d);
     int status = EXIT_OK;
     uint64_t synced_commits = 0;
+    size_t last_burst = 0;        /* frames the last read brought */
+    unsigned burst_avg = 16;      /* moving average of last_burst, x16 */
+    size_t last_batch = 0;        /* fsync mode: writes in the last commit */
+    uint64_t commit_us = 0;       /* ... and how long it took (group_wait) */
 
     for (;;) {
         if (d.crash_on_flush) { /* fault injection: die mid-reply */
@@ -193,15 +273,23 @@ int main(int argc, char **argv)
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         /* Spin briefly (--spin-us) before sleeping: a caller that just got
          * its reply often sends the next request within microseconds, and
-         * a wake-up from a blocking poll costs tens of them. */
+         * a wake-up from a blocking poll costs tens of them.  Not when
+         * reads bring several frames on average: then many callers queue
+         * on a busy BEAM, the next burst is many microseconds away, and on
+         * a small machine the spinning takes the core the BEAM needs to
+         * make it (measured with 64 readers on 2 cores: 200k reads/s
+         * spinning, 230k not; perf showed 40% of the port's time in the
+         * spin when it spun after bursts of up to four). */
         int n = poll(&pfd, 1, 0);
-        if (n == 0 && opt.spin_us) {
+        if (n == 0 && opt.spin_us && burst_avg < SPIN_BELOW_AVG) {
             uint64_t until = now_us() + opt.spin_us;
             while (n == 0 && now_us() < until)
                 n = poll(&pfd, 1, 0);
         }
-        if (n == 0)
+        if (n == 0) {
+            d.input_waits++;
             n = poll(&pfd, 1, timeout);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0) {
@@ -221,23 +309,33 @@ int main(int argc, char **argv)
             status = got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
             break;
         }
-        size_t off, len;
-        while ((rc = frame_in_next(&in, &off, &len)) == 1) {
-            dispatch_frame(&d, in.buf, off, len);
-            if (d.out.len >= FLUSH_AT && frame_flush(&d.out, out_fd)) {
-                status = EXIT_OUTPUT;
-                goto out;
-            }
-        }
-        dispatch_end_of_input(&d);
-        if (rc < 0) {
-            fprintf(stderr, "hyper_lmdb_port: frame longer than --max-frame %zu\n", opt.max_frame);
-            status = EXIT_STREAM;
+        last_burst = 0;
+        status = serve_frames(&d, &in, out_fd, &last_burst);
+        int eof = 0;
+        if (status == EXIT_OK && store.durability == DURABILITY_FSYNC && batch_open(&store) &&
+            d.batch.n < last_batch)
+            status = group_wait(&d, &in, out_fd, last_batch, commit_us, &eof);
+        if (status)
             break;
+        if (batch_open(&store) && store.durability == DURABILITY_FSYNC) {
+            size_t writes = d.batch.n;
+            uint64_t t0 = now_us();
+            dispatch_end_of_input(&d);
+            uint64_t took = now_us() - t0;
+            last_batch = writes;
+            commit_us = took > GROUP_WAIT_MAX_US ? GROUP_WAIT_MAX_US : took;
+        } else {
+            dispatch_end_of_input(&d);
         }
+        if (last_burst) {
+            d.input_chunks++;
+            size_t b = last_burst > 64 ? 64 : last_burst;
+            burst_avg = (burst_avg * 7 + (unsigned)b * 16) / 8;
+        }
+        if (eof)
+            break;
         frame_in_compact(&in);
     }
-out:
     dispatch_end_of_input(&d);
     frame_flush(&d.out, out_fd);
     dispatch_free(&d);

@@ -30,11 +30,14 @@
  * REQUESTS   {Id, Op, Arg...}
  *   Id is a non-negative integer (SMALL_INTEGER_EXT, INTEGER_EXT or a
  *   SMALL_BIG_EXT of at most 8 bytes) chosen by the caller; it comes back
- *   unchanged in the reply.  The server uses 2^60 + N, which this
- *   encoder always writes as an 8-byte SMALL_BIG, so every reply to it
- *   starts 131, 104, 2, 110, 8, 0 and the id is bytes 6..13 (little
- *   endian): the server routes replies without decoding them.  Paths (P) and values (V) are binaries
- *   (BINARY_EXT); the server flattens list paths and iodata before sending.
+ *   with the same value in the reply, always written as a SMALL_BIG_EXT of
+ *   exactly 8 bytes (110, 8, 0, then the value little endian) whatever the
+ *   value: a non-canonical form binary_to_term and ei read as the integer.
+ *   So every reply starts 131, 104, 2, 110, 8, 0 and its id is bytes 6..13:
+ *   the server routes replies without decoding them.  The server writes
+ *   its ids (erlang:unique_integer, positive) in the same 8-byte form.
+ *   Paths (P) and values (V) are binaries (BINARY_EXT); the server
+ *   flattens list paths and iodata before sending.
  *   The port normalises paths itself (drops empty segments).
  *
  *     {Id, read, P}                  -> {ok, V} | not_found
@@ -94,7 +97,7 @@
 #ifndef HYPER_LMDB_PROTOCOL_H
 #define HYPER_LMDB_PROTOCOL_H
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 
 enum port_exit {
     EXIT_OK = 0,      /* stdin reached EOF: orderly shutdown */

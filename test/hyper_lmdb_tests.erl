@@ -205,3 +205,65 @@ fsync_durability_test() ->
     ?assertEqual(320, W),
     ?assertEqual(C, F),
     done(S).
+
+%% Callers wait without a monitor (hyper_lmdb_server:request/4): a server
+%% killed outright, which never runs terminate/2, is noticed by the
+%% waiting callers' liveness probe.  Every call returns a value within a
+%% bounded time, and the store serves again (the next call starts it).
+server_killed_outright_test_() ->
+    {timeout, 60, fun() ->
+        S = store(killserver),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        Self = self(),
+        Callers = [spawn_link(fun() -> Self ! {self(), call_loop(S, 0, [])} end)
+                   || _ <- lists:seq(1, 8)],
+        timer:sleep(50),
+        T0 = erlang:monotonic_time(millisecond),
+        exit(Pid, kill),
+        timer:sleep(100),
+        [C ! stop || C <- Callers],
+        Results = lists:append([receive {C, R} -> R after 10000 -> [stuck] end || C <- Callers]),
+        Took = erlang:monotonic_time(millisecond) - T0,
+        ?assertEqual([], [R || R <- Results, not expected_result(R)]),
+        ?assert(Took < 5000),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+        {ok, #{<<"pid">> := Pid2}} = hyper_lmdb:start(S),
+        ?assertNotEqual(Pid, Pid2),
+        done(S)
+    end}.
+
+call_loop(S, N, Acc) ->
+    receive
+        stop -> Acc
+    after 0 ->
+        R = case N rem 2 of
+                0 -> hyper_lmdb:read(S, <<"k">>);
+                1 -> hyper_lmdb:write(S, <<"k">>, <<"v">>)
+            end,
+        call_loop(S, N + 1, [R | Acc])
+    end.
+
+expected_result({ok, <<"v">>}) -> true;
+expected_result(ok) -> true;
+expected_result({error, _}) -> true;
+expected_result(_) -> false.
+
+%% A call that times out gets {error, timeout}, and its late answer never
+%% reaches the caller's mailbox; the caller's next call works.
+timeout_leaves_no_message_test_() ->
+    {timeout, 60, fun() ->
+        S = store(timeout, #{<<"fault-injection">> => true, <<"timeout">> => 200,
+                             <<"watchdog">> => 1000}),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+        ?assertEqual({error, timeout}, hyper_lmdb:read(S, <<"k">>)),
+        %% the watchdog kills the hung port and the server retries the
+        %% reads it held; the answer to ours must be dropped
+        timer:sleep(2000),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+        receive Stray -> ?assertEqual(no_stray_message, Stray)
+        after 100 -> ok
+        end,
+        done(S)
+    end}.
