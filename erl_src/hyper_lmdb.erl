@@ -298,6 +298,14 @@ reset(Opts, _Req, _NodeOpts) -> reset(Opts).
 %% `{error, not_found}' otherwise.  Links are followed as by read/2.
 -spec read(store(), map(), map()) -> {ok, binary()} | {composite, [binary()]} | error().
 read(Opts, #{<<"read">> := Path}, _NodeOpts) ->
+    dev_read(Opts, Path, 2);
+read(_, _, _) ->
+    {error, {bad_argument, request}}.
+
+%% A value is the common case: one round trip.  Otherwise the type says
+%% whether it is a group; a concurrent write between the calls can turn it
+%% into a value, so look again (a bounded number of times).
+dev_read(Opts, Path, Tries) ->
     case read(Opts, Path) of
         {ok, _} = Found ->
             Found;
@@ -308,14 +316,14 @@ read(Opts, #{<<"read">> := Path}, _NodeOpts) ->
                         {ok, Children} -> {composite, Children};
                         {error, _} = E -> E
                     end;
+                simple when Tries > 0 -> dev_read(Opts, Path, Tries - 1);
+                simple -> {error, not_found};
                 not_found -> {error, not_found};
                 {error, _} = E -> E
             end;
         {error, _} = E ->
             E
-    end;
-read(_, _, _) ->
-    {error, {bad_argument, request}}.
+    end.
 
 %% @doc `#{<<"type">> => Path}': `{ok, simple | composite}' or
 %% `{error, not_found}'.
@@ -353,41 +361,58 @@ resolve(_, _, _) ->
     {error, {bad_argument, request}}.
 
 %% @doc `#{<<"match">> => [{Key, Path}] | #{Key => Path}}': `{ok, IDs}',
-%% the IDs whose every Key child is a link to its Path (see match/2).
+%% the IDs whose every Key child is a link to its Path (see match/2).  A
+%% Key is one segment (a binary without `/').
 -spec match(store(), map(), map()) -> {ok, [binary()]} | error().
-match(Opts, #{<<"match">> := Pairs}, _NodeOpts) when is_map(Pairs) ->
-    match(Opts, maps:to_list(Pairs));
-match(Opts, #{<<"match">> := Pairs}, _NodeOpts) ->
-    match(Opts, Pairs);
+match(Opts, #{<<"match">> := Pairs}, NodeOpts) when is_map(Pairs) ->
+    match(Opts, #{<<"match">> => maps:to_list(Pairs)}, NodeOpts);
+match(Opts, #{<<"match">> := Pairs}, _NodeOpts) when is_list(Pairs) ->
+    %% a Key is one segment: the child's name below an ID
+    case lists:all(fun({K, _}) -> is_binary(K) andalso binary:match(K, <<"/">>) =:= nomatch;
+                      (_) -> false
+                   end, Pairs) of
+        true -> match(Opts, Pairs);
+        false -> {error, {bad_argument, match}}
+    end;
 match(_, _, _) ->
     {error, {bad_argument, request}}.
 
-dev_write(Opts, Req) when map_size(Req) > 0 ->
-    case dev_write_ops(maps:to_list(Req), [], []) of
+%% An empty request is refused, as a classic write/3 with a map for a path
+%% would be.
+dev_write(_Opts, Req) when Req =:= #{} ->
+    {error, {bad_argument, request}};
+dev_write(Opts, Req) ->
+    case dev_write_ops(maps:to_list(Req), <<>>, []) of
         {ok, Ops} -> write_many(Opts, Ops);
         {error, _} = E -> E
-    end;
-dev_write(_, _) ->
-    {error, {bad_argument, request}}.
+    end.
 
 %% A map value is a group: its marker, then its children below it.
 dev_write_ops([], _Prefix, Acc) ->
     {ok, lists:reverse(Acc)};
 dev_write_ops([{K, V} | T], Prefix, Acc) ->
     case to_path(K) of
-        {ok, P0} ->
-            P = case Prefix of [] -> P0; _ -> <<Prefix/binary, "/", P0/binary>> end,
-            case V of
-                #{} ->
-                    case dev_write_ops(maps:to_list(V), P, [{make_group, P} | Acc]) of
-                        {ok, Sub} -> dev_write_ops(T, Prefix, lists:reverse(Sub));
-                        E -> E
-                    end;
-                _ ->
-                    dev_write_ops(T, Prefix, [{write, P, V} | Acc])
+        {ok, P0} when Prefix =/= <<>> ->
+            case normalise(P0) of
+                %% "m/" would land on the group itself
+                <<>> -> {error, empty_path};
+                _ -> dev_write_op(V, T, <<Prefix/binary, "/", P0/binary>>, Prefix, Acc)
             end;
+        {ok, P0} ->
+            dev_write_op(V, T, P0, Prefix, Acc);
         error ->
             {error, {bad_argument, path}}
+    end.
+
+dev_write_op(V, T, P, Prefix, Acc) ->
+    case V of
+        #{} ->
+            case dev_write_ops(maps:to_list(V), P, [{make_group, P} | Acc]) of
+                {ok, Sub} -> dev_write_ops(T, Prefix, lists:reverse(Sub));
+                E -> E
+            end;
+        _ ->
+            dev_write_ops(T, Prefix, [{write, P, V} | Acc])
     end.
 
 dev_list(Opts, #{<<"list">> := Path} = Req) ->
@@ -400,11 +425,18 @@ dev_list(Opts, #{<<"list">> := Path} = Req) ->
           end,
     ListOpts = maps:filter(fun(_, V) -> V =/= undefined end,
                            #{from => maps:get(<<"from">>, Req, undefined),
-                             limit => maps:get(<<"limit">>, Req, undefined),
+                             limit => dev_limit(maps:get(<<"limit">>, Req, undefined)),
                              direction => Dir}),
     list(Opts, Path, ListOpts);
 dev_list(_, _) ->
     {error, {bad_argument, request}}.
+
+%% A limit may arrive as digits from an HTTP request; anything else that
+%% is not a count is left for list/3 to refuse.
+dev_limit(L) when is_binary(L) ->
+    try binary_to_integer(L) catch error:badarg -> L end;
+dev_limit(L) ->
+    L.
 
 %%% ---------------------------------------------------------------------
 %%% internals

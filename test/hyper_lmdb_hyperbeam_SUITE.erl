@@ -13,8 +13,10 @@ suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
     [resolution_scenarios_classic, resolution_scenarios_device, message_shaped_data,
-     groups_of_five, paging_1500_children, match_1000_ids, device_api_shapes,
-     compat_directory_from_separate_writer, convert_both_ways, cli_end_to_end].
+     message_shaped_data_device, groups_of_five, paging_1500_children, match_1000_ids,
+     device_api_shapes, compat_directory_from_separate_writer, compat_explicit_format,
+     check_reports_problems, convert_both_ways, convert_separate_writer_directory,
+     cli_end_to_end, cli_while_node_serves, cli_errors].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -104,6 +106,42 @@ message_shaped_data(C) ->
     <<"data/", H/binary>> = hyper_lmdb:resolve(S, <<"msg1/data">>),
     43 = byte_size(H).
 
+%% The same message written and read through the device API only.
+message_shaped_data_device(C) ->
+    S = s(C),
+    Fields = [{<<"type">>, <<"Message">>}, {<<"target">>, <<"process-1">>}, {<<"data">>, <<"payload">>}],
+    Data = maps:from_list([{<<"data/", (hash(I))/binary>>, V} || {I, {_, V}} <- enum(Fields)]),
+    ok = hyper_lmdb:write(S, Data, none()),
+    ok = hyper_lmdb:group(S, #{<<"group">> => <<"msg2">>}, none()),
+    ok = hyper_lmdb:link(S, maps:from_list([{<<"msg2/", K/binary>>, <<"data/", (hash(I))/binary>>}
+                                            || {I, {K, _}} <- enum(Fields)]), none()),
+    Sig = hash(100),
+    ok = hyper_lmdb:write(S, #{<<"commitments-of-msg2">> =>
+                                   #{Sig => #{<<"signature">> => <<"sig">>,
+                                              <<"committer">> => <<"addr">>}}}, none()),
+    ok = hyper_lmdb:link(S, #{<<"msg2/commitments">> => <<"commitments-of-msg2">>}, none()),
+    {composite, [<<"commitments">>, <<"data">>, <<"target">>, <<"type">>]} =
+        hyper_lmdb:read(S, #{<<"read">> => <<"msg2">>}, none()),
+    {ok, [<<"commitments">>, <<"data">>, <<"target">>, <<"type">>]} =
+        hyper_lmdb:list(S, #{<<"list">> => <<"msg2">>}, none()),
+    {ok, composite} = hyper_lmdb:type(S, #{<<"type">> => <<"msg2">>}, none()),
+    {ok, composite} = hyper_lmdb:type(S, #{<<"type">> => <<"msg2/commitments">>}, none()),
+    {ok, composite} = hyper_lmdb:type(S, #{<<"type">> => [<<"msg2">>, <<"commitments">>, Sig]}, none()),
+    {ok, simple} = hyper_lmdb:type(S, #{<<"type">> => <<"msg2/type">>}, none()),
+    {composite, [Sig]} = hyper_lmdb:read(S, #{<<"read">> => <<"msg2/commitments">>}, none()),
+    {composite, [<<"committer">>, <<"signature">>]} =
+        hyper_lmdb:read(S, #{<<"read">> => [<<"msg2">>, <<"commitments">>, Sig]}, none()),
+    {ok, <<"sig">>} = hyper_lmdb:read(S, #{<<"read">> => [<<"msg2">>, <<"commitments">>, Sig,
+                                                          <<"signature">>]}, none()),
+    {ok, <<"Message">>} = hyper_lmdb:read(S, #{<<"read">> => <<"msg2/type">>}, none()),
+    {ok, <<"data/", H/binary>>} = hyper_lmdb:resolve(S, #{<<"resolve">> => <<"msg2/data">>}, none()),
+    43 = byte_size(H),
+    %% and the classic API sees the same
+    {ok, <<"payload">>} = hyper_lmdb:read(S, <<"msg2/data">>),
+    composite = hyper_lmdb:type(S, <<"msg2/commitments">>).
+
+enum(L) -> lists:zip(lists:seq(1, length(L)), L).
+
 groups_of_five(C) ->
     S = s(C),
     Names = [<<"a">>, <<"b">>, <<"c">>, <<"d">>, <<"e">>],
@@ -113,7 +151,17 @@ groups_of_five(C) ->
      end || I <- lists:seq(1, 200)],
     [{ok, Names} = hyper_lmdb:list(S, [<<"g">>, I]) || I <- lists:seq(1, 200)],
     [{composite, Names} = hyper_lmdb:read(S, #{<<"read">> => [<<"g">>, I]}, none())
-     || I <- lists:seq(1, 200, 17)].
+     || I <- lists:seq(1, 200, 17)],
+    %% written as nested maps through the device API, listed at once
+    [ok = hyper_lmdb:write(S, #{[<<"h">>, I] => maps:from_list([{N, N} || N <- Names])}, none())
+     || I <- lists:seq(1, 50)],
+    [{composite, Names} = hyper_lmdb:read(S, #{<<"read">> => [<<"h">>, I]}, none())
+     || I <- lists:seq(1, 50)],
+    [{ok, Names} = hyper_lmdb:list(S, [<<"h">>, I]) || I <- lists:seq(1, 50)],
+    %% rewriting a group of five keeps five
+    ok = hyper_lmdb:write(S, #{<<"h/1/c">> => <<"new">>}, none()),
+    {ok, Names} = hyper_lmdb:list(S, <<"h/1">>),
+    {ok, <<"new">>} = hyper_lmdb:read(S, <<"h/1/c">>).
 
 paging_1500_children(C) ->
     S = s(C),
@@ -131,7 +179,25 @@ paging_1500_children(C) ->
     Mid = lists:nth(700, Names),
     {ok, Back} = hyper_lmdb:list(S, #{<<"list">> => <<"big">>, <<"from">> => Mid,
                                       <<"limit">> => 5, <<"direction">> => <<"desc">>}, none()),
-    Back = lists:reverse(lists:sublist(Names, 696, 5)).
+    Back = lists:reverse(lists:sublist(Names, 696, 5)),
+    %% a limit that arrives as digits, and device-style pages all the way
+    {ok, Back} = hyper_lmdb:list(S, #{<<"list">> => <<"big">>, <<"from">> => Mid,
+                                      <<"limit">> => <<"5">>, <<"direction">> => <<"desc">>}, none()),
+    Names = dev_page(S, <<"asc">>, undefined, []),
+    Desc = dev_page(S, <<"desc">>, undefined, []),
+    {error, {bad_argument, _}} =
+        hyper_lmdb:list(S, #{<<"list">> => <<"big">>, <<"direction">> => <<"sideways">>}, none()),
+    {ok, []} = hyper_lmdb:list(S, #{<<"list">> => <<"no-such-group">>}, none()).
+
+dev_page(S, Dir, From, Acc) ->
+    Req = #{<<"list">> => <<"big">>, <<"limit">> => 250, <<"direction">> => Dir},
+    {ok, Got} = hyper_lmdb:list(S, case From of undefined -> Req; _ -> Req#{<<"from">> => From} end,
+                                none()),
+    New = case From of undefined -> Got; _ -> tl(Got) end,
+    case New of
+        [] -> Acc;
+        _ -> dev_page(S, Dir, lists:last(New), Acc ++ New)
+    end.
 
 page(S, Dir, From, Acc) ->
     Opts = case From of
@@ -156,20 +222,36 @@ match_1000_ids(C) ->
                                      end, [<<"ids">>, id(I), F]}
                          || {F, T} <- Fields] || I <- lists:seq(1, 1000)]),
     ok = hyper_lmdb:write_many(S, Ops),
+    %% near misses: a field missing, a value holding the path's bytes
+    %% instead of a link, a link to a link to the path
+    ok = hyper_lmdb:write_many(S,
+        [{make_link, T, [<<"ids">>, <<"missing">>, F]} || {F, T} <- tl(Fields)] ++
+        [{write, [<<"ids">>, <<"as-value">>, F], T} || {F, T} <- Fields] ++
+        [{write, [<<"ids">>, <<"as-link-text">>, F], <<"link:", T/binary>>} || {F, T} <- Fields] ++
+        [{make_link, <<"alias-", F/binary>>, [<<"ids">>, <<"indirect">>, F]} || {F, _} <- Fields] ++
+        [{make_link, T, <<"alias-", F/binary>>} || {F, T} <- Fields]),
     Want = lists:sort([<<"ids/", (id(I))/binary>> || I <- lists:seq(1, 1000), I rem 3 =:= 0]),
     {Us, {ok, Got}} = timer:tc(fun() -> hyper_lmdb:match(S, Fields) end),
     ct:pal("match over 1000 IDs x 4 fields: ~b found in ~b us", [length(Got), Us]),
     Want = lists:sort(Got),
+    %% one pass: well under a second for thousands of candidates
+    true = Us < 1000000,
     {ok, Got2} = hyper_lmdb:match(S, #{<<"match">> => maps:from_list(Fields)}, none()),
     Want = lists:sort(Got2),
     {ok, All} = hyper_lmdb:match(S, lists:sublist(Fields, 3)),
-    1000 = length(All).
+    1000 = length(All),
+    {ok, Got3} = hyper_lmdb:match(S, #{<<"match">> => Fields}, none()),
+    Want = lists:sort(Got3),
+    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"match">> => [{<<"a/b">>, <<"x">>}]}, none()),
+    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"match">> => []}, none()),
+    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"nomatch">> => []}, none()).
 
 id(I) -> iolist_to_binary(io_lib:format("id~4..0b", [I])).
 
 device_api_shapes(C) ->
     S = s(C),
-    {ok, _} = hyper_lmdb:start(S, #{}, none()),
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S, #{}, none()),
+    true = is_process_alive(Pid),
     ok = hyper_lmdb:write(S, #{<<"a">> => <<"1">>, <<"m">> => #{<<"x">> => <<"2">>,
                                                                 <<"y">> => #{<<"z">> => <<"3">>}}}, none()),
     {ok, <<"1">>} = hyper_lmdb:read(S, #{<<"read">> => <<"a">>}, none()),
@@ -179,60 +261,184 @@ device_api_shapes(C) ->
     {error, not_found} = hyper_lmdb:type(S, #{<<"type">> => <<"nope">>}, none()),
     {error, {bad_argument, request}} = hyper_lmdb:read(S, #{<<"reed">> => <<"a">>}, none()),
     {error, empty_path} = hyper_lmdb:write(S, #{<<>> => <<"v">>}, none()),
+    {error, empty_path} = hyper_lmdb:write(S, #{<<"m2">> => #{<<"/">> => <<"v">>}}, none()),
+    {error, not_found} = hyper_lmdb:read(S, #{<<"read">> => <<"m2">>}, none()),
+    %% lists of segments as keys, a value given as iodata, NodeOpts ignored
+    Node = #{<<"store">> => [S], <<"anything">> => else},
+    ok = hyper_lmdb:write(S, #{[<<"seg">>, <<"ments">>] => [<<"io">>, "data"]}, Node),
+    {ok, <<"iodata">>} = hyper_lmdb:read(S, #{<<"read">> => <<"seg/ments">>}, Node),
+    %% empty requests are refused; an empty group reads as one
+    {error, {bad_argument, request}} = hyper_lmdb:write(S, #{}, none()),
+    {error, {bad_argument, request}} = hyper_lmdb:link(S, #{}, none()),
+    ok = hyper_lmdb:group(S, #{<<"group">> => <<"empty">>}, none()),
+    {composite, []} = hyper_lmdb:read(S, #{<<"read">> => <<"empty">>}, none()),
+    {ok, composite} = hyper_lmdb:type(S, #{<<"type">> => <<"empty">>}, none()),
+    %% a map value replaces a value with a group; a value replaces a group
+    ok = hyper_lmdb:write(S, #{<<"a">> => #{<<"k">> => <<"v">>}}, none()),
+    {composite, [<<"k">>]} = hyper_lmdb:read(S, #{<<"read">> => <<"a">>}, none()),
+    ok = hyper_lmdb:write(S, #{<<"empty">> => <<"now a value">>}, none()),
+    {ok, simple} = hyper_lmdb:type(S, #{<<"type">> => <<"empty">>}, none()),
+    %% atomic: one bad entry, nothing written
+    {error, _} = hyper_lmdb:write(S, #{<<"fine">> => <<"1">>, <<"bad">> => 42}, none()),
+    {error, not_found} = hyper_lmdb:read(S, #{<<"read">> => <<"fine">>}, none()),
+    {error, _} = hyper_lmdb:write(S, #{binary:copy(<<"k">>, 600) => <<"1">>, <<"fine">> => <<"1">>}, none()),
+    {error, not_found} = hyper_lmdb:read(S, #{<<"read">> => <<"fine">>}, none()),
+    %% links, several at once, dangling allowed; a loop reads as not_found
+    ok = hyper_lmdb:link(S, #{<<"l1">> => <<"a/k">>, <<"l2">> => <<"nowhere">>,
+                              <<"loop1">> => <<"loop2">>, <<"loop2">> => <<"loop1">>}, none()),
+    {ok, <<"v">>} = hyper_lmdb:read(S, #{<<"read">> => <<"l1">>}, none()),
+    {error, not_found} = hyper_lmdb:read(S, #{<<"read">> => <<"l2">>}, none()),
+    {error, not_found} = hyper_lmdb:read(S, #{<<"read">> => <<"loop1">>}, none()),
+    {error, not_found} = hyper_lmdb:type(S, #{<<"type">> => <<"loop1">>}, none()),
+    %% the classic forms still answer as before
+    ok = hyper_lmdb:write(S, <<"classic">>, <<"c">>),
+    {ok, [<<"k">>]} = hyper_lmdb:list(S, <<"a">>, #{limit => 5}),
+    not_found = hyper_lmdb:read(S, <<"nope">>),
     ok = hyper_lmdb:reset(S, #{}, none()),
     {error, not_found} = hyper_lmdb:read(S, #{<<"read">> => <<"a">>}, none()),
     ok = hyper_lmdb:stop(S, #{}, none()).
 
 %%% hb_store_lmdb's own format
 
-%% Writes a directory the way HyperBEAM's hb_store_lmdb does (unnamed
-%% database, raw values, "group", "link:" + target) with LMDB's own
-%% mdb_load, then opens it: detected, served read/write, nothing added.
-compat_directory_from_separate_writer(C) ->
-    Dir = ?config(dir, C),
+%% Writes a directory the way HyperBEAM's hb_store_lmdb lays it out
+%% (unnamed database, raw values, "group", "link:" + target) with LMDB's
+%% own mdb_load: a separate writer that knows nothing of hyper_lmdb.
+hb_dir(C, Name, Pairs) ->
+    Dir = filename:join(?config(priv_dir, C), Name),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
-    Pairs = [{<<"data/h1">>, <<"payload">>}, {<<"msg">>, <<"group">>},
-             {<<"msg/body">>, <<"link:data/h1">>}, {<<"msg/type">>, <<"Message">>},
-             {<<"alias">>, <<"link:msg">>}],
-    Input = filename:join(?config(priv_dir, C), "hb.load"),
+    Input = Dir ++ ".load",
     ok = file:write_file(Input, ["VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n",
                                  [[" ", hex(K), "\n ", hex(V), "\n"] || {K, V} <- lists:sort(Pairs)],
                                  "DATA=END\n"]),
     "" = os:cmd("mdb_load -f " ++ Input ++ " " ++ Dir ++ " 2>&1"),
-    S = s(C),
+    Dir.
+
+%% Every key of the unnamed database, as mdb_dump (LMDB's own tool) sees
+%% it: what hb_store_lmdb would see.  A named database would show up here
+%% too, as a key holding its record.
+raw_keys(Dir) ->
+    Dump = os:cmd("mdb_dump -p " ++ Dir),
+    [_ | Body] = string:split(Dump, "HEADER=END\n"),
+    Lines = [L || " " ++ L <- string:split(Body, "\n", all)],
+    pairs(Lines).
+
+pairs([K, V | T]) -> [{list_to_binary(K), list_to_binary(V)} | pairs(T)];
+pairs([]) -> [].
+
+hb_pairs() ->
+    [{<<"data/h1">>, <<"payload">>}, {<<"msg">>, <<"group">>},
+     {<<"msg/body">>, <<"link:data/h1">>}, {<<"msg/type">>, <<"Message">>},
+     {<<"alias">>, <<"link:msg">>}].
+
+%% Detected, served read and write through both API generations, and
+%% nothing added that hb_store_lmdb would see as a key.
+compat_directory_from_separate_writer(C) ->
+    Dir = hb_dir(C, "hb-writer", hb_pairs()),
+    S = #{<<"store-module">> => hyper_lmdb, <<"name">> => list_to_binary(Dir)},
     #{format := hb_store_lmdb, entries := 5} = hyper_lmdb:stats(S),
     {ok, <<"payload">>} = hyper_lmdb:read(S, <<"alias/body">>),
     composite = hyper_lmdb:type(S, <<"msg">>),
     {ok, [<<"body">>, <<"type">>]} = hyper_lmdb:list(S, <<"alias">>),
+    <<"data/h1">> = hyper_lmdb:resolve(S, <<"alias/body">>),
+    {composite, [<<"body">>, <<"type">>]} = hyper_lmdb:read(S, #{<<"read">> => <<"alias">>}, none()),
+    {ok, <<"payload">>} = hyper_lmdb:read(S, #{<<"read">> => <<"alias/body">>}, none()),
+    {ok, composite} = hyper_lmdb:type(S, #{<<"type">> => <<"msg">>}, none()),
     ok = hyper_lmdb:write(S, <<"msg/new">>, <<"written by hyper_lmdb">>),
     ok = hyper_lmdb:make_link(S, <<"msg/type">>, <<"alias2">>),
+    ok = hyper_lmdb:write(S, #{<<"dev/m">> => #{<<"k">> => <<"v">>}}, none()),
+    ok = hyper_lmdb:link(S, #{<<"alias3">> => <<"dev/m">>}, none()),
+    {composite, [<<"k">>]} = hyper_lmdb:read(S, #{<<"read">> => <<"alias3">>}, none()),
     ok = hyper_lmdb:stop(S),
-    %% what is on disk is exactly hb_store_lmdb's encoding, and nothing else
-    Dump = os:cmd("mdb_dump -p " ++ Dir),
-    ?assertMatch({match, _}, re:run(Dump, "\n msg/new\n written by hyper_lmdb\n")),
-    ?assertMatch({match, _}, re:run(Dump, "\n alias2\n link:msg/type\n")),
-    Keys = [L || " " ++ L <- string:split(Dump, "\n", all)],
-    7 = length(Keys) div 2,
-    nomatch = re:run(Dump, "hyper_lmdb\\.(data|meta)"),
+    %% on disk: exactly hb_store_lmdb's encoding, and nothing else
+    Want = lists:sort(hb_pairs() ++
+                      [{<<"msg/new">>, <<"written by hyper_lmdb">>}, {<<"alias2">>, <<"link:msg/type">>},
+                       {<<"dev/m">>, <<"group">>}, {<<"dev/m/k">>, <<"v">>},
+                       {<<"alias3">>, <<"link:dev/m">>}]),
+    Want = raw_keys(Dir),
+    %% reopened, still detected; the stats say so
+    #{format := hb_store_lmdb, entries := 10} = hyper_lmdb:stats(S),
+    ok = hyper_lmdb:stop(S),
     %% an explicit format that contradicts the directory is refused
-    {error, {open_failed, format, _}} = hyper_lmdb:start(S#{<<"format">> => <<"tagged">>}).
+    {error, {open_failed, format, _}} = hyper_lmdb:start(S#{<<"format">> => <<"tagged">>}),
+    %% the explicit, matching one is accepted
+    {ok, _} = hyper_lmdb:start(S#{<<"format">> => <<"hb_store_lmdb">>}),
+    ok = hyper_lmdb:stop(S).
+
+%% A new directory with an explicit format: hb_store_lmdb's layout from
+%% the first write; the tagged default keeps caller bytes as data.
+compat_explicit_format(C) ->
+    Dir = ?config(dir, C),
+    Hb = #{<<"name">> => list_to_binary(Dir ++ "-hb"), <<"format">> => <<"hb_store_lmdb">>},
+    ok = hyper_lmdb:write(Hb, <<"a/b">>, <<"1">>),
+    ok = hyper_lmdb:make_link(Hb, <<"a">>, <<"l">>),
+    ok = hyper_lmdb:make_group(Hb, <<"g">>),
+    #{format := hb_store_lmdb, entries := 3} = hyper_lmdb:stats(Hb),
+    ok = hyper_lmdb:stop(Hb),
+    [{<<"a/b">>, <<"1">>}, {<<"g">>, <<"group">>}, {<<"l">>, <<"link:a">>}] = raw_keys(Dir ++ "-hb"),
+    Tagged = #{<<"name">> => list_to_binary(Dir ++ "-tagged"), <<"format">> => <<"tagged">>},
+    ok = hyper_lmdb:write(Tagged, <<"v">>, <<"link:a">>),
+    ok = hyper_lmdb:write(Tagged, <<"g">>, <<"group">>),
+    {ok, <<"link:a">>} = hyper_lmdb:read(Tagged, <<"v">>),
+    simple = hyper_lmdb:type(Tagged, <<"g">>),
+    #{format := tagged} = hyper_lmdb:stats(Tagged),
+    ok = hyper_lmdb:stop(Tagged),
+    %% the default for a new directory is tagged; a bad format is refused
+    #{format := tagged} = hyper_lmdb:stats(s(C)),
+    {error, {bad_option, <<"format">>}} =
+        hyper_lmdb:start(#{<<"name">> => list_to_binary(Dir ++ "-bad"), <<"format">> => <<"xml">>}).
 
 hex(B) -> [io_lib:format("~2.16.0b", [X]) || <<X>> <= B].
+
+%% check: dangling links, loops, malformed keys and values, in a directory
+%% a foreign writer filled.
+check_reports_problems(C) ->
+    Dir = hb_dir(C, "hb-broken", [{<<"ok/v">>, <<"1">>}, {<<"good">>, <<"link:ok">>},
+                                  {<<"dangling">>, <<"link:nowhere">>},
+                                  {<<"loop-a">>, <<"link:loop-b">>}, {<<"loop-b">>, <<"link:loop-a">>},
+                                  {<<"empty-link">>, <<"link:">>}, {<<"/leading">>, <<"x">>},
+                                  {<<"odd">>, <<"link:ok//v">>}]),
+    S = #{<<"name">> => list_to_binary(Dir), <<"read-only">> => true},
+    {ok, #{keys := 8, links := 5, format := hb_store_lmdb, problems := P}} = hyper_lmdb_tools:check(S),
+    ct:pal("~p", [P]),
+    [{malformed, <<"/leading">>, _}, {dangling, <<"dangling">>, <<"nowhere">>},
+     {malformed, <<"empty-link">>, _}, {loop, <<"loop-a">>, <<"loop-b">>},
+     {loop, <<"loop-b">>, <<"loop-a">>}, {malformed, <<"odd">>, _}] = P,
+    ok = hyper_lmdb:stop(S),
+    %% a healthy tagged store has none
+    T = s(C),
+    ok = hyper_lmdb:write_many(T, [{write, <<"d/x">>, <<"1">>}, {make_link, <<"d">>, <<"l">>},
+                                   {make_link, <<"l/x">>, <<"l2">>}]),
+    {ok, #{keys := 3, links := 2, problems := []}} = hyper_lmdb_tools:check(T),
+    ok = hyper_lmdb:make_link(T, <<"self">>, <<"self">>),
+    {ok, #{problems := [{loop, <<"self">>, <<"self">>}]}} = hyper_lmdb_tools:check(T).
 
 convert_both_ways(C) ->
     S = s(C),
     ok = hyper_lmdb:write_many(S, [{write, <<"d/x">>, <<"1">>}, {make_group, <<"g">>},
                                    {make_link, <<"d">>, <<"l">>}, {write, <<"l2/below">>, <<"shadowed">>},
-                                   {make_link, <<"d">>, <<"l2">>}, {write, <<"v">>, <<"link:not-a-link">>}]),
+                                   {make_link, <<"d">>, <<"l2">>}, {write, <<"v">>, <<"link:not-a-link">>},
+                                   {write, <<"v/under">>, <<"u">>}, {write, <<"w">>, <<"group">>},
+                                   {write, <<"bin">>, <<0, 255, 1>>}]),
     ok = hyper_lmdb:stop(S),
     Dir = ?config(dir, C),
     Hb = Dir ++ "-hb",
     Back = Dir ++ "-back",
-    {ok, 6} = hyper_lmdb_tools:convert(Dir, Hb, <<"hb_store_lmdb">>),
-    {ok, 6} = hyper_lmdb_tools:convert(Hb, Back, <<"tagged">>),
+    %% to hb_store_lmdb: the values that read differently there are named
+    {ok, #{keys := 9, reinterpreted := [<<"v">>, <<"w">>]}} =
+        hyper_lmdb_tools:convert(Dir, Hb, <<"hb_store_lmdb">>, #{}),
+    H = #{<<"name">> => list_to_binary(Hb)},
+    #{format := hb_store_lmdb, entries := 9} = hyper_lmdb:stats(H),
+    %% a key below a value that became a link was written literally
+    {ok, RawH, undefined} = hyper_lmdb:scan(H, #{}),
+    {<<"v/under">>, value, <<"u">>} = lists:keyfind(<<"v/under">>, 1, RawH),
+    {<<"v">>, link, <<"not-a-link">>} = lists:keyfind(<<"v">>, 1, RawH),
+    ok = hyper_lmdb:stop(H),
+    %% and back
+    {ok, 9} = hyper_lmdb_tools:convert(Hb, Back, <<"tagged">>),
     B = #{<<"name">> => list_to_binary(Back)},
-    #{format := tagged, entries := 6} = hyper_lmdb:stats(B),
+    #{format := tagged, entries := 9} = hyper_lmdb:stats(B),
     {ok, <<"1">>} = hyper_lmdb:read(B, <<"l/x">>),
+    {ok, <<0, 255, 1>>} = hyper_lmdb:read(B, <<"bin">>),
     composite = hyper_lmdb:type(B, <<"g">>),
     %% a key stored below a link survives the trip literally
     {ok, Raw, _} = hyper_lmdb:scan(B, #{}),
@@ -241,50 +447,150 @@ convert_both_ways(C) ->
     %% that format cannot tell them apart (SPEC section 2)
     {<<"v">>, link, <<"not-a-link">>} = lists:keyfind(<<"v">>, 1, Raw),
     {error, {exists, _}} = hyper_lmdb_tools:convert(Dir, Back, <<"tagged">>),
+    {error, {bad_argument, format}} = hyper_lmdb_tools:convert(Dir, Dir ++ "-x", <<"json">>),
+    hyper_lmdb:stop(B).
+
+%% The directory a separate writer made, converted to tagged: every path
+%% reads the same through both stores.
+convert_separate_writer_directory(C) ->
+    Pairs = hb_pairs() ++ [{<<"ids/", (hash(I))/binary>>, integer_to_binary(I)} || I <- lists:seq(1, 2500)],
+    Src = hb_dir(C, "hb-big", Pairs),
+    Dst = ?config(dir, C) ++ "-tagged",
+    {ok, #{keys := 2505, reinterpreted := []}} = hyper_lmdb_tools:convert(Src, Dst, <<"tagged">>, #{}),
+    A = #{<<"name">> => list_to_binary(Src), <<"read-only">> => true},
+    B = #{<<"name">> => list_to_binary(Dst)},
+    #{format := tagged, entries := 2505} = hyper_lmdb:stats(B),
+    Paths = [<<"alias">>, <<"alias/body">>, <<"alias/type">>, <<"msg">>, <<"data/h1">>, <<"nope">>]
+            ++ [K || {K, _} <- lists:sublist(Pairs, 6, 50)],
+    Same = hyper_lmdb:read_many(A, Paths),
+    Same = hyper_lmdb:read_many(B, Paths),
+    [{P, T} = {P, hyper_lmdb:type(B, P)} || P <- Paths, T <- [hyper_lmdb:type(A, P)]],
+    {ok, Ls} = hyper_lmdb:list(A, <<"ids">>),
+    {ok, Ls} = hyper_lmdb:list(B, <<"ids">>),
+    2500 = length(Ls),
+    %% the source is untouched
+    Raw = raw_keys(Src),
+    2505 = length(Raw),
+    hyper_lmdb:stop(A),
     hyper_lmdb:stop(B).
 
 %%% the CLI
 
+cli(C) ->
+    Root = filename:join([code:lib_dir(hyper_lmdb), "..", "..", "..", ".."]),
+    Ebin = filename:join(code:lib_dir(hyper_lmdb), "ebin"),
+    Cli = "HYPER_LMDB_EBIN=" ++ Ebin ++ " " ++ filename:join([Root, "bin", "hyper_lmdb"]),
+    Dir = ?config(dir, C),
+    fun(Args) ->
+        Cmd = Cli ++ " " ++ lists:flatten(string:replace(Args, "DIR", Dir, all)),
+        Out = os:cmd(Cmd ++ " 2>&1; echo \"rc=$?\""),
+        ct:log("hyper_lmdb ~s~n~s", [Args, Out]),
+        Out
+    end.
+
+has(Out, Re) ->
+    case re:run(Out, Re, [multiline]) of
+        {match, _} -> ok;
+        nomatch -> ct:fail({output, Out, expected, Re})
+    end.
+
 cli_end_to_end(C) ->
     Dir = ?config(dir, C),
-    Cli = filename:join([code:lib_dir(hyper_lmdb), "..", "..", "..", "..", "bin", "hyper_lmdb"]),
-    Run = fun(Args) ->
-              Out = os:cmd(Cli ++ " " ++ Args ++ " 2>&1; echo \"rc=$?\""),
-              ct:pal("hyper_lmdb ~s~n~s", [Args, Out]),
-              Out
-          end,
-    Has = fun(Out, Re) -> ?assertMatch({match, _}, re:run(Out, Re, [multiline])) end,
-    Has(Run("--help"), "usage: hyper_lmdb"),
-    Has(Run("put " ++ Dir ++ " docs/readme hello"), "rc=0"),
-    Has(Run("link " ++ Dir ++ " docs latest"), "rc=0"),
-    Has(Run("get " ++ Dir ++ " latest/readme"), "^hellorc=0"),
-    Has(Run("ls " ++ Dir), "^docs\nlatest\nrc=0"),
-    Has(Run("tree " ++ Dir), "latest -> docs"),
-    Has(Run("resolve " ++ Dir ++ " latest/readme"), "^docs/readme\nrc=0"),
-    Has(Run("stat " ++ Dir), "entries: 2"),
-    Has(Run("check " ++ Dir), "no problems\nrc=0"),
-    Has(Run("link " ++ Dir ++ " missing dangling"), "rc=0"),
-    Has(Run("check " ++ Dir), "dangling dangling -> missing"),
-    Has(Run("check " ++ Dir), "rc=3"),
+    Run = cli(C),
+    has(Run("--help"), "usage: hyper_lmdb"),
+    has(Run("--help"), "rc=0"),
+    has(Run("put DIR docs/readme hello"), "rc=0"),
+    has(Run("link DIR docs latest"), "rc=0"),
+    has(Run("get DIR latest/readme"), "^hellorc=0"),
+    has(Run("ls DIR"), "^docs\nlatest\nrc=0"),
+    has(Run("tree DIR"), "^/\n  docs/\n    readme\n  latest -> docs\nrc=0"),
+    has(Run("tree DIR latest"), "^latest\n  readme\nrc=0"),
+    has(Run("resolve DIR latest/readme"), "^docs/readme\nrc=0"),
+    has(Run("stat DIR"), "^entries: 2$"),
+    has(Run("stat DIR"), "^format: tagged$"),
+    has(Run("check DIR"), "no problems\nrc=0"),
+    %% values from stdin, bytes as they are
+    %% (beside the store: priv_dir is shared with the other suites, whose
+    %% stores take names like "bytes")
+    Bytes = Dir ++ ".stdin",
+    ok = file:write_file(Bytes, <<"a", 0, "b", 255>>),
+    has(Run("put DIR bin - < " ++ Bytes), "rc=0"),
+    {ok, <<"a", 0, "b", 255>>} = hyper_lmdb:read(#{<<"name">> => list_to_binary(Dir),
+                                                   <<"read-only">> => true}, <<"bin">>),
+    hyper_lmdb:stop(#{<<"name">> => list_to_binary(Dir)}),
+    has(Run("get DIR bin | od -An -c"), "a  \\\\0   b 377"),
+    %% paging
+    [has(Run("put DIR page/" ++ [N] ++ " x"), "rc=0") || N <- "abcdef"],
+    has(Run("ls DIR page --from c --limit 2"), "^c\nd\nrc=0"),
+    has(Run("ls DIR page --from c --limit 2 --desc"), "^c\nb\nrc=0"),
+    %% check: dangling links and loops
+    has(Run("link DIR missing dangling"), "rc=0"),
+    has(Run("link DIR loop2 loop1"), "rc=0"),
+    has(Run("link DIR loop1 loop2"), "rc=0"),
+    Check = Run("check DIR"),
+    has(Check, "^dangling dangling: missing$"),
+    has(Check, "^loop loop1: loop2$"),
+    has(Check, "^loop loop2: loop1$"),
+    has(Check, "^3 problem\\(s\\)"),
+    has(Check, "rc=3"),
+    %% dump, load, convert
     Dump = filename:join(?config(priv_dir, C), "cli.dump"),
-    Has(Run("dump " ++ Dir ++ " " ++ Dump), "dumped 3 keys"),
-    Has(Run("load " ++ Dir ++ "-loaded " ++ Dump), "loaded 3 keys"),
-    Has(Run("get " ++ Dir ++ "-loaded latest/readme"), "^hellorc=0"),
-    Has(Run("convert " ++ Dir ++ " " ++ Dir ++ "-hb --to hb_store_lmdb"), "converted 3 keys"),
-    Has(Run("stat " ++ Dir ++ "-hb"), "format: hb_store_lmdb"),
-    Has(Run("bench " ++ Dir ++ " 500"), "500 writes: [0-9]+/s"),
-    %% errors are clear and the exit status says which kind
-    Has(Run("get " ++ Dir ++ " no/such"), "not found: no/such\nrc=2"),
-    Has(Run("get " ++ Dir ++ "-absent x"), "no store at .*\nrc=2"),
-    Has(Run("frobnicate " ++ Dir), "rc=1"),
-    BadLimit = Run("ls " ++ Dir ++ " --limit lots"),
-    Has(BadLimit, "not a number: lots"),
-    Has(BadLimit, "rc=1"),
-    %% a node serving the store sees what the CLI wrote, and vice versa
-    S = #{<<"name">> => list_to_binary(Dir)},
-    {ok, <<"hello">>} = hyper_lmdb:read(S, <<"latest/readme">>),
+    has(Run("dump DIR " ++ Dump), "dumped 12 keys"),
+    has(Run("load DIR-loaded " ++ Dump), "loaded 12 keys"),
+    has(Run("get DIR-loaded latest/readme"), "^hellorc=0"),
+    has(Run("get DIR-loaded bin | od -An -c"), "a  \\\\0   b 377"),
+    has(Run("convert DIR DIR-hb --to hb_store_lmdb"), "converted 12 keys .*verified"),
+    has(Run("stat DIR-hb"), "^format: hb_store_lmdb$"),
+    has(Run("get DIR-hb latest/readme"), "^hellorc=0"),
+    has(Run("convert DIR-hb DIR-back --to tagged"), "converted 12 keys"),
+    has(Run("put DIR v group"), "rc=0"),
+    Warn = Run("convert DIR DIR-hb2 --to hb_store_lmdb"),
+    has(Warn, "warning: v: this value reads as a group in the hb_store_lmdb format"),
+    has(Warn, "rc=0"),
+    has(Run("bench DIR 500"), "^write \\(one commit each\\) +500 +[0-9]+$"),
+    has(Run("ls DIR hyper_lmdb_cli_bench"), "^rc=0"),
+    ok.
+
+%% A node serves the store while the CLI reads and writes it.
+cli_while_node_serves(C) ->
+    Run = cli(C),
+    S = s(C),
     ok = hyper_lmdb:write(S, <<"from-node">>, <<"yes">>),
-    Has(Run("get " ++ Dir ++ " from-node"), "^yesrc=0"),
-    Has(Run("put " ++ Dir ++ " from-cli again"), "rc=0"),
+    ok = hyper_lmdb:make_link(S, <<"from-node">>, <<"alias">>),
+    has(Run("get DIR alias"), "^yesrc=0"),
+    has(Run("stat DIR"), "^entries: 2$"),
+    has(Run("put DIR from-cli again"), "rc=0"),
     {ok, <<"again">>} = hyper_lmdb:read(S, <<"from-cli">>),
-    hyper_lmdb:stop(S).
+    %% the node keeps writing between CLI calls; each call sees the last
+    [begin
+         ok = hyper_lmdb:write(S, <<"counter">>, integer_to_binary(I)),
+         has(Run("get DIR counter"), "^" ++ integer_to_list(I) ++ "rc=0")
+     end || I <- lists:seq(1, 3)],
+    has(Run("check DIR"), "rc=0"),
+    has(Run("dump DIR " ++ filename:join(?config(priv_dir, C), "live.dump")), "dumped 4 keys"),
+    %% and the node still writes after the CLI wrote (no lock left behind)
+    ok = hyper_lmdb:write(S, <<"after">>, <<"1">>),
+    {ok, <<"1">>} = hyper_lmdb:read(S, <<"after">>).
+
+cli_errors(C) ->
+    Run = cli(C),
+    has(Run("put DIR a/b 1"), "rc=0"),
+    %% not found and friends: exit 2, with a message
+    has(Run("get DIR no/such"), "not found: no/such\nrc=2"),
+    has(Run("get DIR a"), "a is a group; list it with: hyper_lmdb ls DIR a\nrc=2"),
+    has(Run("get DIR-absent x"), "no store at .*-absent\nrc=2"),
+    has(Run("tree DIR zz"), "not found: zz\nrc=2"),
+    has(Run("load DIR /no/such/file"), "/no/such/file: no such file or directory\nrc=2"),
+    has(Run("convert DIR DIR --to tagged"), "already holds a store.*\nrc=2"),
+    %% usage errors: exit 1
+    has(Run(""), "no command.*\n\nRun 'hyper_lmdb --help' for usage.\nrc=1"),
+    has(Run("frobnicate DIR"), "unknown command: frobnicate"),
+    has(Run("frobnicate DIR"), "rc=1"),
+    has(Run("link DIR a"), "usage: hyper_lmdb link DIR EXISTING NEW"),
+    has(Run("link DIR a"), "rc=1"),
+    has(Run("convert DIR DIR-x --to xml"), "usage: hyper_lmdb convert SRC DST --to tagged\\|hb_store_lmdb"),
+    BadLimit = Run("ls DIR --limit lots"),
+    has(BadLimit, "not a number: lots"),
+    has(BadLimit, "rc=1"),
+    has(Run("ls DIR --sideways"), "unknown option or missing value: --sideways\n(.|\n)*rc=1"),
+    has(Run("get DIR a --help"), "usage: hyper_lmdb(.|\n)*rc=0").

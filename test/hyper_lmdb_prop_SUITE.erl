@@ -1,266 +1,364 @@
-%%% PropEr model test: random sequences of every operation against a pure
-%%% Erlang model of SPEC sections 2-3, with kills of the port mixed in.
-%%% Shrinks on failure.  HYPER_LMDB_PROPTEST_N sets the number of
-%%% sequences (default 500; `make proptest` runs more).
+%%% PropEr state-machine test: random sequences of every classic
+%%% operation and the extensions (write, read, delete, make_group,
+%%% make_link, list/2, list/3, type, resolve, read_many, write_many, reset)
+%%% against the pure model in hyper_lmdb_model (SPEC sections 2-3), with
+%%% `kill -9' of the port program mixed in.  After each kill, and at the
+%%% end of every sequence, the whole store (scan/2: every key as stored)
+%%% must equal the model: in the default `commit' durability an answered
+%%% write survives the kill.
+%%%
+%%% Each sequence opens a fresh store directory (its first command) and
+%%% stops it at the end.  Paths come from a five-segment alphabet so links,
+%%% prefixes, loops and collisions are frequent.  On failure PropEr
+%%% shrinks and the case fails with the shrunk command sequence.
+%%%
+%%% HYPER_LMDB_PROPTEST_N sets the number of sequences (default 500).
 -module(hyper_lmdb_prop_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("proper/include/proper.hrl").
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1, model_matches_store/1]).
 -export([initial_state/0, command/1, precondition/2, next_state/3, postcondition/3]).
--export([kill_port/0]).
+-export([open_store/1, kill_port/1, dump/1]).
+%% the API under test, called through wrappers that turn an exception
+%% into a value (see ?SAFE)
+-export([write/3, read/2, delete/2, make_group/2, make_link/3, list/2, list/3, type/2,
+         resolve/2, read_many/2, write_many/2, reset/1]).
 
--define(STORE, (persistent_term:get({?MODULE, store}))).
--define(MAX_HOPS, 1000).
+%% An exception as a value: PropEr 1.2 crashes on one (it calls
+%% erlang:get_stacktrace/0, gone since OTP 23) instead of shrinking.
+-define(SAFE(Call), try Call catch C:E -> {raised, C, E} end).
+
+-define(DEFAULT_N, 500).
+-define(DEFAULT_HOPS, 1000).
+%% PropEr's size bounds a sequence's length (default 42): longer sequences
+%% let chains, loops and overwrites build up
+-define(MAX_SIZE, 150).
 
 suite() -> [{timetrap, {minutes, 10}}].
 all() -> [model_matches_store].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
-    S = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "prop"))},
-    {ok, _} = hyper_lmdb:start(S),
-    persistent_term:put({?MODULE, store}, S),
+    %% a restart after each kill is expected here, not worth a warning
+    ok = logger:set_module_level(hyper_lmdb_server, error),
+    Root = filename:join(?config(priv_dir, Config), "prop"),
+    ok = filelib:ensure_path(Root),
+    persistent_term:put({?MODULE, root}, Root),
     Config.
 
-end_per_suite(_) ->
-    hyper_lmdb:stop(?STORE),
-    persistent_term:erase({?MODULE, store}),
+end_per_suite(_Config) ->
+    _ = persistent_term:erase({?MODULE, root}),
+    _ = logger:unset_module_level(hyper_lmdb_server),
     ok.
 
 model_matches_store(_Config) ->
     N = case os:getenv("HYPER_LMDB_PROPTEST_N") of
-            false -> 500;
+            false -> ?DEFAULT_N;
+            "" -> ?DEFAULT_N;
             V -> list_to_integer(V)
         end,
-    Prop = ?FORALL(Cmds, proper_statem:commands(?MODULE),
-                   begin
-                       ok = hyper_lmdb:reset(?STORE),
-                       {History, State, Result} = proper_statem:run_commands(?MODULE, Cmds),
-                       ?WHENFAIL(ct:pal("history: ~p~nmodel: ~p~nresult: ~p",
-                                        [History, State, Result]),
-                                 aggregate(proper_statem:command_names(Cmds), Result =:= ok))
-                   end),
-    true = proper:quickcheck(Prop, [{numtests, N}, {to_file, user}, {max_shrinks, 200}]).
+    %% about 0.1 s a sequence; leave ample room for shrinking
+    ct:timetrap({seconds, max(600, N)}),
+    T0 = erlang:monotonic_time(millisecond),
+    Result = proper:quickcheck(prop_model(), [{numtests, N}, {max_size, ?MAX_SIZE}, {to_file, user}]),
+    T = erlang:monotonic_time(millisecond) - T0,
+    case Result of
+        true ->
+            ct:pal("~b sequences in ~.1f s", [N, T / 1000]),
+            ok;
+        _ ->
+            CE = proper:counterexample(),
+            ct:pal("shrunk counterexample:~n~p", [CE]),
+            ct:fail({counterexample, CE})
+    end.
+
+prop_model() ->
+    ?FORALL(Cmds, proper_statem:commands(?MODULE),
+        begin
+            {History, State, Result} = proper_statem:run_commands(?MODULE, Cmds),
+            %% the whole store must equal the model at the end, too
+            {Final, FinalOk} =
+                case {Result, State} of
+                    {ok, #{store := S, model := M}} when is_map(S) ->
+                        D = dump(S),
+                        {D, D =:= hyper_lmdb_model:dump(M)};
+                    _ ->
+                        {none, true}
+                end,
+            close(State),
+            ?WHENFAIL(report(Cmds, History, State, Result, Final),
+                      aggregate(outcomes(Cmds, History),
+                                Result =:= ok andalso FinalOk))
+        end).
+
+close(#{store := S}) when is_map(S) ->
+    _ = (catch hyper_lmdb:stop(S)),
+    _ = file:del_dir_r(maps:get(<<"name">>, S)),
+    ok;
+close(_) ->
+    ok.
+
+report(Cmds, History, State, Result, Final) ->
+    Steps = proper_statem:zip(Cmds, History),
+    Detail =
+        case {Result, lists:reverse(Steps)} of
+            {ok, _} ->
+                #{final_store => Final,
+                  final_model => hyper_lmdb_model:dump(maps:get(model, State))};
+            {_, [{{set, _, Call}, {Before, Got}} | _]} ->
+                #{call => Call, expected => expected(Before, Call), got => Got};
+            _ ->
+                #{}
+        end,
+    ct:pal("result: ~p~n~p~nsteps:~n~p", [Result, Detail,
+                                           [{C, R} || {{set, _, C}, {_, R}} <- Steps]]).
+
+%% What was exercised: each command with the kind of answer it got.
+%% (`unresolvable': the path ran into a link loop or the hop limit.)
+outcomes(Cmds, History) ->
+    [{name(Call), case unresolvable(St, Call) of
+                      true -> unresolvable;
+                      false -> outcome(R)
+                  end} || {{set, _, Call}, {St, R}} <- proper_statem:zip(Cmds, History)].
+
+unresolvable(#{model := M}, {call, ?MODULE, F, [_, P | _]})
+  when F =:= read; F =:= type; F =:= list; F =:= resolve ->
+    hyper_lmdb_model:resolve(M, hyper_lmdb_model:path(P)) =:= unresolvable;
+unresolvable(_, _) ->
+    false.
+
+name({call, ?MODULE, list, [_, _, _]}) -> list3;
+name({call, _, F, _}) -> F.
+
+outcome({ok, L}) when is_list(L) -> case L of [] -> empty; _ -> some end;
+outcome({ok, _}) -> found;
+outcome({error, E}) when is_atom(E) -> E;
+outcome({error, E}) -> element(1, E);
+outcome(L) when is_list(L) -> list;
+outcome(B) when is_binary(B) -> path;
+outcome(A) when is_atom(A) -> A;
+outcome(M) when is_map(M) -> opened;
+outcome(_) -> other.
 
 %%% ---------------------------------------------------------------------
 %%% generators
 
-segment() -> elements([<<"a">>, <<"b">>, <<"c">>, <<"c-x">>, <<"c0">>]).
+segment() -> elements([a, b, c, "c-x", "c0"]).
 
+%% 1-3 segments, as a list of segments, a clean binary or a binary with
+%% extra slashes (normalised by the store).
 path() ->
-    ?LET(N, choose(1, 3), ?LET(Segs, vector(N, segment()), join(Segs))).
+    ?LET({Segs, Style}, {?LET(N, frequency([{4, 1}, {4, 2}, {2, 3}]), vector(N, segment())),
+                         frequency([{3, list}, {3, bin}, {1, messy}])},
+         render(Segs, Style)).
 
-any_path() -> frequency([{9, path()}, {1, elements([<<>>, <<"/">>, <<"a//b/">>])}]).
+render(Segs, list) -> Segs;
+render(Segs, bin) -> hyper_lmdb_model:path(Segs);
+render(Segs, messy) ->
+    iolist_to_binary(["/", lists:join("//", [hyper_lmdb_model:path([S]) || S <- Segs]), "/"]).
 
-value() -> elements([<<"1">>, <<"2">>, <<>>, <<"link:a">>, <<"group">>, <<"v">>]).
+%% A path: mostly from the alphabet or one the sequence has used already
+%% (a key, a link target or a path written to), sometimes the root (empty)
+%% in one of its spellings.
+any_path(Known) -> any_path(Known, 2).
 
-write_op() ->
-    oneof([{write, any_path(), value()}, {make_group, any_path()},
-           {make_link, path(), any_path()}, {delete, any_path()}]).
+any_path([], Empty) ->
+    frequency([{30, path()}, {Empty, root()}]);
+any_path(Known, Empty) ->
+    frequency([{12, path()}, {18, elements(Known)}, {Empty, root()}]).
+
+%% Listing is most interesting where there are many children: the root.
+list_path(Known) -> frequency([{3, any_path(Known, 0)}, {1, root()}]).
+
+root() -> elements([<<>>, <<"/">>, [], <<"//">>]).
+
+value() ->
+    frequency([{8, elements([<<"1">>, <<"2">>, <<"v">>, <<>>, <<"link:a">>, <<"link:c/b">>,
+                             <<"group">>, <<"link:">>])},
+               {1, elements([["x", <<"y">>], [<<"link:">>, "a"]])}]).
+
+%% Ops of write_many: an empty path (which voids the whole batch) rarely.
+write_op(K) ->
+    frequency([{4, {write, any_path(K, 1), value()}}, {1, {make_group, any_path(K, 1)}},
+               {3, {make_link, any_path(K, 1), any_path(K, 1)}},
+               {1, {delete, any_path(K, 1)}}]).
 
 list_opts() ->
-    ?LET({From, Limit, Dir}, {oneof([undefined, segment()]), choose(0, 4), elements([asc, desc])},
-         maps:filter(fun(_, V) -> V =/= undefined end,
-                     #{from => From, limit => Limit, direction => Dir})).
+    ?LET(Opts, {oneof([none, name()]), oneof([none, choose(0, 4)]),
+                oneof([none, asc, desc])},
+         maps:from_list([{K, V} || {K, V} <- lists:zip([from, limit, direction],
+                                                       tuple_to_list(Opts)),
+                                   V =/= none])).
+
+%% A `from': a name of the alphabet or a binary between/around them.
+name() ->
+    oneof([?LET(S, segment(), hyper_lmdb_model:path([S])),
+           elements([<<>>, <<"b0">>, <<"c-">>, <<"c-y">>, <<"c00">>, <<"0">>, <<"z">>])]).
+
+%% The store's max-link-hops: mostly the default, sometimes tiny, so the
+%% hop limit itself is exercised.
+hops() -> frequency([{6, default}, {1, elements([0, 1, 2, 3])}]).
 
 %%% ---------------------------------------------------------------------
-%%% the state machine: the model is a map Key => {value, V} | {link, T} | group
+%%% the state machine
 
-initial_state() -> #{}.
+initial_state() -> #{store => undefined, model => undefined, seen => []}.
 
-command(_M) ->
-    S = ?STORE,
+command(#{store := undefined}) ->
+    {call, ?MODULE, open_store, [hops()]};
+command(#{store := S, model := M, seen := Seen}) ->
+    K = known(M, Seen),
     frequency([
-        {10, {call, hyper_lmdb, write, [S, any_path(), value()]}},
-        {10, {call, hyper_lmdb, read, [S, any_path()]}},
-        {3, {call, hyper_lmdb, delete, [S, any_path()]}},
-        {4, {call, hyper_lmdb, make_group, [S, any_path()]}},
-        {8, {call, hyper_lmdb, make_link, [S, path(), any_path()]}},
-        {5, {call, hyper_lmdb, list, [S, any_path()]}},
-        {4, {call, hyper_lmdb, list, [S, path(), list_opts()]}},
-        {5, {call, hyper_lmdb, type, [S, any_path()]}},
-        {4, {call, hyper_lmdb, resolve, [S, any_path()]}},
-        {3, {call, hyper_lmdb, read_many, [S, list(any_path())]}},
-        {3, {call, hyper_lmdb, write_many, [S, list(write_op())]}},
-        {1, {call, hyper_lmdb, reset, [S]}},
-        {1, {call, ?MODULE, kill_port, []}}
+        {10, {call, ?MODULE, write, [S, any_path(K), value()]}},
+        {10, {call, ?MODULE, read, [S, any_path(K)]}},
+        {3, {call, ?MODULE, delete, [S, any_path(K)]}},
+        {3, {call, ?MODULE, make_group, [S, any_path(K)]}},
+        {8, {call, ?MODULE, make_link, [S, any_path(K), any_path(K)]}},
+        {4, {call, ?MODULE, list, [S, list_path(K)]}},
+        {5, {call, ?MODULE, list, [S, list_path(K), list_opts()]}},
+        {5, {call, ?MODULE, type, [S, any_path(K)]}},
+        {5, {call, ?MODULE, resolve, [S, any_path(K)]}},
+        {3, {call, ?MODULE, read_many, [S, resize(6, list(any_path(K)))]}},
+        {3, {call, ?MODULE, write_many, [S, resize(6, list(write_op(K)))]}},
+        {1, {call, ?MODULE, reset, [S]}},
+        {2, {call, ?MODULE, kill_port, [S]}}
     ]).
 
-precondition(_, _) -> true.
+precondition(#{store := undefined}, {call, _, F, _}) -> F =:= open_store;
+precondition(_, {call, _, F, _}) -> F =/= open_store.
 
-next_state(M, _Res, {call, hyper_lmdb, write, [_, P, V]}) -> apply_ops(M, [{write, P, V}]);
-next_state(M, _Res, {call, hyper_lmdb, delete, [_, P]}) -> apply_ops(M, [{delete, P}]);
-next_state(M, _Res, {call, hyper_lmdb, make_group, [_, P]}) -> apply_ops(M, [{make_group, P}]);
-next_state(M, _Res, {call, hyper_lmdb, make_link, [_, E, N]}) -> apply_ops(M, [{make_link, E, N}]);
-next_state(M, _Res, {call, hyper_lmdb, write_many, [_, Ops]}) -> apply_ops(M, Ops);
-next_state(_M, _Res, {call, hyper_lmdb, reset, _}) -> #{};
-next_state(M, _, _) -> M.
-
-postcondition(M, {call, hyper_lmdb, write, [_, P, V]}, R) -> R =:= write_result(M, [{write, P, V}]);
-postcondition(M, {call, hyper_lmdb, delete, [_, P]}, R) -> R =:= write_result(M, [{delete, P}]);
-postcondition(M, {call, hyper_lmdb, make_group, [_, P]}, R) -> R =:= write_result(M, [{make_group, P}]);
-postcondition(M, {call, hyper_lmdb, make_link, [_, E, N]}, R) -> R =:= write_result(M, [{make_link, E, N}]);
-postcondition(M, {call, hyper_lmdb, write_many, [_, Ops]}, R) -> R =:= write_result(M, Ops);
-postcondition(M, {call, hyper_lmdb, read, [_, P]}, R) -> R =:= m_read(M, P);
-postcondition(M, {call, hyper_lmdb, read_many, [_, Ps]}, R) -> R =:= [m_read(M, P) || P <- Ps];
-postcondition(M, {call, hyper_lmdb, list, [_, P]}, R) -> R =:= {ok, m_list(M, P, #{})};
-postcondition(M, {call, hyper_lmdb, list, [_, P, O]}, R) -> R =:= {ok, m_list(M, P, O)};
-postcondition(M, {call, hyper_lmdb, type, [_, P]}, R) -> R =:= m_type(M, P);
-postcondition(M, {call, hyper_lmdb, resolve, [_, P]}, R) -> R =:= m_resolve_path(M, P);
-postcondition(_M, {call, hyper_lmdb, reset, _}, R) -> R =:= ok;
-postcondition(_M, {call, ?MODULE, kill_port, []}, R) -> R =:= ok.
-
-%% Kills the port with SIGKILL and waits until the server has a new one,
-%% so the next command meets a running port (no write is in flight now).
-kill_port() ->
-    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(?STORE),
-    #{restarts := R0, os_pid := Os} = hyper_lmdb_server:port_info(Pid),
-    _ = os:cmd("kill -9 " ++ integer_to_list(Os)),
-    wait_restart(Pid, R0, 500).
-
-wait_restart(_Pid, _R0, 0) -> timeout;
-wait_restart(Pid, R0, N) ->
-    case hyper_lmdb_server:port_info(Pid) of
-        #{restarts := R} when R > R0 -> ok;
-        _ -> timer:sleep(5), wait_restart(Pid, R0, N - 1)
+next_state(State, S, {call, ?MODULE, open_store, [Hops]}) ->
+    State#{store := S, model := hyper_lmdb_model:new(hops(Hops))};
+next_state(State = #{model := M, seen := Seen}, _Res, Call) ->
+    case write_ops(Call) of
+        {ok, Ops} ->
+            {_, M2} = hyper_lmdb_model:write(M, Ops),
+            Paths = [P || Op <- Ops, P <- op_paths(Op), P =/= <<>>],
+            State#{model := M2, seen := lists:usort(Paths ++ Seen)};
+        reset ->
+            State#{model := hyper_lmdb_model:new(maps:get(hops, M))};
+        none ->
+            State
     end.
+
+postcondition(_State, {call, ?MODULE, open_store, _}, Res) ->
+    is_map(Res);
+postcondition(State, Call, Res) ->
+    try Res =:= expected(State, Call)
+    catch C:E:St ->
+        ct:pal("model crashed on ~p: ~p:~p~n~p", [Call, C, E, St]),
+        false
+    end.
+
+%% The answer the store must give to Call in State.
+expected(#{model := M}, Call) ->
+    P = fun hyper_lmdb_model:path/1,
+    case Call of
+        {call, ?MODULE, read, [_, Path]} -> hyper_lmdb_model:read(M, P(Path));
+        {call, ?MODULE, read_many, [_, Ps]} -> [hyper_lmdb_model:read(M, P(X)) || X <- Ps];
+        {call, ?MODULE, type, [_, Path]} -> hyper_lmdb_model:type(M, P(Path));
+        {call, ?MODULE, list, [_, Path]} -> hyper_lmdb_model:list(M, P(Path), #{});
+        {call, ?MODULE, list, [_, Path, O]} -> hyper_lmdb_model:list(M, P(Path), O);
+        {call, ?MODULE, resolve, [_, Path]} -> hyper_lmdb_model:resolve_path(M, P(Path));
+        {call, ?MODULE, reset, [_]} -> ok;
+        {call, ?MODULE, kill_port, [_]} -> hyper_lmdb_model:dump(M);
+        _ ->
+            {ok, Ops} = write_ops(Call),
+            {Answer, _} = hyper_lmdb_model:write(M, Ops),
+            Answer
+    end.
+
+%% A write command as the model's ops (paths normalised, values binaries).
+write_ops({call, ?MODULE, write, [_, P, V]}) -> {ok, [model_op({write, P, V})]};
+write_ops({call, ?MODULE, delete, [_, P]}) -> {ok, [model_op({delete, P})]};
+write_ops({call, ?MODULE, make_group, [_, P]}) -> {ok, [model_op({make_group, P})]};
+write_ops({call, ?MODULE, make_link, [_, E, N]}) -> {ok, [model_op({make_link, E, N})]};
+write_ops({call, ?MODULE, write_many, [_, Ops]}) -> {ok, [model_op(Op) || Op <- Ops]};
+write_ops({call, ?MODULE, reset, _}) -> reset;
+write_ops(_) -> none.
+
+model_op({write, P, V}) -> {write, hyper_lmdb_model:path(P), hyper_lmdb_model:value(V)};
+model_op({make_link, E, N}) -> {make_link, hyper_lmdb_model:path(E), hyper_lmdb_model:path(N)};
+model_op({Op, P}) -> {Op, hyper_lmdb_model:path(P)}.
+
+op_paths({write, P, _}) -> [P];
+op_paths({make_link, E, N}) -> [E, N];
+op_paths({_, P}) -> [P].
+
+%% Paths worth coming back to: every key, link target and path written,
+%% and their prefixes.
+known(M, Seen) ->
+    Paths = Seen ++ [P || {K, Kind, T} <- hyper_lmdb_model:dump(M), P <- [K | [T || Kind =:= link]]],
+    lists:usort([Pre || P <- Paths, Pre <- prefixes(P)]).
+
+prefixes(P) ->
+    Segs = binary:split(P, <<"/">>, [global]),
+    [iolist_to_binary(lists:join($/, lists:sublist(Segs, N))) || N <- lists:seq(1, length(Segs))].
+
+hops(default) -> ?DEFAULT_HOPS;
+hops(N) -> N.
 
 %%% ---------------------------------------------------------------------
-%%% the model
+%%% commands of this module
 
-join(Segs) -> iolist_to_binary(lists:join($/, Segs)).
-segs(P) -> binary:split(P, <<"/">>, [global, trim_all]).
-norm(P) -> join(segs(P)).
+write(S, P, V) -> ?SAFE(hyper_lmdb:write(S, P, V)).
+read(S, P) -> ?SAFE(hyper_lmdb:read(S, P)).
+delete(S, P) -> ?SAFE(hyper_lmdb:delete(S, P)).
+make_group(S, P) -> ?SAFE(hyper_lmdb:make_group(S, P)).
+make_link(S, E, N) -> ?SAFE(hyper_lmdb:make_link(S, E, N)).
+list(S, P) -> ?SAFE(hyper_lmdb:list(S, P)).
+list(S, P, O) -> ?SAFE(hyper_lmdb:list(S, P, O)).
+type(S, P) -> ?SAFE(hyper_lmdb:type(S, P)).
+resolve(S, P) -> ?SAFE(hyper_lmdb:resolve(S, P)).
+read_many(S, Ps) -> ?SAFE(hyper_lmdb:read_many(S, Ps)).
+write_many(S, Ops) -> ?SAFE(hyper_lmdb:write_many(S, Ops)).
+reset(S) -> ?SAFE(hyper_lmdb:reset(S)).
 
-%% Follows links at every prefix, restarting after each; loop -> error.
-resolve(M, P) -> resolve(M, segs(P), 0).
+%% A fresh, empty store in its own directory: default options, but for
+%% max-link-hops when Hops is not `default'.
+open_store(Hops) -> ?SAFE(open_store1(Hops)).
 
-resolve(_M, _Segs, Hops) when Hops > ?MAX_HOPS -> error;
-resolve(M, Segs, Hops) ->
-    case first_link(M, Segs, 1) of
-        none -> {ok, join(Segs)};
-        {Target, Rest} -> resolve(M, segs(Target) ++ Rest, Hops + 1)
-    end.
+open_store1(Hops) ->
+    Root = persistent_term:get({?MODULE, root}),
+    Dir = filename:join(Root, integer_to_list(erlang:unique_integer([positive]))),
+    Opts0 = #{<<"name">> => list_to_binary(Dir)},
+    Opts = case Hops of
+               default -> Opts0;
+               _ -> Opts0#{<<"max-link-hops">> => Hops}
+           end,
+    {ok, S} = hyper_lmdb:start(Opts),
+    S.
 
-first_link(_M, Segs, I) when I > length(Segs) -> none;
-first_link(M, Segs, I) ->
-    {Prefix, Rest} = lists:split(I, Segs),
-    case maps:find(join(Prefix), M) of
-        {ok, {link, T}} -> {T, Rest};
-        _ -> first_link(M, Segs, I + 1)
-    end.
+%% Kills the port program with SIGKILL (no request is in flight: one
+%% caller, between two calls), waits until the server runs a new one,
+%% then returns everything the store holds.
+kill_port(S) -> ?SAFE(kill_port1(S)).
 
-%% The key a write to P lands on: the parent resolved, the last segment not.
-write_key(M, P) ->
-    case segs(P) of
-        [] -> {error, empty_path};
-        [Last] -> {ok, Last};
-        Segs ->
-            {Parent, [Last]} = lists:split(length(Segs) - 1, Segs),
-            case resolve(M, join(Parent)) of
-                {ok, <<>>} -> {ok, Last};
-                {ok, R} -> {ok, <<R/binary, "/", Last/binary>>};
-                error -> {error, link_loop}
+kill_port1(S) ->
+    #{os_pid := Os, port_restarts := R0} = hyper_lmdb:stats(S),
+    [] = os:cmd("kill -9 " ++ integer_to_list(Os)),
+    ok = wait_restart(S, Os, R0, erlang:monotonic_time(millisecond) + 10000),
+    dump(S).
+
+wait_restart(S, Os, R0, Deadline) ->
+    case hyper_lmdb:stats(S) of
+        #{os_pid := New, port_restarts := R} when R > R0, is_integer(New), New =/= Os ->
+            ok;
+        _ ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {error, no_restart};
+                false -> timer:sleep(2), wait_restart(S, Os, R0, Deadline)
             end
     end.
 
-%% Applies write ops in order, all or nothing: {ok, Model} | {error, Why}.
-run_ops(M, Ops) ->
-    Check = [Why || Op <- Ops, {error, Why} <- [precheck(Op)]],
-    case Check of
-        [Why | _] -> {error, Why};
-        [] -> run_ops1(M, Ops)
-    end.
+%% Every key as stored, in key order.
+dump(S) -> ?SAFE(dump(S, undefined, [])).
 
-precheck({make_link, E, N}) ->
-    case {norm(E), norm(N)} of
-        {<<>>, _} -> {error, empty_path};
-        {_, <<>>} -> {error, empty_path};
-        _ -> ok
-    end;
-precheck(Op) ->
-    case norm(element(2, Op)) of
-        <<>> -> {error, empty_path};
-        _ -> ok
-    end.
-
-run_ops1(M, []) -> {ok, M};
-run_ops1(M, [Op | T]) ->
-    Path = case Op of {make_link, _, N} -> N; _ -> element(2, Op) end,
-    case write_key(M, Path) of
-        {error, _} = E -> E;
-        {ok, K} ->
-            M2 = case Op of
-                     {write, _, V} -> M#{K => {value, V}};
-                     {make_group, _} -> M#{K => group};
-                     {make_link, E, _} -> M#{K => {link, norm(E)}};
-                     {delete, _} -> maps:remove(K, M)
-                 end,
-            run_ops1(M2, T)
-    end.
-
-apply_ops(M, Ops) ->
-    case run_ops(M, Ops) of
-        {ok, M2} -> M2;
-        {error, _} -> M
-    end.
-
-write_result(M, Ops) ->
-    case run_ops(M, Ops) of
-        {ok, _} -> ok;
-        {error, _} = E -> E
-    end.
-
-m_read(M, P) ->
-    case resolve(M, P) of
-        {ok, K} ->
-            case maps:find(K, M) of
-                {ok, {value, V}} -> {ok, V};
-                _ -> not_found
-            end;
-        error -> not_found
-    end.
-
-m_type(M, P) ->
-    case resolve(M, P) of
-        error -> not_found;
-        {ok, <<>>} -> composite;
-        {ok, K} ->
-            case maps:find(K, M) of
-                {ok, {value, _}} -> simple;
-                {ok, group} -> composite;
-                _ ->
-                    case children(M, K) of
-                        [] -> not_found;
-                        _ -> composite
-                    end
-            end
-    end.
-
-m_resolve_path(M, P) ->
-    case resolve(M, P) of
-        {ok, R} -> R;
-        error -> norm(P)
-    end.
-
-children(M, <<>>) ->
-    lists:usort([hd(segs(K)) || K <- maps:keys(M)]);
-children(M, K) ->
-    Prefix = <<K/binary, "/">>,
-    L = byte_size(Prefix),
-    lists:usort([hd(segs(Rest)) || <<Pre:L/binary, Rest/binary>> <- maps:keys(M), Pre =:= Prefix]).
-
-m_list(M, P, Opts) ->
-    case resolve(M, P) of
-        error -> [];
-        {ok, K} ->
-            Dir = maps:get(direction, Opts, asc),
-            From = maps:get(from, Opts, undefined),
-            Limit = maps:get(limit, Opts, 0),
-            All = case Dir of asc -> children(M, K); desc -> lists:reverse(children(M, K)) end,
-            In = [C || C <- All, From =:= undefined orelse
-                                 (Dir =:= asc andalso C >= From) orelse
-                                 (Dir =:= desc andalso C =< From)],
-            case Limit of 0 -> In; _ -> lists:sublist(In, Limit) end
+dump(S, From, Acc) ->
+    Opts = case From of undefined -> #{limit => 1000}; _ -> #{from => From, limit => 1000} end,
+    case hyper_lmdb:scan(S, Opts) of
+        {ok, Entries, undefined} -> lists:append(lists:reverse([Entries | Acc]));
+        {ok, Entries, Next} -> dump(S, Next, [Entries | Acc]);
+        Other -> {scan_failed, Other}
     end.
