@@ -1,219 +1,410 @@
-%%% The benchmark suite (`make bench`, `make bench BENCH_ARGS=quick`).
+%%% The benchmark (`make bench', `make bench BENCH_ARGS=quick').
 %%%
-%%% Everything is measured in one run, against floors measured in the same
-%%% run: an echo port (same framing, does nothing), a gen_server that
-%%% multiplexes callers over an echo port, raw LMDB in-process (C), ETS
-%%% and DETS.  These machines are small and noisy, so the ratios matter,
-%%% not the absolute figures.  Prints a table, writes bench/out/latest.md,
-%%% the data files and, with gnuplot, bench/out/throughput.png and
-%%% bench/out/latency_cdf.png.
+%%% Figures are compared with floors measured in the same run, and more
+%%% than that: a row and its floor are measured interleaved, in slices of
+%%% ?SLICE_MS taken in turn, so that other work starting or stopping on a
+%%% small shared machine moves both alike.  Absolute numbers move between
+%%% runs; the ratios move much less.
+%%%
+%%% Floors:
+%%%   - an echo port (bench/echo_port.c): the same framing and the same
+%%%     read loop as hyper_lmdb_port, no LMDB.  Lockstep (one caller, call
+%%%     and wait) is the floor of a single caller; pipelined (?WINDOW
+%%%     requests in flight from one process) the floor of concurrent ones.
+%%%     `{Id, echo, Size}' answers a read reply of Size bytes: the floor of
+%%%     the large-value rows.
+%%%   - a gen_server multiplexing callers over an echo port (id map,
+%%%     gen_server:reply): what the plain OTP design costs.
+%%%   - raw LMDB in C (bench/raw_lmdb.c): random gets (the floor of
+%%%     read_many), puts in one big txn (write_many), a txn per put with
+%%%     LMDB's synchronous commit (the fsync mode's floor).
+%%% Peers: ETS and DETS, what a caller could use instead.
+%%%
+%%% Sections: floors; point reads and read_many of 10/100/1000 keys;
+%%% writes of 1 and 64 callers in each durability mode (commit, fsync,
+%%% async) and atomic write_many; reads through prefix links (1 and 3 hops)
+%%% and whole-key links, list of a flat group, of a group with deep
+%%% subtrees, pages of a group of 100k; values of 100 B, 4 KiB and 1 MiB;
+%%% HyperBEAM's own store workloads; peers.  Every section notes the CPU
+%%% seconds and peak RSS of the BEAM, every store those of its port.
+%%%
+%%% Prints each section's progress and rows as it goes and one table at
+%%% the end, with the targets of issues 3 and 4 (?TARGETS); writes the
+%%% table to bench/out/latest.md, the raw numbers to bench/out/*.dat and,
+%%% when gnuplot is installed, bench/out/throughput.png (ops/s against
+%%% concurrent callers) and bench/out/latency_cdf.png (single-caller read
+%%% latency against the echo port's).  Run from the project root.
 -module(hyper_lmdb_bench).
+-behaviour(gen_server).
+
 -export([main/1]).
 %% the gen_server-multiplexed echo floor
--behaviour(gen_server).
--export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(VALUE, <<"0123456789012345678901234567890123456789012">>). % 43 bytes
+-define(ECHO_BIN, "_build/bench/echo_port").
+-define(RAW_BIN, "_build/bench/raw_lmdb").
 -define(OUT, "bench/out").
+-define(WINDOW, 64).          % requests in flight in the pipelined echo
+-define(SLICE_MS, 250).       % rows of a section take turns in slices this long
+-define(SAMPLE, 16).          % one op in this many is timed (a power of 2)
+-define(KEYS, 10000).         % keys preloaded for point reads
+-define(HB_N, 50000).         % HyperBEAM's workload: writes, then random reads
+-define(HB_GROUPS, 10000).    % HyperBEAM's workload: groups of 5, then lists
+-define(WIDE, 100000).        % children of the group listed a page at a time
+-define(SIZES, [100, 4096, 1048576]).
+-define(CALLERS, [1, 4, 16, 64]).
+%% Request ids as hyper_lmdb_server makes them: always an 8-byte SMALL_BIG,
+%% so the sized echo's reply is split by pattern matching, as the store's
+%% client splits a read reply (no binary_to_term copy of a large value).
+-define(ID_BASE, (1 bsl 60)).
+
+%% Targets (issues 3 and 4, as recorded in bench/RESULTS.md):
+%% {Description, row name, callers, What, >= | =<, goal}, where What is
+%% ops (ops/s over the floor's), p50 (p50 over the floor's), cost (the
+%% floor's ops/s over the row's: time per op relative to the floor) or
+%% abs (the row's own ops/s).
+-define(TARGETS, [
+    {"64 concurrent point reads >= 50% of pipelined echo", "hyper_lmdb read", 64, ops, '>=', 0.50},
+    {"single-caller read p50 =< 1.2x echo lockstep p50", "hyper_lmdb read", 1, p50, '=<', 1.2},
+    {"read_many of 100: keys/s >= 50% of raw LMDB gets", "hyper_lmdb read_many of 100, keys/s", 1, ops, '>=', 0.50},
+    {"3-hop link read >= 90% of direct read (64 callers)", "hyper_lmdb read via 3-hop prefix link", 64, ops, '>=', 0.90},
+    {"list, deep subtrees: cost =< 2x childless group of 100", "hyper_lmdb list: 100 children, 100 descendants each", 1, cost, '=<', 2.0},
+    {"1 MiB read round trip p50 =< 1.5x echo of 1 MiB", "hyper_lmdb read of a 1 MiB value", 1, p50, '=<', 1.5},
+    {"fsync, 64 writers >= 30x raw txn-per-op fsync", "hyper_lmdb write (fsync)", 64, ops, '>=', 30.0},
+    {"async, 1 writer >= 200k writes/s", "hyper_lmdb write (async)", 1, abs, '>=', 200000},
+    {"commit, 64 writers >= 40% of pipelined echo", "hyper_lmdb write (commit)", 64, ops, '>=', 0.40}
+]).
 
 main(Args) ->
     Quick = lists:member("quick", Args),
-    Secs = case Quick of true -> 1; false -> 3 end,
-    Ms = Secs * 1000,
+    Ms = case Quick of true -> 750; false -> 3000 end,
+    [exit({missing, F, "run `make bench` from the project root"})
+     || F <- [?ECHO_BIN, ?RAW_BIN], not filelib:is_regular(F)],
+    Started = erlang:monotonic_time(millisecond),
     {ok, _} = application:ensure_all_started(hyper_lmdb),
     ok = filelib:ensure_dir(filename:join(?OUT, "x")),
     Tmp = string:trim(os:cmd("mktemp -d /tmp/hyper_lmdb_bench.XXXXXX")),
-    io:format("hyper_lmdb benchmark (~s mode, ~b s per row), data in ~s~n",
-              [case Quick of true -> "quick"; false -> "full" end, Secs, Tmp]),
-    Rows = lists:append([
-        section("floors", fun() -> floors(Tmp, Ms) end),
-        section("reads", fun() -> reads(Tmp, Ms) end),
-        section("writes", fun() -> writes(Tmp, Ms) end),
-        section("links and lists", fun() -> links_lists(Tmp, Ms) end),
-        section("large values", fun() -> large(Tmp, Ms) end),
-        section("HyperBEAM workloads", fun() -> hyperbeam(Tmp, Quick) end),
-        section("peers", fun() -> peers(Tmp, Ms) end)
-    ]),
-    note("BEAM: ~.1f CPU s in all; ~s", [element(1, erlang:statistics(runtime)) / 1000,
-                                          proc_usage(list_to_integer(os:getpid()))]),
-    Table = table(Rows),
-    Notes = [["- ", N, "\n"] || N <- lists:reverse(get_notes())],
-    io:format("~n~s~n~s", [Table, Notes]),
-    Date = string:trim(os:cmd("date -u '+%Y-%m-%d %H:%M UTC'")),
-    ok = file:write_file(filename:join(?OUT, "latest.md"),
-                         ["Measured ", Date, ", ", machine(), "\n\n", Table, "\n", Notes]),
-    plots(Rows),
-    os:cmd("rm -rf " ++ Tmp),
-    ok.
-
-note(Fmt, Args) ->
-    Line = lists:flatten(io_lib:format(Fmt, Args)),
-    io:format("  ~s~n", [Line]),
-    put(notes, [Line | get_notes()]).
-
-get_notes() ->
-    case get(notes) of undefined -> []; L -> L end.
-
-%% CPU seconds and peak RSS of an OS process, from /proc.
-proc_usage(OsPid) ->
-    P = "/proc/" ++ integer_to_list(OsPid),
-    case {file:read_file(P ++ "/stat"), file:read_file(P ++ "/status")} of
-        {{ok, Stat}, {ok, Status}} ->
-            [_, AfterComm] = string:split(binary_to_list(Stat), ") "),
-            F = string:split(AfterComm, " ", all),
-            Ticks = list_to_integer(lists:nth(12, F)) + list_to_integer(lists:nth(13, F)),
-            {match, [Hwm]} = re:run(Status, "VmHWM:\\s+(\\d+)", [{capture, all_but_first, list}]),
-            io_lib:format("~.1f CPU s, peak RSS ~b MiB", [Ticks / 100, list_to_integer(Hwm) div 1024]);
-        _ ->
-            "(no /proc figures)"
+    io:format("hyper_lmdb benchmark, ~s mode (~b ms per row, in ~b ms slices), stores in ~s~n",
+              [case Quick of true -> "quick"; false -> "full" end, Ms, ?SLICE_MS, Tmp]),
+    note("load average at the start (1, 5, 15 min): ~s", [loadavg()]),
+    %% `erl -eval' runs this in a process that traps exits: every caller's
+    %% normal exit would then queue an 'EXIT' message here, and each
+    %% selective receive of the echo floors would scan past them all.
+    Trap = process_flag(trap_exit, false),
+    Port = echo_port(),  % the echo floor, owned by this process throughout
+    try
+        Rows = lists:append([
+            section("floors", fun() -> floors(Tmp, Ms, Port) end),
+            section("hyper_lmdb: point reads, read_many", fun() -> reads(Tmp, Ms, Port) end),
+            section("hyper_lmdb: writes (commit, fsync, async), write_many",
+                    fun() -> writes(Tmp, Ms, Port) end),
+            section("hyper_lmdb: links and list", fun() -> links(Tmp, Ms, Port) end),
+            section("hyper_lmdb: values of 100 B, 4 KiB, 1 MiB", fun() -> values(Tmp, Ms, Port) end),
+            section("HyperBEAM's workloads", fun() -> hyperbeam(Tmp, Ms, Port) end),
+            section("peers: ETS and DETS", fun() -> peers(Tmp, Ms, Port) end)]),
+        note("echo port (the floor): ~s", [usage_text(proc_usage(port_os_pid(Port)))]),
+        note("BEAM over the whole run: ~s CPU s, peak RSS ~s MiB",
+             [case cpu_secs(beam_os_pid()) of undefined -> "?"; C -> io_lib:format("~.1f", [C]) end,
+              case get(beam_peak_mib) of undefined -> "?"; P -> integer_to_list(round(P)) end]),
+        report(Rows, Quick, erlang:monotonic_time(millisecond) - Started)
+    after
+        catch port_close(Port),
+        os:cmd("rm -rf " ++ Tmp),
+        process_flag(trap_exit, Trap)
     end.
 
-section(Name, Fun) ->
-    io:format("== ~s~n", [Name]),
-    Fun().
-
-%%% ---------------------------------------------------------------------
-%%% rows: #{name, ops (per second), lat (sorted us samples), floor, note}
-
-row(Name, Ops, Lat, Floor) ->
-    R = #{name => Name, ops => Ops, lat => Lat, floor => Floor},
-    io:format("  ~-46s ~12s ops/s ~s~n", [Name, fmt(Ops), lat_text(Lat)]),
-    R.
-
-floors(Tmp, Ms) ->
-    Echo = echo_port(),
-    {LOps, LLat} = lockstep(fun() -> echo_call(Echo, read) end, Ms),
-    L = row("echo port, lockstep, 1 caller", LOps, LLat, none),
-    P = row("echo port, pipelined (64 in flight)", pipelined(Echo, Ms), [], none),
-    catch port_close(Echo),
-    {ok, Mux} = gen_server:start(?MODULE, [], []),
-    Mx = [row(io_lib:format("gen_server-mux echo, ~b callers", [N]),
-              concurrent(N, fun() -> gen_server:call(Mux, read) end, Ms), [], none)
-          || N <- [1, 4, 16, 64]],
-    gen_server:stop(Mux),
-    Raw = raw_lmdb(Tmp),
-    put(floor_lockstep, L), put(floor_pipelined, P),
-    [L, P | Mx] ++ Raw.
-
-raw_lmdb(Tmp) ->
-    ok = filelib:ensure_dir(Tmp ++ "/raw/x"),
-    Out = os:cmd("_build/bench/raw_lmdb " ++ Tmp ++ "/raw 200000"),
-    Vals = maps:from_list([{K, list_to_integer(V)} || L <- string:split(Out, "\n", all),
-                                                       [K, V] <- [string:split(L, " ")],
-                                                       lists:all(fun(C) -> C >= $0 andalso C =< $9 end, V),
-                                                       V =/= ""]),
-    Rows = [row("raw LMDB (C): " ++ K, maps:get(K, Vals, 0), [], none)
-            || K <- ["random_gets", "one_txn_puts", "txn_per_op", "txn_per_op_sync"]],
-    [put({raw, K}, R) || {K, R} <- lists:zip(["random_gets", "one_txn_puts", "txn_per_op",
-                                              "txn_per_op_sync"], Rows)],
+%% Runs one section; notes its wall time and the BEAM's CPU seconds and
+%% peak RSS during it (VmHWM is reset at the start where Linux allows).
+section(Title, Fun) ->
+    io:format("== ~s~n", [Title]),
+    Beam = beam_os_pid(),
+    Reset = reset_peak_rss(Beam),
+    Cpu0 = cpu_secs(Beam),
+    T0 = erlang:monotonic_time(millisecond),
+    Rows = Fun(),
+    Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
+    Cpu = case {Cpu0, cpu_secs(Beam)} of
+              {A, B} when is_number(A), is_number(B) -> io_lib:format("~.1f", [B - A]);
+              _ -> "?"
+          end,
+    Peak = case proc_usage(Beam) of
+               #{rss_mib := M} ->
+                   put(beam_peak_mib, max(M, case get(beam_peak_mib) of undefined -> 0; X -> X end)),
+                   io_lib:format("~b MiB~s", [round(M), case Reset of true -> ""; false -> " (since start)" end]);
+               undefined -> "?"
+           end,
+    note("~s: took ~.1f s; BEAM ~s CPU s, peak RSS ~s", [Title, Secs, Cpu, Peak]),
     Rows.
 
-reads(Tmp, Ms) ->
-    S = store(Tmp, "reads", #{}),
-    %% in a persistent term: a closure's tuple would be copied into every
-    %% caller process, and that copying would be measured too
-    persistent_term:put({?MODULE, keys}, preload(S, 10000)),
-    Key = fun() -> element(rand:uniform(10000), persistent_term:get({?MODULE, keys})) end,
-    Keys = persistent_term:get({?MODULE, keys}),
-    Read = fun() -> {ok, _} = hyper_lmdb:read(S, Key()) end,
-    {Ops1, Lat1} = lockstep(Read, Ms),
-    R1 = row("read, 1 caller", Ops1, Lat1, get(floor_lockstep)),
-    RN = [row(io_lib:format("read, ~b callers", [N]), concurrent(N, Read, Ms), [],
-              get(floor_pipelined)) || N <- [4, 16, 64]],
-    RM = [begin
-              Batches = list_to_tuple([[element(rand:uniform(10000), Keys) || _ <- lists:seq(1, K)]
-                                       || _ <- lists:seq(1, 50)]),
-              {Ops, Lat} = lockstep(fun() ->
-                  [_ | _] = hyper_lmdb:read_many(S, element(rand:uniform(50), Batches)) end, Ms),
-              row(io_lib:format("read_many of ~b, keys/s", [K]), K * Ops, Lat, get({raw, "random_gets"}))
-          end || K <- [10, 100, 1000]],
-    Stats = hyper_lmdb:stats(S),
-    note("read store: cache hits ~b, misses ~b; port ~s", [maps:get(cache_hits, Stats),
-                                                          maps:get(cache_misses, Stats),
-                                                          proc_usage(maps:get(os_pid, Stats))]),
+%% Progress that is not a note (not repeated in the report).
+progress(Fmt, Args) ->
+    io:format("  " ++ Fmt ++ "~n", Args).
+
+%%% ---------------------------------------------------------------------
+%%% sections: each returns its rows.  A row spec is
+%%%   {Id, Name, Callers, Slice, Floor}
+%%% Slice(Ms) measures for about Ms and returns a part (see below); Floor is
+%%% none or {FloorId, ops | both} (both: the p50 ratio too).  A spec whose
+%%% Name is {hidden, Name} is a local floor: measured, used, not shown.
+
+%% The echo floors every section measures along with its rows.
+echo_specs(Port) ->
+    [{lockstep, "echo port, lockstep", 1, lockstep_slice(Port), none},
+     {pipelined, "echo port, pipelined (64 in flight)", 1, pipelined_slice(Port), none}].
+
+hidden(Specs) -> [{Id, {hidden, N}, C, S, F} || {Id, N, C, S, F} <- Specs].
+
+%% The usual floor: a single caller against the lockstep echo (ops/s and
+%% p50), concurrent callers against the pipelined echo.
+echo_floor(1) -> {lockstep, both};
+echo_floor(_) -> {pipelined, ops}.
+
+raw_spec(Tmp, Id) -> {Id, raw_name(Id), 1, raw_slice(Tmp, Id), none}.
+
+raw_name(raw_get) -> "raw LMDB (C): random get, one read txn";
+raw_name(raw_put1) -> "raw LMDB (C): put, one txn";
+raw_name(raw_putn) -> "raw LMDB (C): put, txn per op, NOSYNC";
+raw_name(raw_sync) -> "raw LMDB (C): put, txn per op, sync commit".
+
+floors(Tmp, Ms, Port) ->
+    {ok, Mux} = gen_server:start(?MODULE, [], []),
+    MuxOp = fun() -> fun() -> case gen_server:call(Mux, {read, <<"key-1">>}) of
+                                  {ok, <<_:43/binary>>} -> true;
+                                  _ -> false
+                              end end end,
+    Rows = measure(echo_specs(Port) ++
+                   [{{mux, C}, "gen_server-mux echo", C, callers_slice(C, MuxOp, true), echo_floor(C)}
+                    || C <- ?CALLERS] ++
+                   [raw_spec(Tmp, Id) || Id <- [raw_get, raw_put1, raw_putn, raw_sync]],
+                   Ms),
+    gen_server:stop(Mux),
+    Rows.
+
+reads(Tmp, Ms, Port) ->
+    S = store(Tmp, "reads"),
+    ok = preload(S, <<"key-">>, ?KEYS),
+    Read = fun() ->
+        Keys = keys(<<"key-">>, ?KEYS),
+        fun() -> case hyper_lmdb:read(S, element(rand:uniform(?KEYS), Keys)) of
+                     {ok, <<_:43/binary>>} -> true;
+                     _ -> false
+                 end end
+    end,
+    Many = fun(K) ->
+        fun() ->
+            Keys = keys(<<"key-">>, ?KEYS),
+            Batches = list_to_tuple([[element(rand:uniform(?KEYS), Keys) || _ <- lists:seq(1, K)]
+                                     || _ <- lists:seq(1, 32)]),
+            fun() -> case hyper_lmdb:read_many(S, element(rand:uniform(32), Batches)) of
+                         L when length(L) =:= K -> lists:all(fun({ok, _}) -> true; (_) -> false end, L);
+                         _ -> false
+                     end end
+        end
+    end,
+    Rows = measure(hidden(echo_specs(Port) ++ [raw_spec(Tmp, raw_get)]) ++
+                   [{{read, C}, "hyper_lmdb read", C, callers_slice(C, Read, true), echo_floor(C)}
+                    || C <- ?CALLERS] ++
+                   [{{many, K}, fmt("hyper_lmdb read_many of ~b, keys/s", [K]), 1,
+                     scaled(K, callers_slice(1, Many(K), true)), {raw_get, ops}}
+                    || K <- [10, 100, 1000]],
+                   Ms),
+    note_stats(S, "reads"),
     hyper_lmdb:stop(S),
-    [R1 | RN] ++ RM.
+    Rows.
 
-writes(Tmp, Ms) ->
-    lists:append([begin
-        S = store(Tmp, "writes_" ++ binary_to_list(Mode), #{<<"durability">> => Mode}),
-        Counter = counters:new(1, []),
-        W = fun() ->
-            I = counters:get(Counter, 1), counters:add(Counter, 1, 1),
-            ok = hyper_lmdb:write(S, <<"w/", (integer_to_binary(I))/binary>>, ?VALUE)
-        end,
-        {Ops1, Lat1} = lockstep(W, Ms),
+%% Writes of 1 and 64 callers in each durability mode, a store per mode,
+%% all measured interleaved: commit and async against the echo floors,
+%% fsync against raw LMDB's txn-per-op synchronous commit.  Then atomic
+%% write_many of 100 puts (commit mode), keys/s against raw LMDB's puts in
+%% one big txn.
+writes(Tmp, Ms, Port) ->
+    Modes = ["commit", "fsync", "async"],
+    Stores = [{M, store(Tmp, "writes-" ++ M, #{<<"durability">> => list_to_binary(M)})} || M <- Modes],
+    Counter = atomics:new(1, []),
+    Write = fun(S) ->
+        fun() -> fun() ->
+            I = atomics:add_get(Counter, 1, 1),
+            hyper_lmdb:write(S, <<"w-", (integer_to_binary(I))/binary>>, ?VALUE) =:= ok
+        end end
+    end,
+    {_, Commit} = lists:keyfind("commit", 1, Stores),
+    WriteMany = fun() -> fun() ->
+        Pre = <<"m-", (integer_to_binary(atomics:add_get(Counter, 1, 1)))/binary, "-">>,
+        hyper_lmdb:write_many(Commit, [{write, <<Pre/binary, (integer_to_binary(J))/binary>>, ?VALUE}
+                                       || J <- lists:seq(1, 100)]) =:= ok
+    end end,
+    Floor = fun("fsync", _) -> {raw_sync, ops};
+               (_, C) -> echo_floor(C)
+            end,
+    Rows = measure(hidden(echo_specs(Port) ++ [raw_spec(Tmp, raw_sync), raw_spec(Tmp, raw_put1)]) ++
+                   [{{write, M, C}, "hyper_lmdb write (" ++ M ++ ")", C,
+                     drained(M, S, callers_slice(C, Write(S), true)), Floor(M, C)}
+                    || {M, S} <- Stores, C <- [1, 64]] ++
+                   [{write_many, "hyper_lmdb write_many of 100 (atomic), keys/s", 1,
+                     scaled(100, callers_slice(1, WriteMany, true)), {raw_put1, ops}}],
+                   Ms),
+    case get(async_drain_ms) of
+        undefined -> ok;
+        D -> note("async store: sync/1 after each slice (not timed) took ~b ms in all", [D])
+    end,
+    [begin note_stats(S, "writes (" ++ M ++ ")"), hyper_lmdb:stop(S) end || {M, S} <- Stores],
+    Rows.
+
+%% An async write is acknowledged before its commit: the backlog of a
+%% slice is committed (sync/1) after it, untimed, so it does not weigh on
+%% the row measured next.
+drained("async", S, Slice) ->
+    fun(Ms) ->
+        Part = Slice(Ms),
+        T0 = erlang:monotonic_time(millisecond),
         ok = hyper_lmdb:sync(S),
-        Floor1 = case Mode of <<"fsync">> -> get({raw, "txn_per_op_sync"}); _ -> get(floor_lockstep) end,
-        R1 = row(io_lib:format("write ~s, 1 caller", [Mode]), Ops1, Lat1, Floor1),
-        Ops64 = concurrent(64, W, Ms),
-        ok = hyper_lmdb:sync(S),
-        Floor64 = case Mode of <<"fsync">> -> get({raw, "txn_per_op_sync"}); _ -> get(floor_pipelined) end,
-        R64 = row(io_lib:format("write ~s, 64 callers", [Mode]), Ops64, [], Floor64),
-        #{commits := C, batched_writes := BW, os_pid := OsPid} = hyper_lmdb:stats(S),
-        note("~s: ~b commits, ~.1f writes per commit; port ~s", [Mode, C, BW / max(1, C), proc_usage(OsPid)]),
-        hyper_lmdb:stop(S),
-        [R1, R64]
-     end || Mode <- [<<"commit">>, <<"fsync">>, <<"async">>]]) ++ write_many(Tmp, Ms).
+        D = erlang:monotonic_time(millisecond) - T0,
+        put(async_drain_ms, D + case get(async_drain_ms) of undefined -> 0; X -> X end),
+        Part
+    end;
+drained(_, _, Slice) ->
+    Slice.
 
-write_many(Tmp, Ms) ->
-    S = store(Tmp, "write_many", #{}),
-    Counter = counters:new(1, []),
-    {Ops, Lat} = lockstep(fun() ->
-        I = counters:get(Counter, 1), counters:add(Counter, 1, 1),
-        ok = hyper_lmdb:write_many(S, [{write, <<"m/", (integer_to_binary(I))/binary, "/",
-                                                 (integer_to_binary(J))/binary>>, ?VALUE}
-                                       || J <- lists:seq(1, 100)])
-    end, Ms),
-    hyper_lmdb:stop(S),
-    [row("write_many of 100 (atomic), writes/s", Ops * 100, Lat, get({raw, "one_txn_puts"}))].
-
-links_lists(Tmp, Ms) ->
-    S = store(Tmp, "links", #{}),
-    ok = hyper_lmdb:write_many(S, [{write, [<<"d">>, I], ?VALUE} || I <- lists:seq(1, 1000)]),
+%% Reads of d/N directly, through chains of prefix links (l1 -> d, 1 hop;
+%% l3 -> l2 -> l1 -> d, 3 hops) and through whole-key links (k/N -> d/N).
+%% Lists, in a store of their own: a group of 100 childless children, a
+%% group of 100 children with 100 descendants each (3 levels down), and
+%% pages of 100 (list/3, from a random child) of a group of ?WIDE.
+links(Tmp, Ms, Port) ->
+    S = store(Tmp, "links"),
+    ok = preload(S, <<"d/">>, 1000),
     ok = hyper_lmdb:make_link(S, <<"d">>, <<"l1">>),
     ok = hyper_lmdb:make_link(S, <<"l1">>, <<"l2">>),
     ok = hyper_lmdb:make_link(S, <<"l2">>, <<"l3">>),
-    ok = hyper_lmdb:make_link(S, <<"d/1">>, <<"direct-link">>),
-    Via = fun(P) -> fun() -> {ok, _} = hyper_lmdb:read(S, [P, rand:uniform(1000)]) end end,
-    Direct = row("read direct d/N, 16 callers", concurrent(16, Via(<<"d">>), Ms), [], none),
-    Hop1 = row("read via 1-hop prefix link, 16 callers", concurrent(16, Via(<<"l1">>), Ms), [], Direct),
-    Hop3 = row("read via 3-hop prefix link, 16 callers", concurrent(16, Via(<<"l3">>), Ms), [], Direct),
-    Whole = row("read of a whole-path link, 16 callers",
-                concurrent(16, fun() -> {ok, _} = hyper_lmdb:read(S, <<"direct-link">>) end, Ms), [], Direct),
-    %% listing: 100 children without subtrees vs 100 children with deep ones
-    ok = hyper_lmdb:write_many(S, [{write, [<<"flat">>, I], ?VALUE} || I <- lists:seq(1, 100)]),
-    lists:foreach(fun(I) ->
-        ok = hyper_lmdb:write_many(S, [{write, [<<"deep">>, I, J, K], ?VALUE}
-                                       || J <- lists:seq(1, 10), K <- lists:seq(1, 10)])
-    end, lists:seq(1, 100)),
-    {FOps, FLat} = lockstep(fun() -> {ok, [_ | _]} = hyper_lmdb:list(S, <<"flat">>) end, Ms),
-    Flat = row("list 100 childless children", FOps, FLat, none),
-    {DOps, DLat} = lockstep(fun() -> {ok, [_ | _]} = hyper_lmdb:list(S, <<"deep">>) end, Ms),
-    Deep = row("list 100 children with 100 descendants each", DOps, DLat, Flat),
-    ok = hyper_lmdb:write_many(S, [{write, [<<"wide">>, I], <<>>} || I <- lists:seq(1, 20000)]),
-    {POps, PLat} = lockstep(fun() ->
-        From = integer_to_binary(rand:uniform(20000)),
-        {ok, [_ | _]} = hyper_lmdb:list(S, <<"wide">>, #{from => From, limit => 100}) end, Ms),
-    Paged = row("list page of 100 in 20k children", POps, PLat, Flat),
+    ok = hyper_lmdb:write_many(S, [{make_link, <<"d/", (integer_to_binary(I))/binary>>,
+                                    <<"k/", (integer_to_binary(I))/binary>>} || I <- lists:seq(1, 1000)]),
+    check("links: resolve(l3/7)", hyper_lmdb:resolve(S, <<"l3/7">>), <<"d/7">>),
+    check("links: read(k/7)", hyper_lmdb:read(S, <<"k/7">>), {ok, ?VALUE}),
+    L = store(Tmp, "lists"),
+    T0 = erlang:monotonic_time(millisecond),
+    ok = hyper_lmdb:write_many(L, [{make_group, <<"flat">>} |
+                                   [{write, <<"flat/", (child(I))/binary>>, ?VALUE}
+                                    || I <- lists:seq(1, 100)]]),
+    ok = hyper_lmdb:make_group(L, <<"deep">>),
+    [ok = hyper_lmdb:write_many(L, [{make_group, <<"deep/", (child(I))/binary>>} |
+                                    [{write, iolist_to_binary(["deep/", child(I), $/, integer_to_list(J),
+                                                               $/, integer_to_list(K), "/leaf"]), ?VALUE}
+                                     || J <- lists:seq(1, 10), K <- lists:seq(1, 10)]])
+     || I <- lists:seq(1, 100)],
+    ok = hyper_lmdb:make_group(L, <<"wide">>),
+    [ok = hyper_lmdb:write_many(L, [{write, <<"wide/", (child(I))/binary>>, ?VALUE} || I <- Chunk])
+     || Chunk <- chunks(lists:seq(1, ?WIDE), 1000)],
+    progress("list store set up in ~.1f s: flat/ 100 children, deep/ 100 x 100 descendants, "
+             "wide/ ~b children", [(erlang:monotonic_time(millisecond) - T0) / 1000, ?WIDE]),
+    dash_note(L),
+    check("lists: list(deep) length", case hyper_lmdb:list(L, <<"deep">>) of
+                                          {ok, DL} -> length(DL);
+                                          Other -> Other
+                                      end, 100),
+    Via = fun(Prefix) ->
+        _ = keys(Prefix, 1000),  % made here, shared by the callers
+        fun() ->
+            Keys = keys(Prefix, 1000),
+            fun() -> case hyper_lmdb:read(S, element(rand:uniform(1000), Keys)) of
+                         {ok, <<_:43/binary>>} -> true;
+                         _ -> false
+                     end end
+        end
+    end,
+    List = fun(Group) -> fun() -> fun() -> case hyper_lmdb:list(L, Group) of
+                                               {ok, Names} -> length(Names) =:= 100;
+                                               _ -> false
+                                           end end end end,
+    Page = fun() -> fun() ->
+        From = child(rand:uniform(?WIDE - 99)),
+        case hyper_lmdb:list(L, <<"wide">>, #{from => From, limit => 100}) of
+            {ok, [From | _] = Names} -> length(Names) =:= 100;
+            _ -> false
+        end
+    end end,
+    Rows = measure(hidden(echo_specs(Port)) ++
+                   lists:append(
+                     [[{{direct, C}, "hyper_lmdb read direct d/N", C,
+                        callers_slice(C, Via(<<"d/">>), true), echo_floor(C)},
+                       {{hop1, C}, "hyper_lmdb read via 1-hop prefix link", C,
+                        callers_slice(C, Via(<<"l1/">>), true), {{direct, C}, both}},
+                       {{hop3, C}, "hyper_lmdb read via 3-hop prefix link", C,
+                        callers_slice(C, Via(<<"l3/">>), true), {{direct, C}, both}}]
+                      || C <- [1, 64]]) ++
+                   [{whole, "hyper_lmdb read via whole-key link k/N", 64,
+                     callers_slice(64, Via(<<"k/">>), true), {{direct, 64}, both}},
+                    {flat, "hyper_lmdb list: 100 children, no subtrees", 1,
+                     callers_slice(1, List(<<"flat">>), true), echo_floor(1)},
+                    {deep, "hyper_lmdb list: 100 children, 100 descendants each", 1,
+                     callers_slice(1, List(<<"deep">>), true), {flat, both}},
+                    {page, fmt("hyper_lmdb list/3: page of 100 of ~bk children", [?WIDE div 1000]), 1,
+                     callers_slice(1, Page, true), {flat, both}}],
+                   Ms),
+    note_stats(S, "links"),
+    note_stats(L, "lists"),
     hyper_lmdb:stop(S),
-    [Direct, Hop1, Hop3, Whole, Flat, Deep, Paged].
+    hyper_lmdb:stop(L),
+    Rows.
 
-large(Tmp, Ms) ->
-    S = store(Tmp, "large", #{}),
-    Echo = echo_port(),
-    Rows = lists:append([begin
-        V = crypto:strong_rand_bytes(Size),
-        ok = hyper_lmdb:write(S, <<"big">>, V),
-        {EOps, ELat} = lockstep(fun() -> {ok, _} = echo_call(Echo, {big, Size}) end, Ms),
-        E = row(io_lib:format("echo port, ~s reply, 1 caller", [size_name(Size)]), EOps, ELat, none),
-        {ROps, RLat} = lockstep(fun() -> {ok, _} = hyper_lmdb:read(S, <<"big">>) end, Ms),
-        R = row(io_lib:format("read of a ~s value, 1 caller", [size_name(Size)]), ROps, RLat, E),
-        {WOps, WLat} = lockstep(fun() -> ok = hyper_lmdb:write(S, <<"big2">>, V) end, Ms),
-        W = row(io_lib:format("write of a ~s value, 1 caller", [size_name(Size)]), WOps, WLat, E),
-        [E, R, W]
-     end || Size <- [100, 4096, 1 bsl 20]]),
-    catch port_close(Echo),
+%% A child name, "c-" and 6 digits: bytewise order is numeric order, and
+%% the '-' (a byte below $/, as in HyperBEAM's base64url IDs) is the case
+%% a limited listing must handle without walking the whole group.
+child(I) -> iolist_to_binary(io_lib:format("c-~6..0b", [I])).
+
+%% A page of 100 (list/3 with a limit) of a group of 1000 children named
+%% c-NNNNNN against one named cNNNNNN, three calls each, median: the two
+%% should cost the same (before the bounded listing of port_src/store.c,
+%% the first walked the whole group and re-sorted at every step).
+dash_note(L) ->
+    Named = fun(Fmt) -> fun(I) -> iolist_to_binary(io_lib:format(Fmt, [I])) end end,
+    Ms = fun(Group, Name) ->
+        ok = hyper_lmdb:write_many(L, [{write, <<Group/binary, "/", (Name(I))/binary>>, ?VALUE}
+                                       || I <- lists:seq(1, 1000)]),
+        From = Name(101),
+        Times = [begin
+                     {Us, R} = timer:tc(hyper_lmdb, list, [L, Group, #{from => From, limit => 100}]),
+                     case R of
+                         {ok, [From | _] = P} when length(P) =:= 100 -> Us / 1000;
+                         _ -> note("list/3 of ~s gave ~p", [Group, R]), Us / 1000
+                     end
+                 end || _ <- lists:seq(1, 3)],
+        lists:nth(2, lists:sort(Times))
+    end,
+    Dash = Ms(<<"dash1k">>, Named("c-~6..0b")),
+    Plain = Ms(<<"plain1k">>, Named("c~6..0b")),
+    note("list/3, a page of 100 of 1000 children: ~.2f ms named c-NNNNNN, ~.2f ms named cNNNNNN "
+         "(~.1fx)",
+         [Dash, Plain, Dash / max(0.001, Plain)]).
+
+%% Reads and writes of one caller for each size, against the echo port
+%% answering a read reply of that size ({Id, echo, Size}) and a write
+%% request of that size ({Id, write, P, V} -> ok).
+values(Tmp, Ms, Port) ->
+    S = store(Tmp, "values"),
+    Key = fun(Size) -> <<"v-", (integer_to_binary(Size))/binary>> end,
+    [ok = hyper_lmdb:write(S, Key(Size), rand:bytes(Size)) || Size <- ?SIZES],
+    Read = fun(Size) -> fun() -> fun() -> case hyper_lmdb:read(S, Key(Size)) of
+                                              {ok, V} -> byte_size(V) =:= Size;
+                                              _ -> false
+                                          end end end end,
+    Write = fun(Size) -> fun() ->
+        V = rand:bytes(Size),
+        K = <<"w-", (Key(Size))/binary>>,
+        fun() -> hyper_lmdb:write(S, K, V) =:= ok end
+    end end,
+    Rows = measure(lists:append(
+                     [[{{echo_read, Size}, fmt("echo port, lockstep, ~s reply", [size_name(Size)]), 1,
+                        self_slice(fun() -> echo_sized_read(Port, Size) end), none},
+                       {{read, Size}, fmt("hyper_lmdb read of a ~s value", [size_name(Size)]), 1,
+                        callers_slice(1, Read(Size), true), {{echo_read, Size}, both}},
+                       {{echo_write, Size}, fmt("echo port, lockstep, ~s request", [size_name(Size)]), 1,
+                        echo_write_slice(Port, Size), none},
+                       {{write, Size}, fmt("hyper_lmdb write of a ~s value", [size_name(Size)]), 1,
+                        callers_slice(1, Write(Size), true), {{echo_write, Size}, both}}]
+                      || Size <- ?SIZES]),
+                   Ms),
+    note_stats(S, "values"),
     hyper_lmdb:stop(S),
     Rows.
 
@@ -221,221 +412,723 @@ size_name(1048576) -> "1 MiB";
 size_name(4096) -> "4 KiB";
 size_name(N) -> integer_to_list(N) ++ " B".
 
-%% HyperBEAM's own store benchmarks: 50,000 writes then 50,000 random
-%% reads of key-N with a 43-byte value; 10,000 groups of 5 keys then
-%% 10,000 random lists, each checked complete.
-hyperbeam(Tmp, Quick) ->
-    N = case Quick of true -> 20000; false -> 50000 end,
-    G = case Quick of true -> 4000; false -> 10000 end,
-    S = store(Tmp, "hyperbeam", #{}),
-    Keys = list_to_tuple([<<"key-", (integer_to_binary(I))/binary>> || I <- lists:seq(1, N)]),
-    {WUs, _} = timer:tc(fun() -> [ok = hyper_lmdb:write(S, element(I, Keys), ?VALUE) || I <- lists:seq(1, N)] end),
-    W = row(io_lib:format("HyperBEAM: ~b writes (1 caller)", [N]), N * 1000000 div max(1, WUs), [], none),
-    {RUs, _} = timer:tc(fun() -> [{ok, _} = hyper_lmdb:read(S, element(rand:uniform(N), Keys)) || _ <- lists:seq(1, N)] end),
-    R = row(io_lib:format("HyperBEAM: ~b random reads (1 caller)", [N]), N * 1000000 div max(1, RUs), [], none),
-    {GUs, _} = timer:tc(fun() ->
-        [begin
-             ok = hyper_lmdb:make_group(S, [<<"g">>, I]),
-             [ok = hyper_lmdb:write(S, [<<"g">>, I, K], ?VALUE) || K <- [<<"a">>, <<"b">>, <<"c">>, <<"d">>, <<"e">>]]
-         end || I <- lists:seq(1, G)] end),
-    GW = row(io_lib:format("HyperBEAM: ~b groups of 5, written", [G]), G * 6 * 1000000 div max(1, GUs), [], none),
-    {LUs, _} = timer:tc(fun() ->
-        [{ok, [<<"a">>, <<"b">>, <<"c">>, <<"d">>, <<"e">>]} = hyper_lmdb:list(S, [<<"g">>, rand:uniform(G)])
-         || _ <- lists:seq(1, G)] end),
-    GL = row(io_lib:format("HyperBEAM: ~b random lists, each complete", [G]), G * 1000000 div max(1, LUs), [], none),
+%% HyperBEAM's own store benchmarks, one caller, keys made as it goes (as
+%% HyperBEAM's tests do): ?HB_N writes of key-N with a 43-byte value, then
+%% ?HB_N reads of random keys; ?HB_GROUPS groups of 5 keys (make_group and
+%% 5 writes each), then ?HB_GROUPS lists of random groups, each checked
+%% complete.  Counted, not timed, so not sliced: the lockstep echo is
+%% measured right before and right after each.
+hyperbeam(Tmp, Ms, Port) ->
+    S = store(Tmp, "hyperbeam"),
+    Key = fun(I) -> <<"key-", (integer_to_binary(I))/binary>> end,
+    Group = fun(G) -> <<"group-", (integer_to_binary(G))/binary>> end,
+    Names = [<<"key-", (integer_to_binary(J))/binary>> || J <- lists:seq(1, 5)],
+    Echo = fun() -> (lockstep_slice(Port))(Ms div 2) end,
+    Counted = fun(Id, Name, N, Fun) ->
+        E1 = Echo(),
+        Part = counted(Fun, N),
+        E2 = Echo(),
+        [Row] = rows([{lockstep, {hidden, "echo port, lockstep"}, 1, none, none},
+                      {Id, Name, 1, none, {lockstep, both}}],
+                     [merge_parts([E1, E2]), Part]),
+        print_row(Row),
+        Row
+    end,
+    W = Counted(hb_write, fmt("HyperBEAM: ~b writes", [?HB_N]), ?HB_N,
+                fun(I) -> hyper_lmdb:write(S, Key(I), ?VALUE) =:= ok end),
+    R = Counted(hb_read, fmt("HyperBEAM: ~b random reads", [?HB_N]), ?HB_N,
+                fun(_) -> case hyper_lmdb:read(S, Key(rand:uniform(?HB_N))) of
+                              {ok, <<_:43/binary>>} -> true;
+                              _ -> false
+                          end end),
+    %% call I: make_group of group (I-1) div 6 + 1, then its 5 writes
+    GW = Counted(hb_groups, fmt("HyperBEAM: ~b groups of 5 (make_group + 5 writes)", [?HB_GROUPS]), 6 * ?HB_GROUPS,
+                 fun(I) ->
+                     G = Group((I - 1) div 6 + 1),
+                     case (I - 1) rem 6 of
+                         0 -> hyper_lmdb:make_group(S, G) =:= ok;
+                         J -> hyper_lmdb:write(S, <<G/binary, "/key-", (integer_to_binary(J))/binary>>,
+                                               ?VALUE) =:= ok
+                     end
+                 end),
+    GL = Counted(hb_lists, fmt("HyperBEAM: ~b random lists, each complete", [?HB_GROUPS]), ?HB_GROUPS,
+                 fun(_) -> hyper_lmdb:list(S, Group(rand:uniform(?HB_GROUPS))) =:= {ok, Names} end),
+    note_stats(S, "hyperbeam"),
     hyper_lmdb:stop(S),
     [W, R, GW, GL].
 
-peers(Tmp, Ms) ->
-    Ets = ets:new(bench, [set, public, {read_concurrency, true}, {write_concurrency, true}]),
-    [ets:insert(Ets, {I, ?VALUE}) || I <- lists:seq(1, 10000)],
-    EtsRead = fun() -> [_] = ets:lookup(Ets, rand:uniform(10000)) end,
-    EtsRows = [row(io_lib:format("ETS read, ~b callers", [N]), concurrent(N, EtsRead, Ms), [], none)
-               || N <- [1, 4, 16, 64]],
-    EW = row("ETS write, 64 callers",
-             concurrent(64, fun() -> true = ets:insert(Ets, {rand:uniform(100000), ?VALUE}) end, Ms), [], none),
-    {ok, D} = dets:open_file(bench_dets, [{file, Tmp ++ "/bench.dets"}]),
-    [dets:insert(D, {I, ?VALUE}) || I <- lists:seq(1, 10000)],
-    DR = [row(io_lib:format("DETS read, ~b callers", [N]),
-              concurrent(N, fun() -> [_] = dets:lookup(D, rand:uniform(10000)) end, Ms), [], none)
-          || N <- [1, 64]],
-    DW = row("DETS write, 64 callers",
-             concurrent(64, fun() -> ok = dets:insert(D, {rand:uniform(100000), ?VALUE}) end, Ms), [], none),
-    dets:close(D),
+peers(Tmp, Ms, Port) ->
+    Ets = ets:new(bench, [set, public, {read_concurrency, true}]),
+    true = ets:insert(Ets, [{I, ?VALUE} || I <- lists:seq(1, ?KEYS)]),
+    EtsRead = fun() -> fun() -> case ets:lookup(Ets, rand:uniform(?KEYS)) of
+                                    [{_, <<_:43/binary>>}] -> true;
+                                    _ -> false
+                                end end end,
+    EtsWrite = fun() -> fun() -> ets:insert(Ets, {rand:uniform(?KEYS), ?VALUE}) end end,
+    {ok, D} = dets:open_file(hyper_lmdb_bench_dets, [{file, Tmp ++ "/bench.dets"}, {type, set}]),
+    ok = dets:insert(D, [{I, ?VALUE} || I <- lists:seq(1, ?KEYS)]),
+    DetsRead = fun() -> fun() -> case dets:lookup(D, rand:uniform(?KEYS)) of
+                                     [{_, <<_:43/binary>>}] -> true;
+                                     _ -> false
+                                 end end end,
+    DetsWrite = fun() -> fun() -> dets:insert(D, {rand:uniform(?KEYS), ?VALUE}) =:= ok end end,
+    Rows = measure(hidden(echo_specs(Port)) ++
+                   [{{ets_read, C}, "ETS read", C, callers_slice(C, EtsRead, false), echo_floor(C)}
+                    || C <- ?CALLERS] ++
+                   [{{ets_write, C}, "ETS write", C, callers_slice(C, EtsWrite, false), echo_floor(C)}
+                    || C <- [1, 64]] ++
+                   [{{dets_read, C}, "DETS read", C, callers_slice(C, DetsRead, true), echo_floor(C)}
+                    || C <- [1, 64]] ++
+                   [{{dets_write, C}, "DETS write", C, callers_slice(C, DetsWrite, true), echo_floor(C)}
+                    || C <- [1, 64]],
+                   Ms),
+    ok = dets:close(D),
     ets:delete(Ets),
-    EtsRows ++ [EW | DR] ++ [DW].
+    Rows.
+
+%% Notes a set-up result that is not what the rows assume (the rows would
+%% then count errors).
+check(_, Want, Want) -> ok;
+check(What, Got, Want) -> note("~s gave ~p, not ~p", [What, Got, Want]).
 
 %%% ---------------------------------------------------------------------
-%%% drivers
+%%% measuring
+%%%
+%%% A part: #{n => ops done, t => elapsed native time, lat => latency
+%%% histogram (see bucket/1), errors => ops that did not return true}.
 
-store(Tmp, Name, Extra) ->
-    S = maps:merge(#{<<"name">> => list_to_binary(Tmp ++ "/" ++ Name)}, Extra),
-    {ok, _} = hyper_lmdb:start(S),
+%% Runs every spec's slice in turn until each has had about Ms, printing
+%% a dot per round, then makes, prints and returns the rows (hidden ones
+%% only serve as floors).
+measure(Specs, Ms) ->
+    Slices = max(1, Ms div ?SLICE_MS),
+    SliceMs = Ms div Slices,
+    Shown = length([N || {_, N, _, _, _} <- Specs, not is_hidden(N)]),
+    io:format("  ~b rows and ~b floors, ~b rounds of one ~b ms slice each: ",
+              [Shown, length(Specs) - Shown, Slices, SliceMs]),
+    PartLists = lists:foldl(
+        fun(_, Acc) ->
+            Next = [[Slice(SliceMs) | Ps] || {{_, _, _, Slice, _}, Ps} <- lists:zip(Specs, Acc)],
+            io:format("."),
+            Next
+        end,
+        [[] || _ <- Specs], lists:seq(1, Slices)),
+    io:format("~n"),
+    Rows = rows(Specs, [merge_parts(Ps) || Ps <- PartLists]),
+    [print_row(R) || R <- Rows],
+    Rows.
+
+merge_parts(Ps) ->
+    #{n => lists:sum([N || #{n := N} <- Ps]),
+      t => lists:sum([T || #{t := T} <- Ps]),
+      lat => hist_merge([L || #{lat := L} <- Ps]),
+      errors => lists:sum([E || #{errors := E} <- Ps])}.
+
+is_hidden({hidden, _}) -> true;
+is_hidden(_) -> false.
+
+plain({hidden, N}) -> N;
+plain(N) -> N.
+
+%% Rows of the visible specs, each with its ratio against its floor.
+rows(Specs, Parts) ->
+    Base = maps:from_list(
+             [{Id, #{id => Id, name => plain(Name), callers => C, n => N, errors => E,
+                     ops => round(N * native_per_sec() / max(1, T)),
+                     lat => Lat}}
+              || {{Id, Name, C, _, _}, #{n := N, t := T, lat := Lat, errors := E}}
+                     <- lists:zip(Specs, Parts)]),
+    [begin
+         R0 = maps:get(Id, Base),
+         Lat = maps:get(lat, R0),
+         R = R0#{p50 => pct(Lat, 0.50), p99 => pct(Lat, 0.99), p999 => pct(Lat, 0.999)},
+         R#{ratio => ratio(R, Floor, Base)}
+     end || {Id, Name, _, _, Floor} <- Specs, not is_hidden(Name)].
+
+ratio(_, none, _) -> none;
+ratio(#{ops := Ops, p50 := P50}, {FId, What}, Base) ->
+    #{ops := FOps, name := FName, callers := FC, lat := FLat} = maps:get(FId, Base),
+    FP50 = pct(FLat, 0.50),
+    PR = case What of
+             both when is_number(P50), is_number(FP50), FP50 > 0 -> P50 / FP50;
+             _ -> undefined
+         end,
+    #{ops => Ops / max(1, FOps), p50 => PR, floor_ops => FOps, floor_lat => FLat,
+      floor => case FC of 1 -> FName; _ -> fmt("~s, ~b callers", [FName, FC]) end}.
+
+%% A slice of C processes calling their op (made by MkOp inside each
+%% process, so its data is not copied around) in a loop.
+callers_slice(C, MkOp, Record) ->
+    fun(Ms) -> run(C, MkOp, Ms, Record) end.
+
+%% A part whose ops count K times (read_many of K keys counts K keys).
+scaled(K, Slice) ->
+    fun(Ms) -> P = #{n := N} = Slice(Ms), P#{n := N * K} end.
+
+run(C, MkOp, Ms, Record) ->
+    Parent = self(),
+    Tag = make_ref(),
+    Pids = [spawn_link(fun() ->
+                Op = MkOp(),
+                Op(),   % warm-up
+                Parent ! {Tag, ready},
+                receive {Tag, go, End} -> ok end,
+                Parent ! {Tag, self(), caller_loop(Op, End, Record)}
+            end) || _ <- lists:seq(1, C)],
+    [receive {Tag, ready} -> ok end || _ <- Pids],
+    T0 = erlang:monotonic_time(),
+    End = T0 + erlang:convert_time_unit(Ms, millisecond, native),
+    [P ! {Tag, go, End} || P <- Pids],
+    Results = [receive {Tag, P, R} -> R
+               after Ms + 120000 -> exit({caller_hung, P})
+               end || P <- Pids],
+    #{n => lists:sum([N || {N, _, _} <- Results]),
+      t => erlang:monotonic_time() - T0,
+      errors => lists:sum([E || {_, E, _} <- Results]),
+      lat => hist_merge([L || {_, _, L} <- Results])}.
+
+%% A slice of Op called in a loop by this process (the echo floors: the
+%% echo port talks to its owner only).
+self_slice(Op) ->
+    fun(Ms) ->
+        Op(),   % warm-up
+        T0 = erlang:monotonic_time(),
+        End = T0 + erlang:convert_time_unit(Ms, millisecond, native),
+        {N, E, Lat} = timed_loop(Op, End, 0, 0, #{}),
+        #{n => N, t => erlang:monotonic_time() - T0, lat => Lat, errors => E}
+    end.
+
+caller_loop(Op, End, true) -> timed_loop(Op, End, 0, 0, #{});
+caller_loop(Op, End, false) -> fast_loop(Op, End, 0, 0).
+
+%% One op in ?SAMPLE timed, into a histogram (a map, see bucket/1): a
+%% caller's memory, and what it sends back, stay small however long it
+%% runs, so garbage collection of sample lists does not weigh on some rows
+%% more than on others.  Not every op: two clock reads (~100 ns each on
+%% these machines) and a map update per op cost the callers about as much
+%% as a store call's own Erlang side, and with 64 callers the BEAM is the
+%% bottleneck, so timing every op halved the gen_server-mux echo's rate.
+%% The clock is read every 16th op otherwise, as in fast_loop.
+timed_loop(Op, End, N, E, H) when N band (?SAMPLE - 1) =:= 0 ->
+    T = erlang:monotonic_time(),
+    case T >= End of
+        true -> {N, E, H};
+        false ->
+            Ok = Op(),
+            B = bucket(erlang:monotonic_time() - T),
+            timed_loop(Op, End, N + 1, E + err(Ok), H#{B => maps:get(B, H, 0) + 1})
+    end;
+timed_loop(Op, End, N, E, H) ->
+    timed_loop(Op, End, N + 1, E + err(Op()), H).
+
+%% A latency (native units) kept to three significant digits: under 1%
+%% error, a few hundred distinct buckets in practice.
+bucket(D) when D < 1000 -> D;
+bucket(D) -> bucket(D div 10, 10).
+
+bucket(D, M) when D < 1000 -> D * M;
+bucket(D, M) -> bucket(D div 10, M * 10).
+
+hist_merge(Hs) ->
+    lists:foldl(fun(H, Acc) -> maps:merge_with(fun(_, A, B) -> A + B end, H, Acc) end, #{}, Hs).
+
+%% For ops far cheaper than a clock read (ETS): the clock every 16 ops.
+fast_loop(Op, End, N, E) ->
+    case N band 15 =:= 0 andalso erlang:monotonic_time() >= End of
+        true -> {N, E, #{}};
+        false -> fast_loop(Op, End, N + 1, E + err(Op()))
+    end.
+
+err(true) -> 0;
+err(_) -> 1.
+
+%% Fun(I) for I in 1..N in this process, every op timed.
+counted(Fun, N) ->
+    T0 = erlang:monotonic_time(),
+    {E, Lat} = counted(Fun, 1, N, 0, #{}),
+    #{n => N, t => erlang:monotonic_time() - T0, lat => Lat, errors => E}.
+
+counted(_, I, N, E, Lat) when I > N -> {E, Lat};
+counted(Fun, I, N, E, Lat) ->
+    T = erlang:monotonic_time(),
+    Ok = Fun(I),
+    B = bucket(erlang:monotonic_time() - T),
+    counted(Fun, I + 1, N, E + err(Ok), Lat#{B => maps:get(B, Lat, 0) + 1}).
+
+native_per_sec() -> erlang:convert_time_unit(1, second, native).
+
+store(Tmp, Name) ->
+    store(Tmp, Name, #{}).
+
+store(Tmp, Name, Opts) ->
+    {ok, S} = hyper_lmdb:start(Opts#{<<"name">> => list_to_binary(Tmp ++ "/" ++ Name)}),
     S.
 
-preload(S, N) ->
-    Keys = [<<"key-", (integer_to_binary(I))/binary>> || I <- lists:seq(1, N)],
-    [ok = hyper_lmdb:write_many(S, [{write, K, ?VALUE} || K <- Chunk]) || Chunk <- chunks(Keys, 1000)],
-    list_to_tuple(Keys).
+%% The keys Prefix1 .. PrefixN as a tuple, kept in a persistent term: the
+%% callers of a slice share it without a copy each (64 copies of 10,000
+%% keys, made afresh every slice, were a garbage collector's worth of work
+%% that the floors do not have).  Made once, in the section's own process
+%% (see Via in links/3), never replaced: replacing one costs a global GC.
+keys(Prefix, N) ->
+    K = {?MODULE, keys, Prefix, N},
+    case persistent_term:get(K, undefined) of
+        undefined ->
+            T = list_to_tuple([<<Prefix/binary, (integer_to_binary(I))/binary>>
+                               || I <- lists:seq(1, N)]),
+            persistent_term:put(K, T),
+            T;
+        T ->
+            T
+    end.
+
+preload(S, Prefix, N) ->
+    Keys = tuple_to_list(keys(Prefix, N)),
+    lists:foldl(fun(Chunk, ok) -> hyper_lmdb:write_many(S, [{write, K, ?VALUE} || K <- Chunk]);
+                   (_, Err) -> Err
+                end, ok, chunks(Keys, 1000)).
 
 chunks([], _) -> [];
 chunks(L, N) when length(L) =< N -> [L];
 chunks(L, N) -> {H, T} = lists:split(N, L), [H | chunks(T, N)].
 
-%% One caller, one request at a time: ops/s and every latency (us).
-lockstep(Fun, Ms) ->
-    Fun(),  % warm up
-    End = erlang:monotonic_time(microsecond) + Ms * 1000,
-    lockstep(Fun, End, erlang:monotonic_time(microsecond), [], 0).
+fmt(Fmt, Args) -> lists:flatten(io_lib:format(Fmt, Args)).
 
-lockstep(Fun, End, T0, Lat, N) ->
-    T = erlang:monotonic_time(microsecond),
-    case T >= End of
-        true -> {N * 1000000 div max(1, T - T0), lists:sort(Lat)};
-        false ->
-            Fun(),
-            lockstep(Fun, End, T0, [erlang:monotonic_time(microsecond) - T | Lat], N + 1)
+%%% ---------------------------------------------------------------------
+%%% CPU and memory of OS processes (the BEAM, the ports), from /proc
+
+beam_os_pid() -> list_to_integer(os:getpid()).
+
+port_os_pid(Port) ->
+    case catch erlang:port_info(Port, os_pid) of
+        {os_pid, P} -> P;
+        _ -> undefined
     end.
 
-%% N processes call Fun in a loop for Ms: total ops/s.
-concurrent(N, Fun, Ms) ->
-    Parent = self(),
-    Go = make_ref(),
-    Pids = [spawn_link(fun() ->
-                receive Go -> ok end,
-                End = erlang:monotonic_time(millisecond) + Ms,
-                Parent ! {self(), loop(Fun, End, 0)}
-            end) || _ <- lists:seq(1, N)],
-    T0 = erlang:monotonic_time(microsecond),
-    [P ! Go || P <- Pids],
-    Total = lists:sum([receive {P, C} -> C end || P <- Pids]),
-    Total * 1000000 div max(1, erlang:monotonic_time(microsecond) - T0).
+%% #{cpu => user + system CPU seconds, rss_mib => peak RSS (VmHWM)} of a
+%% live process, or undefined.
+proc_usage(OsPid) when is_integer(OsPid) ->
+    P = "/proc/" ++ integer_to_list(OsPid),
+    case {cpu_secs(OsPid), file:read_file(P ++ "/status")} of
+        {Cpu, {ok, Status}} when is_number(Cpu) ->
+            case re:run(Status, "VmHWM:\\s+(\\d+)", [{capture, all_but_first, binary}]) of
+                {match, [Hwm]} -> #{cpu => Cpu, rss_mib => binary_to_integer(Hwm) / 1024};
+                nomatch -> undefined
+            end;
+        _ ->
+            undefined
+    end;
+proc_usage(_) ->
+    undefined.
 
-loop(Fun, End, C) ->
-    case C band 15 =:= 0 andalso erlang:monotonic_time(millisecond) >= End of
-        true -> C;
-        false -> Fun(), loop(Fun, End, C + 1)
+%% utime + stime (fields 14 and 15 of /proc/PID/stat) in seconds.
+cpu_secs(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            %% the command name (field 2) may hold spaces: split after it
+            [_, After] = string:split(Stat, <<") ">>, trailing),
+            F = string:lexemes(After, " "),   % F starts at field 3
+            (binary_to_integer(lists:nth(12, F)) + binary_to_integer(lists:nth(13, F))) / clk_tck();
+        _ ->
+            undefined
     end.
 
-%%% the echo floors
+clk_tck() ->
+    case get(clk_tck) of
+        undefined ->
+            T = case string:to_integer(string:trim(os:cmd("getconf CLK_TCK"))) of
+                    {N, []} when N > 0 -> N;
+                    _ -> 100
+                end,
+            put(clk_tck, T),
+            T;
+        T ->
+            T
+    end.
+
+%% Resets VmHWM to the current RSS (Linux >= 4.0): the next peak is this
+%% section's.
+reset_peak_rss(OsPid) ->
+    file:write_file("/proc/" ++ integer_to_list(OsPid) ++ "/clear_refs", <<"5">>) =:= ok.
+
+usage_text(#{cpu := C, rss_mib := M}) -> io_lib:format("~.1f CPU s, peak RSS ~.1f MiB", [C, M]);
+usage_text(undefined) -> "no /proc figures".
+
+%%% ---------------------------------------------------------------------
+%%% the floors' slices
+
+%% raw_lmdb in a fresh directory: a slice is one run of it, for the one
+%% measurement the spec needs (its own size, not Ms); the part is rebuilt
+%% from the rate it prints.
+raw_slice(Tmp, Id) ->
+    {What, Key} = case Id of
+                      raw_get -> {"get", "raw_get_ops_per_sec"};
+                      raw_put1 -> {"put_one_txn", "raw_put_one_txn_ops_per_sec"};
+                      raw_putn -> {"put_txn_per_op", "raw_put_txn_per_op_ops_per_sec"};
+                      raw_sync -> {"put_txn_per_op_sync", "raw_put_txn_per_op_sync_ops_per_sec"}
+                  end,
+    fun(_Ms) ->
+        Dir = Tmp ++ "/raw-" ++ integer_to_list(erlang:unique_integer([positive])),
+        N = 100000,
+        Out = os:cmd(string:join([?RAW_BIN, Dir, integer_to_list(N), What], " ") ++ " 2>&1"),
+        os:cmd("rm -rf " ++ Dir),
+        Rates = [R || Line <- string:split(Out, "\n", all),
+                      [K, V] <- [string:lexemes(Line, " ")], K =:= Key,
+                      {R, []} <- [string:to_float(V)]],
+        case Rates of
+            [Rate | _] when Rate > 0 ->
+                #{n => N, t => round(N / Rate * native_per_sec()), lat => #{}, errors => 0};
+            _ ->
+                note("raw_lmdb gave no ~s: ~s", [Key, Out]),
+                #{n => 0, t => 1, lat => #{}, errors => 1}
+        end
+    end.
 
 echo_port() ->
-    open_port({spawn_executable, "_build/bench/echo_port"}, [{packet, 4}, binary, exit_status, use_stdio]).
+    open_port({spawn_executable, ?ECHO_BIN}, [{packet, 4}, binary, exit_status, use_stdio]).
 
-echo_call(Port, Req) ->
+lockstep_slice(Port) ->
+    self_slice(fun() -> echo_call(Port, <<"key-1">>) end).
+
+echo_call(Port, Key) ->
     Id = erlang:unique_integer([positive]),
-    Op = case Req of read -> {Id, read, <<"k">>}; {big, N} -> {Id, big, N} end,
-    port_command(Port, term_to_binary(Op)),
-    receive {Port, {data, B}} -> {Id, R} = binary_to_term(B), R end.
-
-%% One process keeps 64 requests in flight.
-pipelined(Port, Ms) ->
-    End = erlang:monotonic_time(millisecond) + Ms,
-    [port_command(Port, term_to_binary({I, read, <<"k">>})) || I <- lists:seq(1, 64)],
-    T0 = erlang:monotonic_time(microsecond),
-    N = pipe(Port, End, 0),
-    Ops = N * 1000000 div max(1, erlang:monotonic_time(microsecond) - T0),
-    [receive {Port, {data, _}} -> ok end || _ <- lists:seq(1, 64)],
-    Ops.
-
-pipe(Port, End, N) ->
-    receive {Port, {data, _}} -> ok end,
-    port_command(Port, term_to_binary({N, read, <<"k">>})),
-    case N band 255 =:= 0 andalso erlang:monotonic_time(millisecond) >= End of
-        true -> N + 1;
-        false -> pipe(Port, End, N + 1)
+    true = port_command(Port, term_to_binary({Id, read, Key})),
+    receive
+        {Port, {data, B}} ->
+            case binary_to_term(B) of
+                {Id, {ok, <<_:43/binary>>}} -> true;
+                _ -> false
+            end;
+        {Port, {exit_status, S}} ->
+            exit({echo_port_exit, S})
     end.
 
-%% gen_server: a plain multiplexer over an echo port (the design the
-%% store's server had to beat).
-init([]) -> {ok, {echo_port(), 0, #{}}}.
-handle_call(read, From, {Port, Id, Map}) ->
-    port_command(Port, term_to_binary({Id, read, <<"k">>})),
-    {noreply, {Port, Id + 1, Map#{Id => From}}}.
+%% A read reply of Size bytes, split by pattern matching as the store's
+%% client splits {Id, {ok, V}} (V a sub-binary of the frame, not a copy).
+echo_sized_read(Port, Size) ->
+    Id = ?ID_BASE + erlang:unique_integer([positive]),
+    true = port_command(Port, term_to_binary({Id, echo, Size})),
+    receive
+        {Port, {data, <<131, 104, 2, 110, 8, 0, Id:64/little, 104, 2, 119, 2, "ok", 109, Len:32,
+                        _:Len/binary>>}} ->
+            Len =:= Size;
+        {Port, {data, _}} ->
+            false;
+        {Port, {exit_status, S}} ->
+            exit({echo_port_exit, S})
+    end.
+
+%% A write request carrying Size bytes, encoded as the store's client
+%% encodes one (term_to_binary of the whole request); the echo answers ok.
+echo_write_slice(Port, Size) ->
+    V = rand:bytes(Size),
+    self_slice(fun() ->
+        Id = ?ID_BASE + erlang:unique_integer([positive]),
+        true = port_command(Port, term_to_binary({Id, write, <<"w-v">>, V})),
+        receive
+            {Port, {data, <<131, 104, 2, 110, 8, 0, Id:64/little, 119, 2, "ok">>}} -> true;
+            {Port, {data, _}} -> false;
+            {Port, {exit_status, S}} -> exit({echo_port_exit, S})
+        end
+    end).
+
+%% One process keeps ?WINDOW requests in flight: each reply (decoded, as
+%% any client must) lets one more request go.
+pipelined_slice(Port) ->
+    fun(Ms) ->
+        Key = <<"key-1">>,
+        [true = port_command(Port, term_to_binary({I, read, Key})) || I <- lists:seq(1, ?WINDOW)],
+        T0 = erlang:monotonic_time(),
+        End = T0 + erlang:convert_time_unit(Ms, millisecond, native),
+        {N, E} = pipe(Port, Key, End, ?WINDOW + 1, 0, 0),
+        T = erlang:monotonic_time() - T0,
+        %% the last reply let no request go: ?WINDOW - 1 are still in flight
+        [receive {Port, {data, _}} -> ok end || _ <- lists:seq(1, ?WINDOW - 1)],
+        #{n => N, t => T, lat => #{}, errors => E}
+    end.
+
+pipe(Port, Key, End, Id, N, E) ->
+    E2 = receive
+             {Port, {data, B}} ->
+                 case binary_to_term(B) of
+                     {_, {ok, <<_:43/binary>>}} -> E;
+                     _ -> E + 1
+                 end
+         end,
+    case N band 63 =:= 0 andalso erlang:monotonic_time() >= End of
+        true ->
+            {N + 1, E2};
+        false ->
+            true = port_command(Port, term_to_binary({Id, read, Key})),
+            pipe(Port, Key, End, Id + 1, N + 1, E2)
+    end.
+
+%% The gen_server-multiplexed echo: callers gen_server:call, the server
+%% sends each request to its own echo port and keeps From in a map by id;
+%% a reply is decoded and answered with gen_server:reply/2.
+init([]) ->
+    {ok, #{port => echo_port(), next => 1, waiting => #{}}}.
+
+handle_call({read, Key}, From, S = #{port := Port, next := Id, waiting := W}) ->
+    true = port_command(Port, term_to_binary({Id, read, Key})),
+    {noreply, S#{next := Id + 1, waiting := W#{Id => From}}}.
+
 handle_cast(_, S) -> {noreply, S}.
-handle_info({Port, {data, B}}, {Port, N, Map}) ->
-    {Id, R} = binary_to_term(B),
-    {From, Map2} = maps:take(Id, Map),
-    gen_server:reply(From, R),
-    {noreply, {Port, N, Map2}};
-handle_info(_, S) -> {noreply, S}.
+
+handle_info({Port, {data, B}}, S = #{port := Port, waiting := W}) ->
+    {Id, Reply} = binary_to_term(B),
+    {From, W2} = maps:take(Id, W),
+    gen_server:reply(From, Reply),
+    {noreply, S#{waiting := W2}};
+handle_info({Port, {exit_status, Status}}, S = #{port := Port}) ->
+    {stop, {echo_port_exit, Status}, S};
+handle_info(_, S) ->
+    {noreply, S}.
+
+terminate(_, #{port := Port}) ->
+    catch port_close(Port),
+    ok.
+
+%%% ---------------------------------------------------------------------
+%%% rows
+
+print_row(R = #{name := Name, callers := C, ops := Ops, errors := E, n := N, ratio := Ra}) ->
+    io:format("  ~-52s ~2b ~9s ops/s  ~s~s~s~n",
+              [Name, C, si(Ops), lat_text(R), ratio_text(Ra),
+               case E of 0 -> ""; _ -> io_lib:format("  ERRORS: ~b of ~b", [E, N]) end]),
+    E > 0 andalso note("~s, ~b callers: ~b of ~b ops failed", [Name, C, E, N]),
+    ok.
+
+%% A percentile of a latency histogram, in microseconds.
+pct(H, _) when map_size(H) =:= 0 -> undefined;
+pct(H, P) ->
+    Total = lists:sum(maps:values(H)),
+    pct(lists:sort(maps:to_list(H)), max(1, round(P * Total)), 0).
+
+pct([{B, _}], _, _) -> B * 1.0e6 / native_per_sec();
+pct([{B, C} | T], Want, Seen) ->
+    case Seen + C >= Want of
+        true -> B * 1.0e6 / native_per_sec();
+        false -> pct(T, Want, Seen + C)
+    end.
+
+note(Fmt, Args) ->
+    Line = lists:flatten(io_lib:format(Fmt, Args)),
+    io:format("  note: ~s~n", [Line]),
+    put(notes, [Line | notes()]).
+
+notes() ->
+    case get(notes) of undefined -> []; L -> L end.
+
+%% The store's counters, and its port's CPU seconds and peak RSS (read
+%% before the store stops: the port's /proc entry goes with it).
+note_stats(S, What) ->
+    case hyper_lmdb:stats(S) of
+        #{} = St ->
+            C = maps:get(commits, St, 0),
+            BW = maps:get(batched_writes, St, 0),
+            note("~s store: port ~s; ~b commits, ~.1f writes per commit, link cache hits ~p, "
+                 "misses ~p, port restarts ~p",
+                 [What, usage_text(proc_usage(maps:get(os_pid, St, undefined))), C, BW / max(1, C),
+                  maps:get(cache_hits, St, undefined), maps:get(cache_misses, St, undefined),
+                  maps:get(port_restarts, St, undefined)]);
+        Other ->
+            note("~s store: stats/1 gave ~p", [What, Other])
+    end.
 
 %%% ---------------------------------------------------------------------
 %%% output
 
-fmt(N) when N >= 1000000 -> io_lib:format("~.2fM", [N / 1000000]);
-fmt(N) when N >= 1000 -> io_lib:format("~.1fk", [N / 1000]);
-fmt(N) -> integer_to_list(N).
+report(Rows, Quick, TookMs) ->
+    Date = string:trim(os:cmd("date -u '+%Y-%m-%d %H:%M UTC'")),
+    Head = ["workload", "callers", "ops/s", "p50 us", "p99 us", "p99.9 us", "ratio", "p50 ratio",
+            "floor ops/s", "floor"],
+    Cells = [[N, integer_to_list(C), si(Ops), us(P50), us(P99), us(P999) | ratio_cells(Ra)]
+             || #{name := N, callers := C, ops := Ops, p50 := P50, p99 := P99, p999 := P999,
+                  ratio := Ra} <- Rows],
+    Targets = targets(Rows),
+    note("load average at the end (1, 5, 15 min): ~s", [loadavg()]),
+    Notes = lists:reverse(notes()),
+    Title = io_lib:format("hyper_lmdb benchmark, ~s mode, ~s; ~s; took ~.1f s",
+                          [case Quick of true -> "quick"; false -> "full" end, Date, machine(),
+                           TookMs / 1000]),
+    io:format("~n~s~n~n~s~n~s", [Title, text_table(Head, Cells), text_targets(Targets)]),
+    [io:format("note: ~s~n", [N]) || N <- Notes],
+    Md = [Title, "\n\n",
+          "ratio = ops/s over the floor's ops/s; p50 ratio = p50 latency over the floor's p50. "
+          "Each row and its floor were measured interleaved (slices of ", integer_to_list(?SLICE_MS),
+          " ms in turn), so `floor ops/s` is the floor as measured alongside that row, not the "
+          "floor rows at the top.\n\n",
+          md_table(Head, Cells), "\n",
+          "| target | measured | met |\n|---|---:|---|\n",
+          [io_lib:format("| ~s | ~s | ~s |~n", [D, V, M]) || {D, V, M} <- Targets],
+          case Notes of [] -> []; _ -> ["\n" | [["- ", N, "\n"] || N <- Notes]] end],
+    ok = file:write_file(filename:join(?OUT, "latest.md"), Md),
+    ok = write_dat(Rows),
+    plot(Rows),
+    io:format("wrote ~s/latest.md, ~s/throughput.dat, ~s/latency.dat~n", [?OUT, ?OUT, ?OUT]).
 
-pct([], _) -> undefined;
-pct(L, P) -> lists:nth(max(1, min(length(L), round(P * length(L)))), L).
+ratio_cells(none) -> ["", "", "", ""];
+ratio_cells(#{ops := O, p50 := P, floor := F, floor_ops := FO}) ->
+    [io_lib:format("~.2fx", [O]), case P of undefined -> ""; _ -> io_lib:format("~.2fx", [P]) end,
+     si(FO), F].
 
-lat_text([]) -> "";
-lat_text(L) -> io_lib:format("p50 ~b us, p99 ~b us, p99.9 ~b us", [pct(L, 0.5), pct(L, 0.99), pct(L, 0.999)]).
+targets(Rows) ->
+    [begin
+         case [R || R = #{name := N, callers := C} <- Rows, N =:= Name, C =:= Callers] of
+             [Row | _] ->
+                 V = target_value(What, Row),
+                 Met = is_number(V) andalso case Cmp of '>=' -> V >= Goal; '=<' -> V =< Goal end,
+                 Text = case {What, V} of
+                            {_, undefined} -> "?";
+                            {abs, _} -> si(V) ++ "/s";
+                            _ -> io_lib:format("~.2fx", [V])
+                        end,
+                 {Desc, Text, case Met of true -> "yes"; false -> "NO" end};
+             _ ->
+                 {Desc, "not measured", "NO"}
+         end
+     end || {Desc, Name, Callers, What, Cmp, Goal} <- ?TARGETS].
 
-%% Ratio against the row's floor: ops/s over the floor's ops/s, and for
-%% latency rows p50 over the floor's p50.
-ratio(#{floor := none}) -> "";
-ratio(#{floor := undefined}) -> "";
-ratio(#{ops := Ops, lat := Lat, floor := F = #{ops := FOps}}) ->
-    Base = io_lib:format("~.2fx ~s", [Ops / max(1, FOps), short(maps:get(name, F))]),
-    case {Lat, maps:get(lat, F)} of
-        {[_ | _], [_ | _] = FL} -> [Base, io_lib:format("; p50 ~.2fx", [pct(Lat, 0.5) / max(1, pct(FL, 0.5))])];
-        _ -> Base
+target_value(abs, #{ops := Ops}) -> Ops;
+target_value(ops, #{ratio := #{ops := O}}) -> O;
+target_value(p50, #{ratio := #{p50 := P}}) -> P;
+target_value(cost, #{ratio := #{ops := O}}) when O > 0 -> 1 / O;
+target_value(_, _) -> undefined.
+
+text_targets(Targets) ->
+    ["targets:\n" | [io_lib:format("  ~-58s ~9s  ~s~n", [D, V, M]) || {D, V, M} <- Targets]].
+
+text_table(Head, Cells) ->
+    Rows = [Head | [[lists:flatten(C) || C <- Row] || Row <- Cells]],
+    Widths = lists:foldl(fun(Row, W) -> [max(length(C), X) || {C, X} <- lists:zip(Row, W)] end,
+                         [0 || _ <- Head], Rows),
+    Last = length(Head),
+    Line = fun(Row) ->
+        [string:trim(lists:append([pad(I, Last, C, W)
+                                   || {I, C, W} <- lists:zip3(lists:seq(1, length(Row)), Row, Widths)]),
+                     trailing), "\n"]
+    end,
+    [Line(Head), lists:duplicate(lists:sum(Widths) + 2 * length(Widths), $-), "\n" |
+     [Line(R) || R <- tl(Rows)]].
+
+%% workload and floor (the first and last columns) left-aligned, numbers
+%% right-aligned
+pad(I, Last, C, W) when I =:= 1; I =:= Last -> string:pad(C, W + 2, trailing);
+pad(_, _, C, W) -> string:pad(C, W, leading) ++ "  ".
+
+md_table(Head, Cells) ->
+    ["| ", lists:join(" | ", Head), " |\n|---|", lists:duplicate(length(Head) - 2, "---:|"), "---|\n" |
+     [["| ", lists:join(" | ", Row), " |\n"] || Row <- Cells]].
+
+si(N) when not is_number(N) -> "";
+si(N) when N >= 1000000 -> fmt("~.2fM", [N / 1000000]);
+si(N) when N >= 1000 -> fmt("~.1fk", [N / 1000]);
+si(N) -> integer_to_list(round(N)).
+
+us(undefined) -> "";
+us(X) when X < 100 -> io_lib:format("~.1f", [X]);
+us(X) -> integer_to_list(round(X)).
+
+lat_text(#{p50 := undefined}) -> "";
+lat_text(#{p50 := P50, p99 := P99, p999 := P999}) ->
+    io_lib:format("p50 ~s, p99 ~s, p99.9 ~s us", [us(P50), us(P99), us(P999)]).
+
+ratio_text(none) -> "";
+ratio_text(#{ops := O, p50 := P, floor := F, floor_ops := FO}) ->
+    io_lib:format("  ~.2fx~s vs ~s (~s)",
+                  [O, case P of undefined -> ""; _ -> io_lib:format(" (p50 ~.2fx)", [P]) end, F, si(FO)]).
+
+%% Other work on the machine moves every figure; say how busy it was.
+loadavg() ->
+    case file:read_file("/proc/loadavg") of
+        {ok, B} -> lists:join(", ", lists:sublist(string:lexemes(binary_to_list(B), " "), 3));
+        _ -> "unknown"
     end.
-
-short(Name) -> lists:flatten(io_lib:format("(~s)", [Name])).
-
-table(Rows) ->
-    Head = "| workload | ops/s | p50 us | p99 us | p99.9 us | vs floor |\n|---|---:|---:|---:|---:|---|\n",
-    [Head | [io_lib:format("| ~s | ~s | ~s | ~s | ~s | ~s |~n",
-                           [maps:get(name, R), fmt(maps:get(ops, R)),
-                            p(maps:get(lat, R), 0.5), p(maps:get(lat, R), 0.99),
-                            p(maps:get(lat, R), 0.999), ratio(R)]) || R <- Rows]].
-
-p([], _) -> "";
-p(L, P) -> integer_to_list(pct(L, P)).
 
 machine() ->
     Cpu = string:trim(os:cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")),
     io_lib:format("~s cores, ~s, OTP ~s", [string:trim(os:cmd("nproc")), Cpu,
                                           erlang:system_info(otp_release)]).
 
-plots(Rows) ->
-    Find = fun(Name) -> [R || R = #{name := N} <- Rows, lists:flatten(N) =:= Name] end,
-    Series = [{"hyper_lmdb read", fun(1) -> "read, 1 caller"; (N) -> io_lib:format("read, ~b callers", [N]) end},
-              {"gen_server-mux echo", fun(N) -> io_lib:format("gen_server-mux echo, ~b callers", [N]) end},
-              {"ETS read", fun(N) -> io_lib:format("ETS read, ~b callers", [N]) end}],
-    Dat = [["callers\t", lists:join("\t", [["\"", S, "\""] || {S, _} <- Series]), "\n"] |
-           [[integer_to_list(N), [["\t", case Find(lists:flatten(F(N))) of
-                                             [#{ops := O}] -> integer_to_list(O);
-                                             [] -> "NaN"
-                                         end] || {_, F} <- Series], "\n"] || N <- [1, 4, 16, 64]]],
-    ok = file:write_file(filename:join(?OUT, "throughput.dat"), Dat),
-    Cdf = fun(Name) -> case Find(Name) of
-                           [#{lat := L = [_ | _]}] ->
-                               Len = length(L),
-                               [io_lib:format("~b\t~.4f~n", [V, I / Len])
-                                || {I, V} <- lists:zip(lists:seq(1, Len), L), I rem max(1, Len div 500) =:= 0];
-                           _ -> []
-                       end end,
-    ok = file:write_file(filename:join(?OUT, "latency_store.dat"), Cdf("read, 1 caller")),
-    ok = file:write_file(filename:join(?OUT, "latency_echo.dat"), Cdf("echo port, lockstep, 1 caller")),
+%% throughput.dat: block 0 is ops/s against callers (what the plot draws),
+%% block 1 every row's raw numbers; tab-separated, `#' lines are comments.
+%% latency.dat: the single-caller latency CDFs the second plot draws.
+%% Both take the echo floors measured interleaved with hyper_lmdb read,
+%% not the floors section's.
+write_dat(Rows) ->
+    Ops = fun(Name, C) ->
+        case [O || #{name := N, callers := X, ops := O} <- Rows, N =:= Name, X =:= C] of
+            [O | _] -> integer_to_list(O);
+            [] -> "NaN"
+        end
+    end,
+    %% the floors measured alongside the reads: hyper_lmdb read's own
+    Pipe = case [FO || #{name := "hyper_lmdb read", callers := 64, ratio := #{floor_ops := FO}} <- Rows] of
+               [P | _] -> integer_to_list(P);
+               [] -> "NaN"
+           end,
+    Series = ["hyper_lmdb read", "gen_server-mux echo", "ETS read"],
+    Block0 = ["callers\t\"hyper_lmdb read\"\t\"gen_server-mux echo\"\t\"ETS read\"\t\"echo port, pipelined\"\n" |
+              [[integer_to_list(C), [["\t", Ops(S, C)] || S <- Series], "\t", Pipe, "\n"]
+               || C <- ?CALLERS]],
+    Num = fun(undefined) -> "NaN"; (X) when is_float(X) -> io_lib:format("~.3f", [X]);
+             (X) -> integer_to_list(X) end,
+    Block1 = ["# workload\tcallers\tops_per_sec\tp50_us\tp99_us\tp999_us\tratio\tp50_ratio\t"
+              "floor_ops_per_sec\tfloor\terrors\n" |
+              [[N, "\t", integer_to_list(C), "\t", integer_to_list(O), "\t", Num(P50), "\t", Num(P99), "\t",
+                Num(P999), "\t",
+                case Ra of none -> "NaN\tNaN\tNaN\t"; #{ops := RO, p50 := RP, floor := F, floor_ops := FO} ->
+                    [Num(RO), "\t", Num(RP), "\t", Num(FO), "\t", F] end, "\t", integer_to_list(E), "\n"]
+               || #{name := N, callers := C, ops := O, p50 := P50, p99 := P99, p999 := P999, ratio := Ra,
+                    errors := E} <- Rows]],
+    Cdf = fun(Hs) ->
+        case [H || H <- Hs, map_size(H) > 0] of
+            [H | _] ->
+                Total = lists:sum(maps:values(H)),
+                {Lines, _} = lists:mapfoldl(
+                    fun({B, C}, Seen) ->
+                        {io_lib:format("~.2f\t~.5f~n", [B * 1.0e6 / native_per_sec(), (Seen + C) / Total]),
+                         Seen + C}
+                    end, 0, lists:sort(maps:to_list(H))),
+                Lines;
+            [] -> []
+        end
+    end,
+    ok = file:write_file(filename:join(?OUT, "throughput.dat"),
+                         ["# ops/s against concurrent callers\n", Block0, "\n\n", Block1]),
+    file:write_file(filename:join(?OUT, "latency.dat"),
+                    ["# single-caller latency CDF: us, fraction; block 0 hyper_lmdb read, "
+                     "block 1 the echo port lockstep measured alongside it\n",
+                     Cdf([H || #{name := "hyper_lmdb read", callers := 1, lat := H} <- Rows]), "\n\n",
+                     Cdf([H || #{name := "hyper_lmdb read", callers := 1, ratio := #{floor_lat := H}} <- Rows])]).
+
+plot(_Rows) ->
     case os:find_executable("gnuplot") of
-        false ->
-            io:format("(gnuplot not installed: no plots)~n");
-        _ ->
+        false -> ok;
+        Gnuplot ->
             Script = "set terminal png size 900,540 noenhanced\n"
                      "set output '" ?OUT "/throughput.png'\n"
-                     "set title 'Point reads: ops/s vs concurrent callers'\n"
-                     "set logscale x 2\nset logscale y 10\nset xlabel 'callers'\nset ylabel 'ops/s (log)'\nset key left top\n"
-                     "plot for [i=2:4] '" ?OUT "/throughput.dat' using 1:i with linespoints title columnheader(i)\n"
+                     "set title 'ops/s against concurrent callers (one run)'\n"
+                     "set logscale x 2\nset logscale y 10\nset xrange [0.8:80]\nset xtics (1, 4, 16, 64)\n"
+                     "set xlabel 'concurrent callers'\nset ylabel 'ops/s (log scale)'\n"
+                     "set key outside below horizontal\nset grid\n"
+                     "plot for [i=2:4] '" ?OUT "/throughput.dat' index 0 using 1:i with linespoints "
+                     "lw 2 title columnheader(i), "
+                     "'' index 0 using 1:5 with lines dt 2 lw 2 "
+                     "title 'echo port, pipelined (floor, measured with hyper_lmdb read)'\n"
                      "set output '" ?OUT "/latency_cdf.png'\n"
-                     "set title 'Single-caller latency CDF'\nunset logscale\nset logscale x 10\n"
-                     "set xlabel 'microseconds'\nset ylabel 'fraction'\nset key right bottom\n"
-                     "plot '" ?OUT "/latency_store.dat' using 1:2 with lines title 'hyper_lmdb read', "
-                     "'" ?OUT "/latency_echo.dat' using 1:2 with lines title 'echo port'\n",
-            ok = file:write_file(filename:join(?OUT, "plots.gp"), Script),
-            io:format("~s", [os:cmd("gnuplot " ?OUT "/plots.gp 2>&1")]),
-            io:format("plots: ~s/throughput.png, ~s/latency_cdf.png~n", [?OUT, ?OUT])
+                     "set title 'single-caller latency: hyper_lmdb read vs echo port lockstep'\n"
+                     "unset logscale\nset logscale x 10\nset xtics auto\nset xrange [*:*]\nset yrange [0:1]\n"
+                     "set xlabel 'microseconds (log scale)'\nset ylabel 'fraction of calls'\n"
+                     "set key right bottom inside\n"
+                     "plot '" ?OUT "/latency.dat' index 0 using 1:2 with lines lw 2 title 'hyper_lmdb read', "
+                     "'' index 1 using 1:2 with lines lw 2 title 'echo port, lockstep'\n",
+            Tmp = filename:join(?OUT, ".plot.gp"),
+            ok = file:write_file(Tmp, Script),
+            Out = os:cmd(Gnuplot ++ " " ++ Tmp ++ " 2>&1"),
+            file:delete(Tmp),
+            case string:trim(Out) of
+                "" -> io:format("plots: ~s/throughput.png, ~s/latency_cdf.png~n", [?OUT, ?OUT]);
+                Err -> io:format("gnuplot: ~s~n", [Err])
+            end
     end.

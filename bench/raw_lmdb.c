@@ -1,15 +1,29 @@
 /*
- * raw_lmdb.c - in-process LMDB floors for the benchmarks, with the same
- * flags the store uses (WRITEMAP; NOSYNC unless measuring fsync):
+ * raw_lmdb.c - the in-process LMDB floors of the benchmarks: what LMDB
+ * itself does on this machine, with no port, no pipe and no Erlang.
  *
- *   one_txn_puts     N puts of key-<i> = 43 bytes in one transaction
- *   txn_per_op       a transaction per put, NOSYNC (what commit mode pays)
- *   txn_per_op_sync  a transaction per put with LMDB's synchronous commit
- *                    (the fsync floor)
- *   random_gets      N random gets in one read transaction
+ *   raw_put_one_txn_ops_per_sec          N puts of key-<i> = 43 bytes, one txn
+ *   raw_get_ops_per_sec                  N random mdb_get in one read txn
+ *   raw_put_txn_per_op_ops_per_sec       N/4 puts, one txn (and commit) each
+ *   raw_put_txn_per_op_sync_ops_per_sec  puts, one synchronous commit each:
+ *                                        the fsync floor (at most N/4 puts,
+ *                                        for at most SYNC_MAX_SECS)
  *
- * usage: raw_lmdb DIR N    prints "name ops_per_second" lines
+ * The first three run in DIR/nosync with the flags of the store's commit
+ * mode: MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC | MDB_NORDAHEAD.  The
+ * sync one runs in DIR/sync with those of its fsync mode, MDB_WRITEMAP |
+ * MDB_NORDAHEAD: LMDB's own synchronous commit, which flushes the data
+ * pages and then the meta page before mdb_txn_commit returns.
+ *
+ * Keys are formatted before the clock starts, so only LMDB is timed.
+ *
+ * usage: raw_lmdb DIR [N [WHAT]]
+ *   DIR is created if missing; N default 100000; WHAT = all (default) |
+ *   get | put_one_txn | put_txn_per_op | put_txn_per_op_sync picks one
+ *   measurement (get also does, and prints, the one-txn puts it reads).
+ * Prints "name value" lines on stdout; exits 1 on any LMDB error.
  */
+#include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,84 +31,206 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static double now(void)
+#define VALUE_LEN 43
+#define KEY_LEN 24
+/* A synchronous commit costs a few milliseconds on a slow disk: the time
+ * limit keeps one run (one slice of the benchmark) short whatever N is. */
+#define SYNC_MAX_SECS 0.25
+
+static double now_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static MDB_env *open_env(const char *dir, unsigned flags)
+/* n keys "<prefix><i>" in one block of n * KEY_LEN bytes, lengths in lens. */
+static char *make_keys(const char *prefix, size_t n, size_t *lens)
 {
-    MDB_env *env;
-    mkdir(dir, 0755);
-    if (mdb_env_create(&env) || mdb_env_set_mapsize(env, (size_t)4 << 30) ||
-        mdb_env_open(env, dir, MDB_WRITEMAP | MDB_NORDAHEAD | flags, 0644)) {
-        fprintf(stderr, "raw_lmdb: cannot open %s\n", dir);
-        exit(1);
-    }
-    return env;
+    char *keys = malloc(n * KEY_LEN);
+    if (!keys)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        lens[i] = (size_t)snprintf(keys + i * KEY_LEN, KEY_LEN, "%s%zu", prefix, i);
+    return keys;
 }
 
-static int key(char *buf, int i) { return snprintf(buf, 32, "key-%d", i); }
-
-static double puts_per_txn(MDB_env *env, int n, int per_txn)
+/* Creates DIR/sub and opens an environment there with `flags`.  Returns 0
+ * or an errno / LMDB code; on success *envp is open and its main dbi in
+ * *dbi. */
+static int open_env(const char *dir, const char *sub, unsigned flags, MDB_env **envp, MDB_dbi *dbi)
 {
-    char k[32], v[43];
-    memset(v, 'v', sizeof v);
+    char path[4096];
+    MDB_env *env = NULL;
     MDB_txn *txn = NULL;
-    MDB_dbi dbi;
-    double t0 = now();
-    for (int i = 0; i < n; i++) {
-        if (!txn) {
-            mdb_txn_begin(env, NULL, 0, &txn);
-            mdb_dbi_open(txn, NULL, 0, &dbi);
-        }
-        MDB_val kv = {(size_t)key(k, i), k}, vv = {sizeof v, v};
-        mdb_put(txn, dbi, &kv, &vv, 0);
+    int rc;
+
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    if ((mkdir(dir, 0755) && errno != EEXIST) || (mkdir(path, 0755) && errno != EEXIST))
+        return errno;
+    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_mapsize(env, (size_t)4 << 30)) ||
+        (rc = mdb_env_open(env, path, flags, 0644)) || (rc = mdb_txn_begin(env, NULL, 0, &txn)) ||
+        (rc = mdb_dbi_open(txn, NULL, 0, dbi)))
+        goto fail;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc)
+        goto fail;
+    *envp = env;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (env)
+        mdb_env_close(env);
+    return rc;
+}
+
+/* Puts keys [0, n) with `per_txn` puts per transaction, stopping after
+ * max_secs (0: no limit) at a transaction boundary.  Returns 0 or an LMDB
+ * code; *done is the number of puts committed, *secs the time taken. */
+static int put_keys(MDB_env *env, MDB_dbi dbi, const char *keys, const size_t *lens, size_t n,
+                    size_t per_txn, double max_secs, size_t *done, double *secs)
+{
+    char value[VALUE_LEN];
+    MDB_txn *txn = NULL;
+    int rc = 0;
+    memset(value, 'v', sizeof value);
+    *done = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        if (!txn && (rc = mdb_txn_begin(env, NULL, 0, &txn)))
+            goto fail;
+        MDB_val k = {lens[i], (void *)(keys + i * KEY_LEN)}, v = {VALUE_LEN, value};
+        if ((rc = mdb_put(txn, dbi, &k, &v, 0)))
+            goto fail;
         if ((i + 1) % per_txn == 0 || i + 1 == n) {
-            mdb_txn_commit(txn);
+            rc = mdb_txn_commit(txn);
             txn = NULL;
+            if (rc)
+                goto fail;
+            *done = i + 1;
+            if (max_secs > 0 && now_s() - t0 >= max_secs)
+                break;
         }
     }
-    return n / (now() - t0);
+    *secs = now_s() - t0;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* n random gets of keys [0, n) in one read transaction. */
+static int get_random(MDB_env *env, MDB_dbi dbi, const char *keys, const size_t *lens, size_t n,
+                      double *secs)
+{
+    MDB_txn *txn = NULL;
+    size_t *order = malloc(n * sizeof *order), found = 0;
+    unsigned seed = 12345;
+    int rc = ENOMEM;
+    if (!order)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        order[i] = (size_t)rand_r(&seed) % n;
+    if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)))
+        goto out;
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        size_t j = order[i];
+        MDB_val k = {lens[j], (void *)(keys + j * KEY_LEN)}, v;
+        if ((rc = mdb_get(txn, dbi, &k, &v)))
+            goto out;
+        found += v.mv_size == VALUE_LEN;
+    }
+    *secs = now_s() - t0;
+    rc = found == n ? 0 : MDB_NOTFOUND; /* also keeps the loop from being optimised away */
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(order);
+    return rc;
+}
+
+/* 1 when measurement `name` was asked for (WHAT is all or name). */
+static int wanted(const char *what, const char *name)
+{
+    return !strcmp(what, "all") || !strcmp(what, name);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: raw_lmdb DIR N\n");
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: raw_lmdb DIR [N [WHAT]]\n");
         return 2;
     }
-    int n = atoi(argv[2]);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/nosync", argv[1]);
-    MDB_env *env = open_env(dir, MDB_NOSYNC);
-    printf("one_txn_puts %.0f\n", puts_per_txn(env, n, n));
-    printf("txn_per_op %.0f\n", puts_per_txn(env, n / 4, 1));
+    const char *dir = argv[1];
+    size_t n = argc >= 3 ? strtoul(argv[2], NULL, 10) : 100000;
+    const char *what = argc == 4 ? argv[3] : "all";
+    size_t n_txn = n / 4 ? n / 4 : 1;
+    size_t *lens = malloc(n * sizeof *lens), *tlens = malloc(n_txn * sizeof *tlens);
+    char *keys = lens ? make_keys("key-", n, lens) : NULL;
+    char *tkeys = tlens ? make_keys("txn-", n_txn, tlens) : NULL;
+    MDB_env *env = NULL, *senv = NULL;
+    MDB_dbi dbi, sdbi;
+    double secs = 0;
+    size_t done = 0;
+    int rc = ENOMEM;
+    const char *step = "malloc";
 
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    char k[32];
-    unsigned seed = 1;
-    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-    mdb_dbi_open(txn, NULL, 0, &dbi);
-    double t0 = now();
-    size_t sum = 0;
-    for (int i = 0; i < n; i++) {
-        MDB_val kv = {(size_t)key(k, rand_r(&seed) % n), k}, vv;
-        if (mdb_get(txn, dbi, &kv, &vv) == 0)
-            sum += vv.mv_size;
+    if (n == 0 || !keys || !tkeys)
+        goto out;
+    rc = EINVAL;
+    step = "WHAT";
+    if (!wanted(what, "get") && !wanted(what, "put_one_txn") && !wanted(what, "put_txn_per_op") &&
+        !wanted(what, "put_txn_per_op_sync"))
+        goto out;
+
+    if (wanted(what, "get") || wanted(what, "put_one_txn") || wanted(what, "put_txn_per_op")) {
+        step = "open nosync";
+        if ((rc = open_env(dir, "nosync", MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC | MDB_NORDAHEAD,
+                           &env, &dbi)))
+            goto out;
     }
-    printf("random_gets %.0f\n", n / (now() - t0));
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    if (sum == 0)
-        fprintf(stderr, "raw_lmdb: no key found\n");
-
-    snprintf(dir, sizeof dir, "%s/sync", argv[1]);
-    env = open_env(dir, 0);
-    printf("txn_per_op_sync %.0f\n", puts_per_txn(env, n < 2000 ? n : 2000, 1));
-    mdb_env_close(env);
-    return 0;
+    if (wanted(what, "get") || wanted(what, "put_one_txn")) {
+        step = "one-txn puts";
+        if ((rc = put_keys(env, dbi, keys, lens, n, n, 0, &done, &secs)))
+            goto out;
+        printf("raw_put_one_txn_ops_per_sec %.1f\n", (double)done / secs);
+    }
+    if (wanted(what, "get")) {
+        step = "random gets";
+        if ((rc = get_random(env, dbi, keys, lens, n, &secs)))
+            goto out;
+        printf("raw_get_ops_per_sec %.1f\n", (double)n / secs);
+    }
+    if (wanted(what, "put_txn_per_op")) {
+        step = "txn-per-op puts";
+        if ((rc = put_keys(env, dbi, tkeys, tlens, n_txn, 1, 0, &done, &secs)))
+            goto out;
+        printf("raw_put_txn_per_op_ops_per_sec %.1f\n", (double)done / secs);
+    }
+    if (wanted(what, "put_txn_per_op_sync")) {
+        step = "open sync";
+        if ((rc = open_env(dir, "sync", MDB_WRITEMAP | MDB_NORDAHEAD, &senv, &sdbi)))
+            goto out;
+        step = "txn-per-op synchronous puts";
+        if ((rc = put_keys(senv, sdbi, tkeys, tlens, n_txn, 1, SYNC_MAX_SECS, &done, &secs)))
+            goto out;
+        printf("raw_put_txn_per_op_sync_ops_per_sec %.1f\n", (double)done / secs);
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "raw_lmdb: %s: %s\n", step, rc > 0 ? strerror(rc) : mdb_strerror(rc));
+    if (env)
+        mdb_env_close(env);
+    if (senv)
+        mdb_env_close(senv);
+    free(keys);
+    free(tkeys);
+    free(lens);
+    free(tlens);
+    return rc ? 1 : 0;
 }
