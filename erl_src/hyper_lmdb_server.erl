@@ -197,18 +197,23 @@ give_up(Id, Alias, Error) ->
         Error
     end.
 
-%% Decodes a reply frame.  The two answers that carry values are matched
-%% by hand, so a value comes out as a sub-binary of the frame rather than
-%% a fresh copy (binary_to_term allocates and copies every binary): a
-%% large value is not copied at all, and read_many's packed answer splits
-%% into values without an allocation each.  A small value inside a large
-%% frame is copied, so that keeping it does not keep the frame alive.
+%% Decodes a reply frame.  The two answers that carry values, and the two
+%% commonest atoms, are matched by hand, so a value comes out as a
+%% sub-binary of the frame rather than a fresh copy (binary_to_term
+%% allocates and copies every binary): a large value is not copied at all,
+%% and read_many's packed answer splits into values without an allocation
+%% each.  A small value inside a large frame is copied, so that keeping it
+%% does not keep the frame alive.
 decode(<<131, 104, 2, 110, 8, 0, _:8/binary, 104, 2, 119, 2, "ok", 109, Len:32,
          Value:Len/binary>>) ->
     {ok, own(Value)};
 decode(<<131, 104, 2, 110, 8, 0, _:8/binary, 104, 2, 119, 6, "packed", 109, Len:32,
          Packed:Len/binary>>) ->
     unpack(Packed);
+decode(<<131, 104, 2, 110, 8, 0, _:8/binary, 119, 2, "ok">>) ->
+    ok;  % every write's answer: no binary_to_term for it
+decode(<<131, 104, 2, 110, 8, 0, _:8/binary, 119, 9, "not_found">>) ->
+    not_found;
 decode(Frame) when is_binary(Frame) ->
     {_, Result} = binary_to_term(Frame),
     Result;
