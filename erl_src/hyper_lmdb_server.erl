@@ -48,6 +48,9 @@
 -define(RESTART_WINDOW, 10000).
 %% Unconfirmed async writes beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
+%% The slots of the atomics shared with the writers (#state.async_count).
+-define(UNCONFIRMED, 1).
+-define(STOPPING, 2).
 %% Requests taken from the mailbox for one port_command, at most.
 -define(BURST, 512).
 %% How often a waiting caller checks that the server still lives (ms).
@@ -80,7 +83,9 @@
     %% every request sent and not yet answered: Id => {Dest, Kind, Frame, Tries}
     pending = #{} :: #{integer() => {dest(), kind(), iodata(), non_neg_integer()}},
     %% unconfirmed async writes, shared with the writers (backpressure)
-    async_count :: counters:counters_ref(),
+    %% ?UNCONFIRMED: async writes not yet confirmed by the port (shared
+    %% with the writers: backpressure); ?STOPPING: 1 once terminate/2 began
+    async_count :: atomics:atomics_ref(),
     %% when the port last answered, or was given work while idle
     last_progress = 0 :: integer(),
     %% a reply frame received in part (see frames/2)
@@ -95,7 +100,7 @@
 -type kind() :: read | write | control.
 %% What callers need to reach a store: its server, the async counter and
 %% whether writes are async.
--type store_ref() :: {pid(), counters:counters_ref(), Async :: boolean()}.
+-type store_ref() :: {pid(), atomics:atomics_ref(), Async :: boolean()}.
 -export_type([cfg/0, store_ref/0, kind/0]).
 
 %%% ---------------------------------------------------------------------
@@ -122,11 +127,19 @@ start_link(Cfg) ->
 request({Pid, Counter, Async}, Kind, Req, Timeout) ->
     Id = new_id(),
     Frame = frame(Id, Req),
-    case Async andalso Kind =:= write andalso counters:get(Counter, 1) < ?ASYNC_MAX of
+    case Async andalso Kind =:= write andalso atomics:get(Counter, ?UNCONFIRMED) < ?ASYNC_MAX of
         true ->
-            counters:add(Counter, 1, 1),
+            atomics:add(Counter, ?UNCONFIRMED, 1),
             Pid ! {req, Id, async, Kind, Frame},
-            ok;
+            %% ok only if the server had not begun to stop when the write
+            %% reached it: then terminate/2, which raises ?STOPPING first,
+            %% finds it in the mailbox and hands it to the port.  Otherwise
+            %% it may be lost: not_started, and hyper_lmdb starts the store
+            %% again and sends it once more.
+            case atomics:get(Counter, ?STOPPING) of
+                0 -> ok;
+                _ -> {error, not_started}
+            end;
         false ->
             Alias = reply_alias(),
             Pid ! {req, Id, Alias, Kind, Frame},
@@ -399,7 +412,7 @@ open(Cfg) ->
     case open_port(Cfg) of
         {ok, Port, Format} ->
             S = #state{cfg = Cfg, port = Port, format = Format,
-                       async_count = counters:new(1, [write_concurrency]),
+                       async_count = atomics:new(2, [{signed, true}]),
                        last_progress = now_ms()},
             ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S#state.async_count,
                                    Cfg#cfg.durability =:= <<"async">>}),
@@ -476,12 +489,29 @@ handle_info(_, S) ->
 
 %% @private
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P}) ->
-    catch port_close(Port),
+terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A}) ->
+    %% First, so that an async writer whose message comes later hears it
+    %% (request/4).  Then no new callers: they find no store and start one.
+    atomics:put(A, ?STOPPING, 1),
     catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
-    %% Callers still waiting hear why instead of waiting for their 'DOWN'.
+    %% Requests still in the mailbox: async writes were answered ok, so
+    %% they go to the port, which serves everything before the end of its
+    %% input; the others are answered below, unsent.
+    Unsent = drain_requests([]),
+    catch port_command(Port, [Frame || {_, async, _, Frame} <- Unsent]),
+    catch port_close(Port),
+    %% Callers still waiting hear why at once (they have no monitor: see
+    %% request/4); they start the store again.
     maps:foreach(fun(Id, {Dest, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
+    [answer(Dest, Id, {error, not_started}) || {Id, Dest, _, _} <- Unsent],
     ok.
+
+drain_requests(Acc) ->
+    receive
+        {req, Id, Dest, Kind, Frame} -> drain_requests([{Id, Dest, Kind, Frame} | Acc])
+    after 0 ->
+        lists:reverse(Acc)
+    end.
 
 %%% ---------------------------------------------------------------------
 %%% requests and replies
@@ -571,7 +601,7 @@ route(0, Frame, P, S) ->
 route(Id, Frame, P, S) ->
     case maps:take(Id, P) of
         {{async, _, _, _}, P2} ->
-            counters:sub(S#state.async_count, 1, 1),
+            atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
             case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
                 4 -> ok;
                 _ -> logger:error("hyper_lmdb ~s: async write failed: ~p",
@@ -763,7 +793,7 @@ again(_, _, _) -> false.
 fail_all(Sorted, Reason, S) ->
     [case Dest of
          async ->
-             counters:sub(S#state.async_count, 1, 1),
+             atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
              logger:error("hyper_lmdb ~s: async write lost: port gave up",
                           [S#state.cfg#cfg.name]);
          _ ->

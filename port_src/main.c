@@ -58,17 +58,40 @@ static uint64_t now_us(void)
     return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
+/* Where replies go: fd 1's duplicate, and whether it has failed. */
+struct output {
+    int fd;
+    int closed;
+};
+
+/* Writes the pending replies.  Once stdout fails (the server closed the
+ * port: EPIPE) replies are dropped, but the loop goes on serving its input
+ * to the end: what the server handed over before closing, async writes it
+ * already answered ok among them, must still be committed. */
+static void flush_output(struct codec_enc *out, struct output *o)
+{
+    if (!o->closed) {
+        int rc = frame_flush(out, o->fd);
+        if (rc == 0)
+            return;
+        fprintf(stderr, "hyper_lmdb_port: stdout: %s; serving the rest of the input unanswered\n",
+                strerror(-rc));
+        o->closed = 1;
+    }
+    out->len = 0;
+}
+
 /* Serves every complete frame in the input buffer.  Returns EXIT_OK, or
  * the exit status the loop must stop with; counts the frames in *served. */
-static int serve_frames(struct dispatch *d, struct frame_in *in, int out_fd, size_t *served)
+static int serve_frames(struct dispatch *d, struct frame_in *in, struct output *o, size_t *served)
 {
     size_t off, len;
     int rc;
     while ((rc = frame_in_next(in, &off, &len)) == 1) {
         (*served)++;
         dispatch_frame(d, in->buf, off, len);
-        if (d->out.len >= FLUSH_AT && frame_flush(&d->out, out_fd))
-            return EXIT_OUTPUT;
+        if (d->out.len >= FLUSH_AT)
+            flush_output(&d->out, o);
     }
     if (rc < 0) {
         fprintf(stderr, "hyper_lmdb_port: frame longer than --max-frame %zu\n", in->max_frame);
@@ -87,7 +110,7 @@ static int serve_frames(struct dispatch *d, struct frame_in *in, int out_fd, siz
  * commits it).  Returns EXIT_OK or an exit status; sets *eof at the end of
  * input.  (Measured with 64 writers: 64 writes a commit and 105k writes/s,
  * against 33 and 80k without the wait.) */
-static int group_wait(struct dispatch *d, struct frame_in *in, int out_fd, size_t want,
+static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o, size_t want,
                       uint64_t budget_us, int *eof)
 {
     uint64_t until = now_us() + budget_us;
@@ -117,7 +140,7 @@ static int group_wait(struct dispatch *d, struct frame_in *in, int out_fd, size_
             return got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
         }
         size_t served = 0;
-        int status = serve_frames(d, in, out_fd, &served);
+        int status = serve_frames(d, in, o, &served);
         if (status)
             return status;
     }
@@ -230,11 +253,11 @@ int main(int argc, char **argv)
     char why[128];
     int rc = store_open(&store, &opt.store, why, sizeof why);
     if (rc) {
-        struct codec_enc out;
-        codec_enc_init(&out);
-        dispatch_open_error(&out, rc, why);
-        frame_flush(&out, out_fd);
-        codec_enc_free(&out);
+        struct codec_enc err_out;
+        codec_enc_init(&err_out);
+        dispatch_open_error(&err_out, rc, why);
+        frame_flush(&err_out, out_fd);
+        codec_enc_free(&err_out);
         fprintf(stderr, "hyper_lmdb_port: cannot open %s: %s (%d)\n", opt.store.dir, why, rc);
         return EXIT_OPEN;
     }
@@ -245,6 +268,7 @@ int main(int argc, char **argv)
     d.faults_enabled = opt.fault_injection;
     frame_in_init(&in, opt.max_frame);
     dispatch_hello(&d);
+    struct output out = {.fd = out_fd};
     int status = EXIT_OK;
     uint64_t synced_commits = 0;
     size_t last_burst = 0;        /* frames the last read brought */
@@ -254,14 +278,11 @@ int main(int argc, char **argv)
 
     for (;;) {
         if (d.crash_on_flush) { /* fault injection: die mid-reply */
-            if (write(out_fd, d.out.buf, d.out.len / 2) < 0)
+            if (write(out.fd, d.out.buf, d.out.len / 2) < 0)
                 perror("hyper_lmdb_port: write");
             dispatch_crash();
         }
-        if (frame_flush(&d.out, out_fd)) {
-            status = EXIT_OUTPUT;
-            break;
-        }
+        flush_output(&d.out, &out);
         if (d.fault_next) { /* its caller has heard ok: now it may fire */
             d.fault = d.fault_next;
             d.fault_next = 0;
@@ -310,11 +331,11 @@ int main(int argc, char **argv)
             break;
         }
         last_burst = 0;
-        status = serve_frames(&d, &in, out_fd, &last_burst);
+        status = serve_frames(&d, &in, &out, &last_burst);
         int eof = 0;
         if (status == EXIT_OK && store.durability == DURABILITY_FSYNC && batch_open(&store) &&
             d.batch.n < last_batch)
-            status = group_wait(&d, &in, out_fd, last_batch, commit_us, &eof);
+            status = group_wait(&d, &in, &out, last_batch, commit_us, &eof);
         if (status)
             break;
         if (batch_open(&store) && store.durability == DURABILITY_FSYNC) {
@@ -337,7 +358,9 @@ int main(int argc, char **argv)
         frame_in_compact(&in);
     }
     dispatch_end_of_input(&d);
-    frame_flush(&d.out, out_fd);
+    flush_output(&d.out, &out);
+    if (out.closed && status == EXIT_OK)
+        status = EXIT_OUTPUT;
     dispatch_free(&d);
     frame_in_free(&in);
     store_close(&store);

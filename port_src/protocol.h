@@ -104,7 +104,8 @@ enum port_exit {
     EXIT_USAGE = 2,   /* bad command line */
     EXIT_OPEN = 3,    /* the LMDB environment could not be opened */
     EXIT_STREAM = 4,  /* broken input stream: read error or frame too large */
-    EXIT_OUTPUT = 5,  /* stdout closed or failed */
+    EXIT_OUTPUT = 5,  /* stdout closed or failed (the input is still served to
+                         its end first: writes sent before are committed) */
     EXIT_NOMEM = 6,   /* out of memory outside any request */
     EXIT_LMDB = 7,    /* unrecoverable LMDB error (MDB_PANIC and friends) */
 };

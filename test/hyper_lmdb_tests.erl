@@ -267,3 +267,29 @@ timeout_leaves_no_message_test_() ->
         end,
         done(S)
     end}.
+
+%% async: ok means queued.  Stopping the store while other processes
+%% write loses none of their acknowledged writes, also those still in the
+%% server's mailbox when it stops (terminate/2 hands them to the port).
+%% The writers go on: their next call starts the store again.
+async_writes_survive_stop_test_() ->
+    {timeout, 60, fun() ->
+        S = store(asyncstop, #{<<"durability">> => <<"async">>}),
+        Self = self(),
+        N = 3000,
+        Writers = [spawn_link(fun() ->
+                       Acked = [I || I <- lists:seq(1, N),
+                                     hyper_lmdb:write(S, [W, I], integer_to_binary(I)) =:= ok],
+                       Self ! {self(), W, Acked}
+                   end) || W <- [<<"w1">>, <<"w2">>, <<"w3">>, <<"w4">>]],
+        timer:sleep(5),
+        ok = hyper_lmdb:stop(S),
+        Acked = [receive {P, W, A} -> {W, A} end || P <- Writers],
+        {ok, _} = hyper_lmdb:start(S),
+        ok = hyper_lmdb:sync(S),
+        Missing = [{W, I} || {W, A} <- Acked, {I, R} <- lists:zip(A, hyper_lmdb:read_many(S, [[W, I] || I <- A])),
+                             R =/= {ok, integer_to_binary(I)}],
+        ?assertEqual([], Missing),
+        ?assert(lists:sum([length(A) || {_, A} <- Acked]) > N),
+        done(S)
+    end}.
