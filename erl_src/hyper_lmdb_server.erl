@@ -445,10 +445,10 @@ handle_cast(_, S) ->
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({req, Id, Dest, Kind, Frame}, S) ->
-    {noreply, send_burst([{Id, Dest, Kind, Frame}], 1, S)};
+    {noreply, handle_requests(Id, Dest, Kind, Frame, S)};
 handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
     {Frames, Partial} = frames(Chunk, S#state.partial),
-    Pending = lists:foldl(fun(F, P) -> route(reply_id(F), F, P, S) end, S#state.pending, Frames),
+    Pending = route_all(Frames, S#state.pending, S),
     {noreply, S#state{last_progress = now_ms(), partial = Partial, pending = Pending}};
 handle_info({cancel, Id}, S = #state{pending = P}) ->
     %% Its caller gave up.  The request stays in the map, marked, until
@@ -517,27 +517,28 @@ drain_requests(Acc) ->
 %%% requests and replies
 
 %% Takes up to ?BURST requests waiting in the mailbox and writes them all
-%% to the port at once.
-send_burst(Burst, N, S) when N < ?BURST ->
-    receive
-        {req, Id, Dest, Kind, Frame} -> send_burst([{Id, Dest, Kind, Frame} | Burst], N + 1, S)
-    after 0 ->
-        send_all(lists:reverse(Burst), S)
-    end;
-send_burst(Burst, _, S) ->
-    send_all(lists:reverse(Burst), S).
-
-send_all(Burst, S = #state{port = Port, pending = P0}) ->
-    P = lists:foldl(fun({Id, Dest, Kind, Frame}, Acc) -> Acc#{Id => {Dest, Kind, Frame, 0}} end,
-                    P0, Burst),
+%% to the port at once.  One pass: each request goes into the pending map
+%% and its frame into the iolist as it is taken (this runs in the one
+%% process every caller waits on).
+handle_requests(Id, Dest, Kind, Frame, S = #state{pending = P0}) ->
+    {P, Frames} = take_burst(P0#{Id => {Dest, Kind, Frame, 0}}, [Frame], 1),
     %% A closed port's exit is on its way; port_died/2 then settles these
     %% with the rest of the map.
-    catch port_command(Port, [F || {_, _, _, F} <- Burst]),
-    S1 = S#state{pending = P},
+    catch port_command(S#state.port, lists:reverse(Frames)),
     case map_size(P0) of
-        0 -> S1#state{last_progress = now_ms()};
-        _ -> S1
+        0 -> S#state{pending = P, last_progress = now_ms()};
+        _ -> S#state{pending = P}
     end.
+
+take_burst(P, Frames, N) when N < ?BURST ->
+    receive
+        {req, Id, Dest, Kind, Frame} ->
+            take_burst(P#{Id => {Dest, Kind, Frame, 0}}, [Frame | Frames], N + 1)
+    after 0 ->
+        {P, Frames}
+    end;
+take_burst(P, Frames, _) ->
+    {P, Frames}.
 
 answer(async, _Id, _Result) -> ok;
 answer(cancelled, _Id, _Result) -> ok;
@@ -593,6 +594,9 @@ reply_id(Frame) ->
         {Id, _} when is_integer(Id) -> Id;
         _ -> 0
     end.
+
+route_all([F | T], P, S) -> route_all(T, route(reply_id(F), F, P, S), S);
+route_all([], P, _) -> P.
 
 route(0, Frame, P, S) ->
     logger:warning("hyper_lmdb ~s: reply to no request: ~p",
