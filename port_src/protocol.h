@@ -88,7 +88,13 @@
  *   transaction (group commit); their replies are sent only after that
  *   transaction has committed (and, with --durability fsync, after the
  *   environment was flushed to disk).  A batch is closed by the first
- *   non-write request, by an empty input pipe, or by --batch-max writes.
+ *   non-write request, by an empty input pipe, or by --batch-max writes;
+ *   with --durability fsync an empty pipe first waits up to the last
+ *   commit's duration (at most 2 ms) while the batch is smaller than the
+ *   last one, so that concurrent writers share one flush (main.c).
+ *   When fd 1 fails (the server closed the port) the port still serves
+ *   its input to the end, answers dropped, so that writes sent before the
+ *   close are committed.
  *   Reads run on a pooled read transaction that is renewed after every
  *   commit, so a read always sees every write acknowledged before it.
  *
