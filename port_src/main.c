@@ -114,6 +114,7 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
                       uint64_t budget_us, int *eof)
 {
     uint64_t until = now_us() + budget_us;
+    flush_output(&d->out, o); /* answers to reads before the batch go out now */
     while (batch_open(d->store) && d->batch.n < want) {
         uint64_t now = now_us();
         if (now >= until)
@@ -139,6 +140,10 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
                     strerror(got == HL_ENOMEM ? ENOMEM : (int)-got));
             return got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
         }
+        /* The read may have moved the buffer the open batch's frames live
+         * in (their offsets hold: nothing is compacted until it commits);
+         * a commit that must replay them reads them from d->base. */
+        d->base = in->buf;
         size_t served = 0;
         int status = serve_frames(d, in, o, &served);
         if (status)
