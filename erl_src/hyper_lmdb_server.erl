@@ -298,7 +298,7 @@ find(Name) ->
     try ets:lookup(?REGISTRY, Name) of
         [{_, Pid, Counter, Async}] when Counter =/= starting ->
             %% No liveness check here (it costs more than the rest of the
-            %% lookup): a dead server shows as the caller's monitor firing.
+            %% lookup): a dead server shows in the waiting caller's probe.
             {ok, {Pid, Counter, Async}};
         _ ->
             error
