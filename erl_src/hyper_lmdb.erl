@@ -455,9 +455,10 @@ call(Opts, Kind, Req) ->
 %% The server we found had died (killed, or stopped under us): start the
 %% store again, once.
 call_again(Opts, Kind, Req) ->
+    {ok, Name} = name(Opts),  % (server/1 found it by this name)
+    ok = hyper_lmdb_server:forget(Name),
     case start(Opts) of
         {ok, #{<<"pid">> := Pid}} ->
-            {ok, Name} = name(Opts),
             case started(Name, Pid) of
                 {ok, Ref} -> hyper_lmdb_server:request(Ref, Kind, Req, timeout(Opts));
                 {error, _} = E -> E

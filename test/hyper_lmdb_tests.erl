@@ -293,3 +293,43 @@ async_writes_survive_stop_test_() ->
         ?assert(lists:sum([length(A) || {_, A} <- Acked]) > N),
         done(S)
     end}.
+
+%% Callers keep the store's reference in their process dictionary
+%% (hyper_lmdb_server:find/1).  After a stop and a restart, or a server
+%% killed outright and replaced by another caller's call, a process that
+%% still holds the old reference reaches the new server at once: the old
+%% one's stopping flag was raised (by itself, or by its successor).
+cached_reference_follows_restarts_test_() ->
+    {timeout, 60, fun() ->
+        S = store(cachedref),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        Self = self(),
+        %% B holds a cached reference, then waits for its turn
+        B = spawn_link(fun() ->
+                {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+                receive go -> ok end,
+                {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
+                Self ! {self(), T div 1000, R}
+            end),
+        timer:sleep(50),
+        %% stopped and started again
+        ok = hyper_lmdb:stop(S),
+        {ok, _} = hyper_lmdb:start(S),
+        B ! go,
+        receive {B, Ms1, R1} -> ?assertEqual({ok, <<"v">>}, R1), ?assert(Ms1 < 300) end,
+        %% killed outright; this process restarts it with one call
+        B2 = spawn_link(fun() ->
+                {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+                receive go -> ok end,
+                {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
+                Self ! {self(), T div 1000, R}
+            end),
+        timer:sleep(50),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        exit(Pid, kill),
+        timer:sleep(20),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),  % probes, restarts
+        B2 ! go,
+        receive {B2, Ms2, R2} -> ?assertEqual({ok, <<"v">>}, R2), ?assert(Ms2 < 300) end,
+        done(S)
+    end}.
