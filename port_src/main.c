@@ -14,9 +14,13 @@
  * in protocol.h.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/select.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,10 @@
  * average of frames per read, in 1/16ths; the port spins while it stays
  * below SPIN_BELOW_AVG (see the loop). */
 #define SPIN_BELOW_AVG (2 * 16)
+
+/* How long a new port waits for the one before it to let go of the
+ * directory (lock_dir). */
+#define LOCK_WAIT_MS 30000
 
 /* The longest group_wait, whatever the last flush took. */
 #define GROUP_WAIT_MAX_US 2000
@@ -152,6 +160,68 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
     return EXIT_OK;
 }
 
+/*
+ * One port per store directory (SPEC section 1).  A writable port holds an
+ * exclusive flock on DIR/hyper_lmdb.lock for as long as it lives; the
+ * kernel lets go of it however the port ends, kill -9 included.  A port
+ * may outlive its server's interest in it: after a stop, or when its server
+ * was killed outright, it still commits the input it was handed before it
+ * sees EOF.  A new port of the same store waits here for it, so that the
+ * old port's last commits cannot land after the new port's (an old value
+ * overwriting a newer one, read-your-writes broken right after a restart).
+ * Gives up after LOCK_WAIT_MS (another node serves the directory), or
+ * when our own stdin closes (our server gave up on us).  Returns 0, or an
+ * errno with *why; *fd stays open for the life of the process.
+ */
+static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
+{
+    char path[PATH_MAX];
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "mkdir");
+        return errno;
+    }
+    if ((size_t)snprintf(path, sizeof path, "%s/hyper_lmdb.lock", dir) >= sizeof path) {
+        snprintf(why, whylen, "lock file path too long");
+        return ENAMETOOLONG;
+    }
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        snprintf(why, whylen, "open hyper_lmdb.lock");
+        return errno;
+    }
+    uint64_t until = now_us() + (uint64_t)LOCK_WAIT_MS * 1000u;
+    int waited = 0;
+    while (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e != EWOULDBLOCK || now_us() >= until) {
+            snprintf(why, whylen, e == EWOULDBLOCK
+                                      ? "another port still serves this directory (hyper_lmdb.lock)"
+                                      : "flock hyper_lmdb.lock");
+            close(*fd);
+            *fd = -1;
+            return e;
+        }
+        if (!waited++)
+            fprintf(stderr, "hyper_lmdb_port: waiting for the port before us to leave %s\n", dir);
+        /* No request comes before our hello: input now can only be EOF. */
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        int n = poll(&p, 1, 2);
+        if (n > 0 && (p.revents & (POLLHUP | POLLERR))) {
+            snprintf(why, whylen, "stdin closed while waiting for hyper_lmdb.lock");
+            close(*fd);
+            *fd = -1;
+            return EPIPE;
+        }
+        if (n > 0) {
+            struct timespec t = {0, 2000000};
+            nanosleep(&t, NULL);
+        }
+    }
+    return 0;
+}
+
 static void usage(const char *why)
 {
     fprintf(stderr, "hyper_lmdb_port: %s\n", why);
@@ -256,7 +326,10 @@ int main(int argc, char **argv)
 
     struct store store;
     char why[128];
-    int rc = store_open(&store, &opt.store, why, sizeof why);
+    int lock_fd = -1;
+    int rc = opt.store.read_only ? 0 : lock_dir(opt.store.dir, &lock_fd, why, sizeof why);
+    if (rc == 0)
+        rc = store_open(&store, &opt.store, why, sizeof why);
     if (rc) {
         struct codec_enc err_out;
         codec_enc_init(&err_out);
@@ -369,5 +442,7 @@ int main(int argc, char **argv)
     dispatch_free(&d);
     frame_in_free(&in);
     store_close(&store);
+    if (lock_fd >= 0)
+        close(lock_fd); /* after the last commit and sync: the next port may go */
     return status;
 }

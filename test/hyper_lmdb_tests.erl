@@ -294,6 +294,54 @@ async_writes_survive_stop_test_() ->
         done(S)
     end}.
 
+%% A stopped store's port goes on committing what it was handed until it
+%% sees EOF; a store started again at once must not run a second port
+%% beside it (the old port's last commits would land after the new
+%% port's writes).  The new port waits for the old one to leave the
+%% directory (port_src/main.c, lock_dir).  Async mode, with a long queue
+%% handed over at the stop, makes the old port's tail long.
+restart_waits_for_old_port_test_() ->
+    {timeout, 120, fun() ->
+        S = store(restartorder, #{<<"durability">> => <<"async">>}),
+        Bulk = binary:copy(<<"x">>, 100),
+        ok = hyper_lmdb:write_many(S, [{write, [<<"bulk">>, I], Bulk} || I <- lists:seq(1, 50000)]),
+        ok = hyper_lmdb:write(S, <<"last">>, <<"old">>),
+        {ok, #{<<"pid">> := Pid1}} = hyper_lmdb:start(S),
+        OsPid1 = maps:get(os_pid, hyper_lmdb_server:port_info(Pid1)),
+        ok = hyper_lmdb:stop(S),
+        %% the first call starts the store again
+        ?assertEqual({ok, <<"old">>}, hyper_lmdb:read(S, <<"last">>)),
+        ?assert(gone(OsPid1, 1)),
+        ok = hyper_lmdb:write(S, <<"last">>, <<"new">>),
+        ok = hyper_lmdb:sync(S),
+        ?assertEqual({ok, <<"new">>}, hyper_lmdb:read(S, <<"last">>)),
+        timer:sleep(300),
+        ?assertEqual({ok, <<"new">>}, hyper_lmdb:read(S, <<"last">>)),
+        ?assertMatch(#{entries := 50001}, hyper_lmdb:stats(S)),
+        done(S)
+    end}.
+
+%% The same directory served twice at once, under two names (a trailing
+%% slash): the second port waits for the first, and gives up with a clear
+%% error when the first stays.  Here the first leaves while the second
+%% waits, and the second then opens.
+second_port_waits_test_() ->
+    {timeout, 120, fun() ->
+        S = store(twice),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        #{<<"name">> := Dir} = S,
+        S2 = S#{<<"name">> => <<Dir/binary, "/">>},
+        Self = self(),
+        spawn_link(fun() -> Self ! {second, hyper_lmdb:start(S2)} end),
+        timer:sleep(300),
+        receive {second, Early} -> ?assertEqual(still_waiting, Early) after 0 -> ok end,
+        ok = hyper_lmdb:stop(S),
+        receive {second, R} -> ?assertMatch({ok, _}, R) after 20000 -> ?assert(false) end,
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S2, <<"k">>)),
+        ok = hyper_lmdb:stop(S2),
+        done(S)
+    end}.
+
 %% Callers keep the store's reference in their process dictionary
 %% (hyper_lmdb_server:find/1).  After a stop and a restart, or a server
 %% killed outright and replaced by another caller's call, a process that
