@@ -74,6 +74,7 @@
     read_ahead = false :: boolean(),
     watchdog = 30000 :: pos_integer() | infinity,
     spin_us = 50 :: non_neg_integer(),
+    exclusive = true :: boolean(),
     fault_injection = false :: boolean()
 }).
 
@@ -403,6 +404,7 @@ set(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 
 set(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C};
 set(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
 set(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
+set(<<"exclusive">>, V, C) when is_boolean(V) -> {ok, C#cfg{exclusive = V}};
 set(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};
 set(_, _, _) -> error.
 
@@ -700,6 +702,7 @@ port_args(#cfg{dir = Dir} = C) ->
      "--sync-interval", integer_to_list(C#cfg.sync_interval),
      "--format", case C#cfg.format of auto -> "auto"; F -> binary_to_list(F) end,
      "--spin-us", integer_to_list(C#cfg.spin_us),
+     "--exclusive", bool(C#cfg.exclusive),
      "--fault-injection", bool(C#cfg.fault_injection)].
 
 bool(true) -> "1";

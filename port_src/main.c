@@ -6,7 +6,7 @@
  *          [--format auto|tagged|hb_store_lmdb]
  *          [--durability commit|fsync|async] [--sync-interval MS]
  *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
- *          [--spin-us MICROSECONDS] [--fault-injection 0|1]
+ *          [--spin-us MICROSECONDS] [--exclusive 0|1] [--fault-injection 0|1]
  *
  * The loop: wait for input (or for the sync interval to pass), read what
  * is there, serve every complete frame in order, commit the batch of
@@ -56,6 +56,7 @@ struct options {
     size_t batch_max;
     int sync_interval_ms;
     int fault_injection;
+    int exclusive;
     unsigned spin_us;
 };
 
@@ -177,8 +178,9 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
 {
     char path[PATH_MAX];
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
         snprintf(why, whylen, "mkdir");
-        return errno;
+        return e;
     }
     if ((size_t)snprintf(path, sizeof path, "%s/hyper_lmdb.lock", dir) >= sizeof path) {
         snprintf(why, whylen, "lock file path too long");
@@ -186,11 +188,12 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
     }
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (*fd < 0) {
+        int e = errno;
         snprintf(why, whylen, "open hyper_lmdb.lock");
-        return errno;
+        return e;
     }
-    uint64_t until = now_us() + (uint64_t)LOCK_WAIT_MS * 1000u;
-    int waited = 0;
+    uint64_t start = now_us(), until = start + (uint64_t)LOCK_WAIT_MS * 1000u;
+    int told = 0;
     while (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         if (e == EINTR)
@@ -203,8 +206,10 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
             *fd = -1;
             return e;
         }
-        if (!waited++)
+        if (!told && now_us() - start > 1000000u) { /* a short wait is the common case */
             fprintf(stderr, "hyper_lmdb_port: waiting for the port before us to leave %s\n", dir);
+            told = 1;
+        }
         /* No request comes before our hello: input now can only be EOF. */
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
         int n = poll(&p, 1, 2);
@@ -253,6 +258,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         .batch_max = 4096,
         .sync_interval_ms = 1000,
         .spin_us = 50,
+        .exclusive = 1,
     };
     for (int i = 1; i < argc; i += 2) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -278,6 +284,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             o->batch_max = number(v, k);
         else if (!strcmp(k, "--sync-interval"))
             o->sync_interval_ms = (int)number(v, k);
+        else if (!strcmp(k, "--exclusive"))
+            o->exclusive = number(v, k) != 0;
         else if (!strcmp(k, "--spin-us"))
             o->spin_us = (unsigned)number(v, k);
         else if (!strcmp(k, "--fault-injection"))
@@ -327,7 +335,9 @@ int main(int argc, char **argv)
     struct store store;
     char why[128];
     int lock_fd = -1;
-    int rc = opt.store.read_only ? 0 : lock_dir(opt.store.dir, &lock_fd, why, sizeof why);
+    int rc = 0;
+    if (!opt.store.read_only && opt.exclusive)
+        rc = lock_dir(opt.store.dir, &lock_fd, why, sizeof why);
     if (rc == 0)
         rc = store_open(&store, &opt.store, why, sizeof why);
     if (rc) {
