@@ -34,7 +34,7 @@
 
 -export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1, forget/1,
          inject_fault/2, port_info/1]).
--export([new_id/0]).
+-export([new_id/0, frame/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(REGISTRY, hyper_lmdb_registry).
@@ -82,8 +82,12 @@
     cfg :: #cfg{},
     port :: port() | undefined,
     format :: atom(),
-    %% every request sent and not yet answered: Id => {Dest, Kind, Frame, Tries}
-    pending = #{} :: #{integer() => {dest(), kind(), iodata(), non_neg_integer()}},
+    %% every request sent and not yet answered:
+    %% Id => {Dest, Kind, Frame, Tries, Seq}, Seq the order it reached us
+    pending = #{} :: #{integer() => {dest(), kind(), iodata(), non_neg_integer(), integer()}},
+    %% the Seq of the next request (ids give the order only within one
+    %% caller: a caller can be preempted between taking its id and sending)
+    seq = 0 :: integer(),
     %% unconfirmed async writes, shared with the writers (backpressure)
     %% ?UNCONFIRMED: async writes not yet confirmed by the port (shared
     %% with the writers: backpressure); ?STOPPING: 1 once terminate/2 began
@@ -149,8 +153,9 @@ request({Pid, Counter, Async}, Kind, Req, Timeout) ->
     end.
 
 %% @private A request id: see the module doc for why it always travels as
-%% an 8-byte integer.  Monotonic, so that the pending map sorted by id is
-%% the order the requests were made in.
+%% an 8-byte integer.  Monotonic for its size only (the plain unique
+%% integers are bignums here); it is not the order requests reach the
+%% server, which is the order kept for replays (`seq').
 -spec new_id() -> pos_integer().
 new_id() ->
     erlang:unique_integer([positive, monotonic]).
@@ -493,8 +498,8 @@ handle_info({cancel, Id}, S = #state{pending = P}) ->
     %% an answer (a hung port whose every caller timed out is a hung port
     %% all the same), but the answer goes nowhere and it is not retried.
     case P of
-        #{Id := {Dest, Kind, Frame, Tries}} when Dest =/= async ->
-            {noreply, S#state{pending = P#{Id := {cancelled, Kind, Frame, Tries}}}};
+        #{Id := {Dest, Kind, Frame, Tries, Seq}} when Dest =/= async ->
+            {noreply, S#state{pending = P#{Id := {cancelled, Kind, Frame, Tries, Seq}}}};
         _ ->
             {noreply, S}
     end;
@@ -539,7 +544,7 @@ terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A})
     catch port_close(Port),
     %% Callers still waiting hear why at once (they have no monitor: see
     %% request/4); they start the store again.
-    maps:foreach(fun(Id, {Dest, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
+    maps:foreach(fun(Id, {Dest, _, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
     [answer(Dest, Id, {error, not_started}) || {Id, Dest, _, _} <- Unsent],
     ok.
 
@@ -557,37 +562,40 @@ drain_requests(Acc) ->
 %% to the port at once.  One pass: each request goes into the pending map
 %% and its frame into the iolist as it is taken (this runs in the one
 %% process every caller waits on).
-handle_requests(Id, Dest, Kind, Frame, S = #state{pending = P0}) ->
-    {P, Frames} = take_burst(P0#{Id => {Dest, Kind, Frame, 0}}, [Frame], 1),
+handle_requests(Id, Dest, Kind, Frame, S = #state{pending = P0, seq = Seq0}) ->
+    {P, Frames, Seq} = take_burst(P0#{Id => {Dest, Kind, Frame, 0, Seq0}}, [Frame], Seq0 + 1,
+                                  Seq0 + ?BURST),
     %% A closed port's exit is on its way; port_died/2 then settles these
     %% with the rest of the map.
     catch port_command(S#state.port, lists:reverse(Frames)),
     case map_size(P0) of
-        0 -> S#state{pending = P, last_progress = now_ms()};
-        _ -> S#state{pending = P}
+        0 -> S#state{pending = P, seq = Seq, last_progress = now_ms()};
+        _ -> S#state{pending = P, seq = Seq}
     end.
 
-take_burst(P, Frames, N) when N < ?BURST ->
+take_burst(P, Frames, Seq, Last) when Seq < Last ->
     receive
         {req, Id, Dest, Kind, Frame} ->
-            take_burst(P#{Id => {Dest, Kind, Frame, 0}}, [Frame | Frames], N + 1)
+            take_burst(P#{Id => {Dest, Kind, Frame, 0, Seq}}, [Frame | Frames], Seq + 1, Last)
     after 0 ->
-        {P, Frames}
+        {P, Frames, Seq}
     end;
-take_burst(P, Frames, _) ->
-    {P, Frames}.
+take_burst(P, Frames, Seq, _) ->
+    {P, Frames, Seq}.
 
 answer(async, _Id, _Result) -> ok;
 answer(cancelled, _Id, _Result) -> ok;
 answer(Dest, Id, Result) -> Dest ! {Id, {result, Result}}, ok.
 
-%% One request frame: the port runs in stream mode, so the 4-byte length
-%% is ours to write.  One port_command is never interleaved with another.
+%% @private One request frame: the port runs in stream mode, so the
+%% 4-byte length is ours to write.  One port_command is never interleaved
+%% with another.
 %% The id is written as an 8-byte SMALL_BIG whatever its value (binary_to_term
 %% reads that as the integer), so the port can echo it at a fixed place.
 %% The two hot requests are written by hand, a value as its own binary in
 %% the iolist so that a large one is never copied; the rest splice the
 %% id into term_to_binary's tuple.
+-spec frame(pos_integer(), tuple()) -> iodata().
 frame(Id, {read, P}) ->
     Body = <<131, 104, 3, 110, 8, 0, Id:64/little, 119, 4, "read", 109, (byte_size(P)):32,
              P/binary>>,
@@ -641,7 +649,7 @@ route(0, Frame, P, S) ->
     P;
 route(Id, Frame, P, S) ->
     case maps:take(Id, P) of
-        {{async, _, _, _}, P2} ->
+        {{async, _, _, _, _}, P2} ->
             atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
             case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
                 4 -> ok;
@@ -649,9 +657,9 @@ route(Id, Frame, P, S) ->
                                   [S#state.cfg#cfg.name, decode(Frame)])
             end,
             P2;
-        {{cancelled, _, _, _}, P2} ->
+        {{cancelled, _, _, _, _}, P2} ->
             P2;
-        {{Dest, _, _, _}, P2} ->
+        {{Dest, _, _, _, _}, P2} ->
             Dest ! {Id, detach(Frame)},
             P2;
         error ->
@@ -787,8 +795,8 @@ exit_reason(7) -> lmdb_fatal;
 exit_reason(S) when S > 128 -> {signal, S - 128};
 exit_reason(S) -> {exit, S}.
 
-%% The port is gone: restart it, then settle what was in flight, in id
-%% order.  Reads are sent again, once (a read that kills the port twice is
+%% The port is gone: restart it, then settle what was in flight, in the
+%% order it reached us (the port's order).  Reads are sent again, once (a read that kills the port twice is
 %% answered with the error); writes whose commit we cannot know are
 %% answered with an error; async writes are replayed.  Requests still in
 %% the mailbox go to the new port after these, in the order they came.
@@ -799,7 +807,8 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     S1 = S#state{port = undefined, partial = none, pending = #{},
                  recent_restarts = [Now | Recent],
                  restarts = S#state.restarts + 1, last_exit = Reason},
-    Sorted = lists:keysort(1, maps:to_list(P)),
+    Sorted = [{Id, V} || {_, Id, V} <- lists:sort([{element(5, V), Id, V}
+                                                  || {Id, V} <- maps:to_list(P)])],
     case length(Recent) >= ?MAX_RESTARTS of
         true ->
             fail_all(Sorted, Reason, S1),
@@ -817,11 +826,11 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     end.
 
 settle(Sorted, Reason, S = #state{port = Port}) ->
-    Again = [{Id, {Dest, Kind, Frame, Tries + 1}}
-             || {Id, {Dest, Kind, Frame, Tries}} <- Sorted, again(Dest, Kind, Tries)],
+    Again = [{Id, {Dest, Kind, Frame, Tries + 1, Seq}}
+             || {Id, {Dest, Kind, Frame, Tries, Seq}} <- Sorted, again(Dest, Kind, Tries)],
     [answer(Dest, Id, {error, {port_exit, Reason}})
-     || {Id, {Dest, Kind, _, Tries}} <- Sorted, not again(Dest, Kind, Tries)],
-    catch port_command(Port, [Frame || {_, {_, _, Frame, _}} <- Again]),
+     || {Id, {Dest, Kind, _, Tries, _}} <- Sorted, not again(Dest, Kind, Tries)],
+    catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Again]),
     S#state{pending = maps:from_list(Again)}.
 
 %% What a restarted port is sent again: async writes (already answered
@@ -840,7 +849,7 @@ fail_all(Sorted, Reason, S) ->
                           [S#state.cfg#cfg.name]);
          _ ->
              answer(Dest, Id, {error, {port_exit, Reason}})
-     end || {Id, {Dest, _, _, _}} <- Sorted],
+     end || {Id, {Dest, _, _, _, _}} <- Sorted],
     ok.
 
 backoff(LastSecond) when length(LastSecond) < ?FREE_RESTARTS -> 0;

@@ -54,6 +54,8 @@ options_test_() ->
                    hyper_lmdb:start(#{<<"name">> => N, <<"capacity">> => -1})),
      ?_assertEqual({error, {bad_option, <<"read-only">>}},
                    hyper_lmdb:start(#{<<"name">> => N, <<"read-only">> => yes})),
+     ?_assertEqual({error, {bad_option, <<"exclusive">>}},
+                   hyper_lmdb:start(#{<<"name">> => N, <<"exclusive">> => 0})),
      ?_assertEqual({error, {bad_argument, store}}, hyper_lmdb:start(not_a_map))].
 
 %%% ---------------------------------------------------------------------
@@ -340,6 +342,36 @@ second_port_waits_test_() ->
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S2, <<"k">>)),
         ok = hyper_lmdb:stop(S2),
         done(S)
+    end}.
+
+%% Ids are taken before a request is sent, so a caller preempted in
+%% between reaches the server after a caller with a later id.  A port that
+%% dies after committing both must see them replayed in the order they
+%% reached it, not in id order: here the later id arrives first, and after
+%% the crash the store must hold what it held before it.
+replay_keeps_arrival_order_test_() ->
+    {timeout, 60, fun() ->
+        Final = fun(Crash) ->
+            S = store(arrival, #{<<"durability">> => <<"async">>, <<"fault-injection">> => true}),
+            #{<<"name">> := Name} = S,
+            ok = hyper_lmdb:write(S, <<"warm">>, <<"up">>),
+            {ok, {Pid, Counter, true}} = hyper_lmdb_server:find(Name),
+            [ok = hyper_lmdb_server:inject_fault(Name, crash_after_commit) || Crash],
+            sys:suspend(Pid),
+            I1 = hyper_lmdb_server:new_id(),
+            I2 = hyper_lmdb_server:new_id(),
+            atomics:add(Counter, 1, 2),  % as request/4 counts an async write
+            Pid ! {req, I2, async, write, hyper_lmdb_server:frame(I2, {write, <<"k">>, <<"b">>})},
+            Pid ! {req, I1, async, write, hyper_lmdb_server:frame(I1, {write, <<"k">>, <<"a">>})},
+            sys:resume(Pid),
+            ok = hyper_lmdb:sync(S),
+            R = hyper_lmdb:read(S, <<"k">>),
+            #{restarts := Restarts} = hyper_lmdb_server:port_info(Pid),
+            done(S),
+            {R, Restarts > 0}
+        end,
+        ?assertEqual({{ok, <<"a">>}, false}, Final(false)),
+        ?assertEqual({{ok, <<"a">>}, true}, Final(true))
     end}.
 
 %% Callers keep the store's reference in their process dictionary
