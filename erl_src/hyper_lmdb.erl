@@ -176,8 +176,13 @@ path(_Opts, Path) ->
 -spec add_path(store(), path(), path()) -> path() | error().
 add_path(_Opts, A, B) when is_list(A), is_list(B) ->
     case segments(A) andalso segments(B) of
-        true -> A ++ B;
-        false -> join_paths(A, B)
+        true ->
+            case valid_segments(A) andalso valid_segments(B) of
+                true -> A ++ B;
+                false -> {error, {bad_argument, path}}
+            end;
+        false ->
+            join_paths(A, B)
     end;
 add_path(_Opts, A, B) ->
     join_paths(A, B).
@@ -368,14 +373,18 @@ match(Opts, #{<<"match">> := Pairs}, NodeOpts) when is_map(Pairs) ->
     match(Opts, #{<<"match">> => maps:to_list(Pairs)}, NodeOpts);
 match(Opts, #{<<"match">> := Pairs}, _NodeOpts) when is_list(Pairs) ->
     %% a Key is one segment: the child's name below an ID
-    case lists:all(fun({K, _}) -> is_binary(K) andalso binary:match(K, <<"/">>) =:= nomatch;
-                      (_) -> false
-                   end, Pairs) of
+    case match_keys(Pairs) of
         true -> match(Opts, Pairs);
         false -> {error, {bad_argument, match}}
     end;
 match(_, _, _) ->
     {error, {bad_argument, request}}.
+
+%% A proper list of {Key, _}, each Key one segment.
+match_keys([{K, _} | T]) when is_binary(K) ->
+    binary:match(K, <<"/">>) =:= nomatch andalso match_keys(T);
+match_keys([]) -> true;
+match_keys(_) -> false.
 
 %% An empty request is refused, as a classic write/3 with a map for a path
 %% would be.
@@ -575,6 +584,11 @@ segment(L) when is_list(L) ->
         _:_ -> error
     end;
 segment(_) -> error.
+
+%% A proper list of things segment/1 takes.
+valid_segments([S | T]) -> segment(S) =/= error andalso valid_segments(T);
+valid_segments([]) -> true;
+valid_segments(_) -> false.
 
 %% A list of segments, as opposed to a string.
 segments(L) ->

@@ -60,6 +60,8 @@
 %% A reply frame taken from a port chunk larger than this is copied before
 %% it is sent on (see detach/1).
 -define(DETACH_CHUNK, 16384).
+%% LMDB's longest key (port_src/path.h, PATH_MAX_KEY)
+-define(MAX_KEY, 511).
 
 -record(cfg, {
     name :: binary(),
@@ -132,25 +134,73 @@ start_link(Cfg) ->
 -spec request(store_ref(), kind(), tuple(), timeout()) -> term().
 request({Pid, Counter, Async}, Kind, Req, Timeout) ->
     Id = new_id(),
-    Frame = frame(Id, Req),
     case Async andalso Kind =:= write andalso atomics:get(Counter, ?UNCONFIRMED) < ?ASYNC_MAX of
         true ->
-            atomics:add(Counter, ?UNCONFIRMED, 1),
-            Pid ! {req, Id, async, Kind, Frame},
-            %% ok only if the server had not begun to stop when the write
-            %% reached it: then terminate/2, which raises ?STOPPING first,
-            %% finds it in the mailbox and hands it to the port.  Otherwise
-            %% it may be lost: not_started, and hyper_lmdb starts the store
-            %% again and sends it once more.
-            case atomics:get(Counter, ?STOPPING) of
-                0 -> ok;
-                _ -> {error, not_started}
+            %% Answered before the port sees it: what the port would refuse
+            %% whatever the store holds is refused here.
+            case async_check(Req) of
+                ok -> send_async(Pid, Counter, Id, Kind, frame(Id, Req));
+                {error, _} = E -> E
             end;
         false ->
+            Frame = frame(Id, Req),
             Alias = reply_alias(),
             Pid ! {req, Id, Alias, Kind, Frame},
             wait(Pid, Id, Alias, Timeout)
     end.
+
+%% ok only if the server had not begun to stop when the write reached it:
+%% then terminate/2, which raises ?STOPPING first, finds it in the mailbox
+%% and hands it to the port.  Nor if the server is dead: killed outright,
+%% it raised no flag (its successor will, but there may be none yet), and
+%% the write went nowhere.  (is_process_alive/1 is ordered after the send.)
+%% Then not_started, and hyper_lmdb starts the store again and sends the
+%% write once more.  A server killed outright after it took a write loses
+%% it with the rest of its mailbox, as the BEAM's death would.
+send_async(Pid, Counter, Id, Kind, Frame) ->
+    atomics:add(Counter, ?UNCONFIRMED, 1),
+    Pid ! {req, Id, async, Kind, Frame},
+    case atomics:get(Counter, ?STOPPING) =:= 0 andalso is_process_alive(Pid) of
+        true -> ok;
+        false -> {error, not_started}
+    end.
+
+%% The port's refusals that do not depend on what the store holds: an
+%% async write is answered before the port sees it, so these must be
+%% answered here.  A binary path comes as the caller gave it; the port
+%% normalises it (no empty segments) before it checks it, and so do we,
+%% only when it matters.  A path that grows too long only through a link
+%% is the port's to find; it logs it (route/4).
+async_check({write, P, _}) -> async_key(P);
+async_check({make_group, P}) -> async_key(P);
+async_check({delete, P}) -> async_key(P);
+async_check({make_link, <<>>, _}) -> {error, empty_path};
+async_check({make_link, _, P}) -> async_key(P);
+async_check({write_many, Ops}) -> async_check_all(Ops);
+async_check(_) -> ok.
+
+async_check_all([Op | T]) ->
+    case async_check(Op) of
+        ok -> async_check_all(T);
+        E -> E
+    end;
+async_check_all([]) -> ok.
+
+async_key(P) when byte_size(P) > ?MAX_KEY ->
+    case byte_size(iolist_to_binary(lists:join($/, binary:split(P, <<"/">>, [global, trim_all])))) of
+        0 -> {error, empty_path};
+        N when N > ?MAX_KEY -> {error, {key_too_long, N}};
+        _ -> ok
+    end;
+async_key(P) ->
+    case only_slashes(P) of
+        true -> {error, empty_path};
+        false -> ok
+    end.
+
+only_slashes(<<$/, R/binary>>) -> only_slashes(R);
+only_slashes(<<>>) -> true;
+only_slashes(_) -> false.
 
 %% @private A request id: see the module doc for why it always travels as
 %% an 8-byte integer.  Monotonic for its size only (the plain unique
@@ -181,8 +231,10 @@ wait(Pid, Id, Alias, Left) ->
                infinity -> ?PROBE_MS;
                _ -> min(Left, ?PROBE_MS)
            end,
+    %% The alias in the answer: nothing else the caller may be sent (ids
+    %% are small integers, {1, x} is an ordinary message) can match.
     receive
-        {Id, Reply} ->
+        {Alias, Id, Reply} ->
             decode(Reply)
     after Step ->
         Left2 = case Left of
@@ -212,7 +264,7 @@ give_up(Id, Alias, Error) ->
     unalias(Alias),
     erase(?ALIAS_KEY),
     receive
-        {Id, Reply} -> decode(Reply)
+        {Alias, Id, Reply} -> decode(Reply)
     after 0 ->
         Error
     end.
@@ -456,8 +508,10 @@ open(Cfg) ->
             S = #state{cfg = Cfg, port = Port, format = Format,
                        async_count = atomics:new(2, [{signed, true}]),
                        last_progress = now_ms()},
+            %% A read-only store answers every write read_only: never early.
             ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S#state.async_count,
-                                   Cfg#cfg.durability =:= <<"async">>}),
+                                   Cfg#cfg.durability =:= <<"async">> andalso
+                                       not Cfg#cfg.read_only}),
             watchdog_tick(Cfg),
             {ok, S};
         {error, Reason} ->
@@ -585,7 +639,7 @@ take_burst(P, Frames, Seq, _) ->
 
 answer(async, _Id, _Result) -> ok;
 answer(cancelled, _Id, _Result) -> ok;
-answer(Dest, Id, Result) -> Dest ! {Id, {result, Result}}, ok.
+answer(Dest, Id, Result) -> Dest ! {Dest, Id, {result, Result}}, ok.
 
 %% @private One request frame: the port runs in stream mode, so the
 %% 4-byte length is ours to write.  One port_command is never interleaved
@@ -660,7 +714,7 @@ route(Id, Frame, P, S) ->
         {{cancelled, _, _, _, _}, P2} ->
             P2;
         {{Dest, _, _, _, _}, P2} ->
-            Dest ! {Id, detach(Frame)},
+            Dest ! {Dest, Id, detach(Frame)},
             P2;
         error ->
             P  % its caller gave up (timeout)

@@ -100,6 +100,13 @@ catalogue(Config) ->
         {"chain over the hop cap", fun() -> hyper_lmdb:read(S, <<"c0">>) end, not_found},
         {"chain at the hop cap", fun() -> hyper_lmdb:read(S, <<"c1">>) end, {ok, <<"end">>}},
         {"match with no pairs", fun() -> hyper_lmdb:match(S, []) end, {error, {bad_argument, match}}},
+        {"match/3 improper pair list", fun() ->
+             hyper_lmdb:match(S, #{<<"match">> => [{<<"k">>, <<"p">>} | x]}, #{}) end,
+         {error, {bad_argument, match}}},
+        {"add_path of an improper list", fun() -> hyper_lmdb:add_path(S, [<<"a">> | b], [<<"c">>]) end,
+         BadPath},
+        {"add_path with a bad segment", fun() -> hyper_lmdb:add_path(S, [<<"a">>, {x}], [<<"c">>]) end,
+         BadPath},
         {"scan with a bad limit", fun() -> hyper_lmdb:scan(S, #{limit => 0}) end,
          {error, {bad_argument, scan_opts}}},
         {"store that is not a map", fun() -> hyper_lmdb:read(not_a_store, <<"keep/a">>) end,

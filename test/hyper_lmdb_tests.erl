@@ -374,6 +374,77 @@ replay_keeps_arrival_order_test_() ->
         ?assertEqual({{ok, <<"a">>}, true}, Final(true))
     end}.
 
+%% An async write is answered before the port sees it, but a write the
+%% port refuses whatever the store holds is refused as in commit mode, not
+%% answered ok and lost.  A read-only store is never early.
+async_refuses_what_commit_refuses_test_() ->
+    {timeout, 60, fun() ->
+        Long = binary:copy(<<"k">>, 600),
+        Bad = [fun(S) -> hyper_lmdb:write(S, Long, <<"v">>) end,
+               fun(S) -> hyper_lmdb:write(S, <<"/">>, <<"v">>) end,
+               fun(S) -> hyper_lmdb:make_group(S, Long) end,
+               fun(S) -> hyper_lmdb:delete(S, Long) end,
+               fun(S) -> hyper_lmdb:make_link(S, <<"a">>, Long) end,
+               fun(S) -> hyper_lmdb:write_many(S, [{write, <<"ok1">>, <<"v">>},
+                                                   {write, Long, <<"v">>}]) end],
+        Answers = fun(Extra) ->
+            S = store(asyncbad, Extra),
+            R = [F(S) || F <- Bad],
+            ok = hyper_lmdb:sync(S),
+            R2 = {R, hyper_lmdb:read(S, <<"ok1">>)},
+            done(S),
+            R2
+        end,
+        {Commit, not_found} = Answers(#{}),
+        ?assertEqual([], [A || A <- Commit, A =:= ok]),
+        ?assertEqual({Commit, not_found}, Answers(#{<<"durability">> => <<"async">>})),
+        %% read-only
+        Dir = "/tmp/hyper_lmdb_eunit/asyncro_" ++ integer_to_list(erlang:unique_integer([positive])),
+        W = #{<<"name">> => list_to_binary(Dir)},
+        {ok, _} = hyper_lmdb:start(W),
+        ok = hyper_lmdb:stop(W),
+        RO = W#{<<"read-only">> => true, <<"durability">> => <<"async">>},
+        {ok, _} = hyper_lmdb:start(RO),
+        ?assertEqual({error, read_only}, hyper_lmdb:write(RO, <<"k">>, <<"v">>)),
+        done(RO)
+    end}.
+
+%% A server killed outright raises no stopping flag: an async write sent
+%% to it afterwards must not be answered ok (it would go nowhere).  The
+%% write starts the store again instead, and lands.
+async_write_after_server_killed_test_() ->
+    {timeout, 60, fun() ->
+        S = store(asynckill, #{<<"durability">> => <<"async">>}),
+        ok = hyper_lmdb:write(S, <<"before">>, <<"1">>),
+        ok = hyper_lmdb:sync(S),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        exit(Pid, kill),
+        timer:sleep(50),
+        Acks = [hyper_lmdb:write(S, [<<"after">>, I], <<"v">>) || I <- lists:seq(1, 200)],
+        ?assertEqual([ok], lists:usort(Acks)),
+        ok = hyper_lmdb:sync(S),
+        Rs = hyper_lmdb:read_many(S, [[<<"after">>, I] || I <- lists:seq(1, 200)]),
+        ?assertEqual([{ok, <<"v">>}], lists:usort(Rs)),
+        ?assertEqual({ok, <<"1">>}, hyper_lmdb:read(S, <<"before">>)),
+        done(S)
+    end}.
+
+%% The caller's own messages are its own: one shaped like {Id, Term},
+%% with Id the integer the next request will take, is neither taken for
+%% the answer nor consumed.
+callers_messages_are_left_alone_test() ->
+    S = store(ownmsgs),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    Next = hyper_lmdb_server:new_id() + 1,
+    Mine = [{Next + I, {ok, <<"not yours">>}} || I <- lists:seq(0, 20)],
+    [self() ! M || M <- Mine],
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+    ?assertEqual(ok, hyper_lmdb:write(S, <<"k">>, <<"w">>)),
+    ?assertEqual({ok, <<"w">>}, hyper_lmdb:read(S, <<"k">>)),
+    Got = [receive M -> M after 0 -> missing end || _ <- Mine],
+    ?assertEqual(Mine, Got),
+    done(S).
+
 %% Callers keep the store's reference in their process dictionary
 %% (hyper_lmdb_server:find/1).  After a stop and a restart, or a server
 %% killed outright and replaced by another caller's call, a process that
