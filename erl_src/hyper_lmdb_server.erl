@@ -46,6 +46,8 @@
 -define(FREE_RESTARTS, 5).
 -define(MAX_RESTARTS, 100).
 -define(RESTART_WINDOW, 10000).
+-define(REOPEN_MS, 10000).
+-define(ASYNC_TRIES, 20).
 %% Unconfirmed async writes beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
 %% The slots of the atomics shared with the writers (#state.async_count).
@@ -850,10 +852,14 @@ exit_reason(S) when S > 128 -> {signal, S - 128};
 exit_reason(S) -> {exit, S}.
 
 %% The port is gone: restart it, then settle what was in flight, in the
-%% order it reached us (the port's order).  Reads are sent again, once (a read that kills the port twice is
-%% answered with the error); writes whose commit we cannot know are
-%% answered with an error; async writes are replayed.  Requests still in
-%% the mailbox go to the new port after these, in the order they came.
+%% order it reached us (the port's order).  Reads are sent again, once (a
+%% read that kills the port twice is answered with the error); writes
+%% whose commit we cannot know are answered with an error; async writes
+%% are replayed.  Requests still in the mailbox go to the new port after
+%% these, in the order they came.  A port that cannot be started again at
+%% once (the directory briefly unreachable, no file descriptors left) is
+%% tried again for ?REOPEN_MS before the store gives up: giving up loses
+%% the unconfirmed async writes.
 port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     Now = now_ms(),
     Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
@@ -869,7 +875,7 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
             {stop, {port_restart_limit, Reason}, S1};
         false ->
             timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
-            case open_port(Cfg) of
+            case reopen(Cfg, now_ms() + ?REOPEN_MS, 20) of
                 {ok, Port, Format} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
                     {noreply, settle(Sorted, Reason, S2)};
@@ -879,21 +885,47 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
             end
     end.
 
+reopen(Cfg, Until, Wait) ->
+    case open_port(Cfg) of
+        {ok, _, _} = Ok ->
+            Ok;
+        {error, Why} = E ->
+            case now_ms() + Wait < Until of
+                true ->
+                    logger:warning("hyper_lmdb ~s: cannot start the port again (~p); "
+                                   "trying again in ~b ms", [Cfg#cfg.name, Why, Wait]),
+                    timer:sleep(Wait),
+                    reopen(Cfg, Until, min(1000, 2 * Wait));
+                false ->
+                    E
+            end
+    end.
+
 settle(Sorted, Reason, S = #state{port = Port}) ->
     Again = [{Id, {Dest, Kind, Frame, Tries + 1, Seq}}
              || {Id, {Dest, Kind, Frame, Tries, Seq}} <- Sorted, again(Dest, Kind, Tries)],
-    [answer(Dest, Id, {error, {port_exit, Reason}})
-     || {Id, {Dest, Kind, _, Tries, _}} <- Sorted, not again(Dest, Kind, Tries)],
+    [case Dest of
+         async -> give_up_async(S, Tries);
+         _ -> answer(Dest, Id, {error, {port_exit, Reason}})
+     end || {Id, {Dest, Kind, _, Tries, _}} <- Sorted, not again(Dest, Kind, Tries)],
     catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Again]),
     S#state{pending = maps:from_list(Again)}.
 
 %% What a restarted port is sent again: async writes (already answered
-%% ok), and reads the port died on for the first time.  Not a request
-%% whose caller gave up.
-again(async, _, _) -> true;
+%% ok), unless the port died with one in flight ?ASYNC_TRIES times (a
+%% write that kills the port, or outlasts the watchdog, would otherwise
+%% wedge the store for good, replayed first into every new port); and
+%% reads the port died on for the first time.  Not a request whose caller
+%% gave up.
+again(async, _, Tries) -> Tries < ?ASYNC_TRIES;
 again(cancelled, _, _) -> false;
 again(_, read, 0) -> true;
 again(_, _, _) -> false.
+
+give_up_async(S, Tries) ->
+    atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
+    logger:error("hyper_lmdb ~s: async write dropped: the port died ~b times with it in flight",
+                 [S#state.cfg#cfg.name, Tries + 1]).
 
 fail_all(Sorted, Reason, S) ->
     [case Dest of

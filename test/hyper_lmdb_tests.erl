@@ -445,6 +445,33 @@ callers_messages_are_left_alone_test() ->
     ?assertEqual(Mine, Got),
     done(S).
 
+%% A port that cannot be started again at once (here its directory is
+%% briefly not a directory) is tried again: the unconfirmed async writes
+%% wait for it, and land once it runs.
+async_writes_wait_for_a_restart_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reopen, #{<<"durability">> => <<"async">>, <<"fault-injection">> => true}),
+        #{<<"name">> := Name} = S,
+        ok = hyper_lmdb:write(S, <<"warm">>, <<"up">>),
+        ok = hyper_lmdb:sync(S),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
+        ok = hyper_lmdb_server:inject_fault(Name, hang),
+        Keys = [[<<"k">>, I] || I <- lists:seq(1, 5)],
+        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
+        Dir = binary_to_list(Name),
+        ok = file:rename(Dir, Dir ++ ".away"),
+        ok = file:write_file(Dir, <<"not a directory">>),
+        _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+        timer:sleep(500),
+        ok = file:delete(Dir),
+        ok = file:rename(Dir ++ ".away", Dir),
+        ok = hyper_lmdb:sync(S),
+        ?assertEqual(lists:duplicate(5, {ok, <<"v">>}), hyper_lmdb:read_many(S, Keys)),
+        ?assertEqual(Pid, maps:get(<<"pid">>, element(2, hyper_lmdb:start(S)))),
+        done(S)
+    end}.
+
 %% Callers keep the store's reference in their process dictionary
 %% (hyper_lmdb_server:find/1).  After a stop and a restart, or a server
 %% killed outright and replaced by another caller's call, a process that
