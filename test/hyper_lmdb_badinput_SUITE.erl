@@ -144,7 +144,11 @@ options_catalogue(Config) ->
         {"read-ahead not boolean", Bad(<<"read-ahead">>, yes), {error, {bad_option, <<"read-ahead">>}}},
         {"missing name", hyper_lmdb:start(#{}), {error, {bad_option, <<"name">>}}},
         {"name not a path", hyper_lmdb:start(#{<<"name">> => 42}), {error, {bad_option, <<"name">>}}},
+        %% (a writable port takes the directory's lock first: port_src/main.c)
         {"name is a file", hyper_lmdb:start(#{<<"name">> => list_to_binary(File)}),
+         {error, {open_failed, enotdir, <<"open hyper_lmdb.lock">>}}},
+        {"name is a file, read-only",
+         hyper_lmdb:start(#{<<"name">> => list_to_binary(File), <<"read-only">> => true}),
          {error, {open_failed, enotdir, <<"mdb_env_open">>}}},
         {"read-only on a missing directory",
          hyper_lmdb:start(#{<<"name">> => Dir("missing"), <<"read-only">> => true}),
