@@ -700,7 +700,7 @@ route_all([F | T], P, S) -> route_all(T, route(reply_id(F), F, P, S), S);
 route_all([], P, _) -> P.
 
 route(0, Frame, P, S) ->
-    logger:warning("hyper_lmdb ~s: reply to no request: ~p",
+    logger:warning("hyper_lmdb ~s: reply to no request: ~0p",
                    [S#state.cfg#cfg.name, catch binary_to_term(Frame)]),
     P;
 route(Id, Frame, P, S) ->
@@ -709,7 +709,7 @@ route(Id, Frame, P, S) ->
             atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
             case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
                 4 -> ok;
-                _ -> logger:error("hyper_lmdb ~s: async write failed: ~p",
+                _ -> logger:error("hyper_lmdb ~s: async write failed: ~0p",
                                   [S#state.cfg#cfg.name, decode(Frame)])
             end,
             P2;
@@ -863,7 +863,7 @@ exit_reason(S) -> {exit, S}.
 port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     Now = now_ms(),
     Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
-    logger:warning("hyper_lmdb ~s: port exited (~p), restarting", [Cfg#cfg.name, Reason]),
+    logger:warning("hyper_lmdb ~s: port exited (~0p), restarting", [Cfg#cfg.name, Reason]),
     S1 = S#state{port = undefined, partial = none, pending = #{},
                  recent_restarts = [Now | Recent],
                  restarts = S#state.restarts + 1, last_exit = Reason},
@@ -892,7 +892,7 @@ reopen(Cfg, Until, Wait) ->
         {error, Why} = E ->
             case now_ms() + Wait < Until of
                 true ->
-                    logger:warning("hyper_lmdb ~s: cannot start the port again (~p); "
+                    logger:warning("hyper_lmdb ~s: cannot start the port again (~0p); "
                                    "trying again in ~b ms", [Cfg#cfg.name, Why, Wait]),
                     timer:sleep(Wait),
                     reopen(Cfg, Until, min(1000, 2 * Wait));
