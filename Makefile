@@ -105,7 +105,8 @@ proptest: all
 
 # The kill -9 test at length: SOAK_ROUNDS=2000 make soak
 soak: all
-	HYPER_LMDB_KILL_ROUNDS=$${SOAK_ROUNDS:-500} $(REBAR) ct --suite test/hyper_lmdb_crash_SUITE --case kill9_while_writing
+	HYPER_LMDB_KILL_ROUNDS=$${SOAK_ROUNDS:-500} $(REBAR) ct --suite test/hyper_lmdb_crash_SUITE \
+	    --case kill9_while_writing,kill9_while_writing_fsync
 
 # ---- benchmarks -----------------------------------------------------------
 BENCH_BIN := _build/bench/echo_port _build/bench/raw_lmdb

@@ -154,6 +154,7 @@ kill9_rounds(S) ->
                  false -> 50;
                  V -> list_to_integer(V)
              end,
+    ct:timetrap({seconds, 120 + Rounds}),  % a round takes ~0.3 s
     Recovery = lists:map(
         fun(Round) ->
             #{entries := Before} = hyper_lmdb:stats(S),
