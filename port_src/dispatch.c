@@ -175,6 +175,8 @@ static void reply_error(struct dispatch *d, uint64_t id, int rc)
 {
     if (rc == HL_EBADREQ || rc == HL_EBADTERM)
         d->bad_requests++;
+    if (rc == MDB_PANIC)
+        d->fatal = 1; /* main.c exits with EXIT_LMDB once this is answered */
     size_t start = reply_begin(d, id);
     codec_enc_tuple(&d->out, 2);
     codec_enc_atom(&d->out, "error");

@@ -40,6 +40,7 @@ struct dispatch {
     int fault;             /* the armed enum dispatch_fault */
     int fault_next;        /* armed once the reply to {fault, _} is out */
     int crash_on_flush;    /* write half of `out`, then die (mid-reply) */
+    int fatal;             /* LMDB said MDB_PANIC: the environment is unusable */
     uint64_t requests, bad_requests, background_syncs;
     /* input chunks that held frames, and the sleeps in poll between them:
      * requests / input_chunks is the burst size the server achieves */

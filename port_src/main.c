@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -140,6 +141,11 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
         if (n <= 0)
             break;
         long got = frame_in_read(in, STDIN_FILENO);
+        /* The read may have moved the buffer the open batch's frames live
+         * in (their offsets hold: nothing is compacted until it commits);
+         * a commit that must replay them reads them from d->base, on every
+         * way out of here. */
+        d->base = in->buf;
         if (got == 0) {
             *eof = 1;
             break;
@@ -149,10 +155,6 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
                     strerror(got == HL_ENOMEM ? ENOMEM : (int)-got));
             return got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
         }
-        /* The read may have moved the buffer the open batch's frames live
-         * in (their offsets hold: nothing is compacted until it commits);
-         * a commit that must replay them reads them from d->base. */
-        d->base = in->buf;
         size_t served = 0;
         int status = serve_frames(d, in, o, &served);
         if (status)
@@ -210,10 +212,12 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
             fprintf(stderr, "hyper_lmdb_port: waiting for the port before us to leave %s\n", dir);
             told = 1;
         }
-        /* No request comes before our hello: input now can only be EOF. */
+        /* No request comes before our hello: input now can only be EOF
+         * (a hang-up on a pipe; readable with nothing to read otherwise). */
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-        int n = poll(&p, 1, 2);
-        if (n > 0 && (p.revents & (POLLHUP | POLLERR))) {
+        int n = poll(&p, 1, 2), avail = 0;
+        if (n > 0 && ((p.revents & (POLLHUP | POLLERR)) ||
+                      (ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0))) {
             snprintf(why, whylen, "stdin closed while waiting for hyper_lmdb.lock");
             close(*fd);
             *fd = -1;
@@ -225,6 +229,19 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
         }
     }
     return 0;
+}
+
+/* Flushes commit and async mode's commits to disk.  A failed flush is
+ * tried again at the next deadline: the commits stay counted unsynced. */
+static void background_sync(struct dispatch *d, struct store *s, uint64_t *synced)
+{
+    int rc = mdb_env_sync(s->env, 1);
+    if (rc) {
+        fprintf(stderr, "hyper_lmdb_port: background sync: %s\n", mdb_strerror(rc));
+        return;
+    }
+    *synced = d->batch.commits;
+    d->background_syncs++;
 }
 
 static void usage(const char *why)
@@ -324,6 +341,10 @@ int main(int argc, char **argv)
     parse_args(argc, argv, &opt);
     signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error value, not a signal */
 
+    /* A closed fd 2 would make the dup below return 2, and every
+     * diagnostic would land in the protocol: give it /dev/null. */
+    if (fcntl(STDERR_FILENO, F_GETFD) < 0 && open("/dev/null", O_WRONLY) != STDERR_FILENO)
+        return EXIT_OUTPUT;
     /* fd 1 is the protocol.  Keep it private and point fd 1 at stderr, so
      * a stray printf from anywhere can never corrupt a frame. */
     int out_fd = dup(STDOUT_FILENO);
@@ -359,6 +380,8 @@ int main(int argc, char **argv)
     struct output out = {.fd = out_fd};
     int status = EXIT_OK;
     uint64_t synced_commits = 0;
+    uint64_t sync_due = 0;        /* commit/async: the oldest unsynced commit's deadline */
+    int was_dirty = 0;
     size_t last_burst = 0;        /* frames the last read brought */
     unsigned burst_avg = 16;      /* moving average of last_burst, x16 */
     size_t last_batch = 0;        /* fsync mode: writes in the last commit */
@@ -375,10 +398,22 @@ int main(int argc, char **argv)
             d.fault = d.fault_next;
             d.fault_next = 0;
         }
-        /* Idle: flush commits to disk every sync interval, and let go of
-         * the read snapshot so it pins no pages. */
-        int dirty = d.batch.commits != synced_commits && !store.read_only;
-        int timeout = dirty || store.pool.live ? opt.sync_interval_ms : -1;
+        /* Commits reach the disk within a sync interval of the oldest
+         * one not yet there, busy or idle (fsync mode's are there at
+         * once).  Idle, the read snapshot is let go too, so it pins no
+         * pages. */
+        int dirty = d.batch.commits != synced_commits && !store.read_only &&
+                    store.durability != DURABILITY_FSYNC;
+        uint64_t now = now_us();
+        if (dirty && !was_dirty)
+            sync_due = now + (uint64_t)opt.sync_interval_ms * 1000u;
+        was_dirty = dirty;
+        if (dirty && now >= sync_due) {
+            background_sync(&d, &store, &synced_commits);
+            dirty = was_dirty = 0;
+        }
+        int timeout = dirty ? (int)((sync_due - now + 999) / 1000)
+                      : store.pool.live ? opt.sync_interval_ms : -1;
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         /* Spin briefly (--spin-us) before sleeping: a caller that just got
          * its reply often sends the next request within microseconds, and
@@ -401,16 +436,16 @@ int main(int argc, char **argv)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 0) {
-            if (dirty && store.durability != DURABILITY_FSYNC) {
-                mdb_env_sync(store.env, 1);
-                d.background_syncs++;
+        if (n == 0) { /* idle until the deadline, or for a sync interval */
+            if (dirty) {
+                background_sync(&d, &store, &synced_commits);
+                was_dirty = 0;
             }
-            synced_commits = d.batch.commits;
             txn_pool_release(&store.pool);
             continue;
         }
         long got = frame_in_read(&in, STDIN_FILENO);
+        d.base = in.buf; /* (the batch is empty here: for form's sake) */
         if (got == 0)
             break; /* EOF: the server closed the port or the BEAM is gone */
         if (got < 0) {
@@ -426,6 +461,10 @@ int main(int argc, char **argv)
             status = group_wait(&d, &in, &out, last_batch, commit_us, &eof);
         if (status)
             break;
+        if (d.fatal) { /* its requests are answered: flush them, then go */
+            status = EXIT_LMDB;
+            break;
+        }
         if (batch_open(&store) && store.durability == DURABILITY_FSYNC) {
             size_t writes = d.batch.n;
             uint64_t t0 = now_us();
@@ -441,8 +480,10 @@ int main(int argc, char **argv)
             size_t b = last_burst > 64 ? 64 : last_burst;
             burst_avg = (burst_avg * 7 + (unsigned)b * 16) / 8;
         }
-        if (eof)
+        if (eof || d.fatal) {
+            status = d.fatal ? EXIT_LMDB : status;
             break;
+        }
         frame_in_compact(&in);
     }
     dispatch_end_of_input(&d);

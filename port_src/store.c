@@ -301,6 +301,17 @@ int store_grow_map(struct store *s)
 
 int store_read_txn(struct store *s, MDB_txn **txn)
 {
+    /* The pooled snapshot is let go after our own commits (batch.c) and
+     * when idle; one older than a commit of another process (the command
+     * line writing beside us, a foreign writer) is let go here, so that
+     * a read sees every commit made before it, also under a steady load
+     * of reads.  (mdb_env_info reads the meta pages: no system call.) */
+    if (s->pool.live) {
+        MDB_envinfo info;
+        if (mdb_env_info(s->env, &info) == 0 &&
+            (uint64_t)info.me_last_txnid != (uint64_t)mdb_txn_id(s->pool.txn))
+            txn_pool_release(&s->pool);
+    }
     int rc = txn_pool_read(&s->pool, txn);
     if (rc)
         return rc;

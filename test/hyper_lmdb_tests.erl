@@ -472,6 +472,59 @@ async_writes_wait_for_a_restart_test_() ->
         done(S)
     end}.
 
+%% commit mode: the disk is flushed within a sync interval of a commit,
+%% also while writes never stop (an idle timer alone would never fire).
+sync_interval_holds_under_load_test_() ->
+    {timeout, 60, fun() ->
+        S = store(syncload, #{<<"sync-interval">> => 100}),
+        #{background_syncs := B0} = hyper_lmdb:stats(S),
+        T0 = erlang:monotonic_time(millisecond),
+        write_for(S, T0 + 1000, 0),
+        #{background_syncs := B1} = hyper_lmdb:stats(S),
+        ?assert(B1 - B0 >= 5),
+        done(S)
+    end}.
+
+write_for(S, Until, I) ->
+    case erlang:monotonic_time(millisecond) < Until of
+        true -> ok = hyper_lmdb:write(S, [<<"w">>, I rem 1000], <<"v">>), write_for(S, Until, I + 1);
+        false -> ok
+    end.
+
+%% A write made beside a busy store (the command line's put opens its own
+%% port, not exclusive) is seen by the store's next read, though a steady
+%% load of reads never lets the port sit idle.
+foreign_commit_seen_under_load_test_() ->
+    {timeout, 60, fun() ->
+        S = store(foreign),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"old">>),
+        #{<<"name">> := Dir} = S,
+        Self = self(),
+        Loader = spawn_link(fun() -> read_loop(S, Self) end),
+        receive {Loader, reading} -> ok end,
+        Beside = #{<<"name">> => <<Dir/binary, "/">>, <<"exclusive">> => false},
+        {ok, _} = hyper_lmdb:start(Beside),
+        ok = hyper_lmdb:write(Beside, <<"k">>, <<"new">>),
+        ok = hyper_lmdb:stop(Beside),
+        ?assertEqual({ok, <<"new">>}, hyper_lmdb:read(S, <<"k">>)),
+        Loader ! stop,
+        receive {Loader, done} -> ok end,
+        done(S)
+    end}.
+
+read_loop(S, Parent) ->
+    {ok, _} = hyper_lmdb:read(S, <<"k">>),
+    Parent ! {self(), reading},
+    read_loop(S, Parent, 0).
+
+read_loop(S, Parent, N) ->
+    receive
+        stop -> Parent ! {self(), done}
+    after 0 ->
+        {ok, _} = hyper_lmdb:read(S, <<"k">>),
+        read_loop(S, Parent, N + 1)
+    end.
+
 %% Callers keep the store's reference in their process dictionary
 %% (hyper_lmdb_server:find/1).  After a stop and a restart, or a server
 %% killed outright and replaced by another caller's call, a process that
