@@ -8,7 +8,8 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
--export([catalogue/1, options_catalogue/1, deep_chains/1, broken_stream/1, load_1000_callers/1]).
+-export([catalogue/1, options_catalogue/1, deep_chains/1, broken_stream/1, load_1000_callers/1,
+         random_arguments/1]).
 
 suite() -> [{timetrap, {seconds, 240 + load_seconds()}}].
 
@@ -17,13 +18,87 @@ load_seconds() ->
         false -> 30;
         V -> list_to_integer(V)
     end.
-all() -> [catalogue, options_catalogue, deep_chains, broken_stream, load_1000_callers].
+all() -> [catalogue, options_catalogue, random_arguments, deep_chains, broken_stream,
+          load_1000_callers].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
     Config.
 
 end_per_suite(_) -> ok.
+
+%% Every exported function of the public module, called with random terms
+%% (a real store, or a random term, first): each returns a value, none
+%% raises, and the store still serves.  The terms are the shapes bad input
+%% takes: improper and deep lists, atoms, numbers, maps, tuples, pids,
+%% refs, funs, binaries with slashes, NULs and high bytes.
+random_arguments(Config) ->
+    S = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "random"))},
+    {ok, _} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"a/b">>, <<"v">>),
+    ok = hyper_lmdb:make_link(S, <<"a">>, <<"l">>),
+    rand:seed(exsss, {7, 11, 13}),
+    Funs = [{F, A} || {F, A} <- hyper_lmdb:module_info(exports), F =/= module_info, A > 0],
+    Results = [{F, Args, try apply(hyper_lmdb, F, Args) catch C:E -> {raised, C, E} end}
+               || _ <- lists:seq(1, 300), {F, A} <- Funs, Args <- [args(S, A)]],
+    Kinds = lists:foldl(fun({_, _, R}, M) -> maps:update_with(kind(R), fun(N) -> N + 1 end, 1, M) end,
+                        #{}, Results),
+    ct:pal("~b calls of ~b functions; answers by kind: ~p", [length(Results), length(Funs), Kinds]),
+    ?assertEqual([], lists:sublist([R || {_, _, {raised, _, _}} = R <- Results], 10)),
+    {ok, _} = hyper_lmdb:start(S),  % reset/stop may have been drawn: serve again
+    ok = hyper_lmdb:write(S, <<"after">>, <<"1">>),
+    ?assertEqual({ok, <<"1">>}, hyper_lmdb:read(S, <<"after">>)),
+    hyper_lmdb:stop(S).
+
+kind({raised, _, _}) -> raised;
+kind({error, {bad_argument, _}}) -> bad_argument;
+kind({error, {bad_option, _}}) -> bad_option;
+kind({error, _}) -> other_error;
+kind(ok) -> ok;
+kind({ok, _}) -> ok_value;
+kind(not_found) -> not_found;
+kind(_) -> other_value.
+
+args(S, Arity) ->
+    First = case rand:uniform(4) of
+                1 -> term(2);
+                _ -> S
+            end,
+    [First | [term(3) || _ <- lists:seq(2, Arity)]].
+
+term(0) ->
+    leaf();
+term(D) ->
+    case rand:uniform(9) of
+        1 -> [term(D - 1) || _ <- lists:seq(1, rand:uniform(4))];
+        2 -> [term(D - 1) | term(D - 1)];  % improper unless the tail is a list
+        3 -> list_to_tuple([term(D - 1) || _ <- lists:seq(1, rand:uniform(3))]);
+        4 -> maps:from_list([{term(D - 1), term(D - 1)} || _ <- lists:seq(1, rand:uniform(3))]);
+        5 -> maps:from_list([{lists:nth(rand:uniform(6), [<<"match">>, <<"read">>, <<"list">>,
+                                                            <<"from">>, <<"limit">>, <<"path">>]),
+                              term(D - 1)} || _ <- lists:seq(1, rand:uniform(3))]);
+        6 -> [{lists:nth(rand:uniform(4), [write, make_link, make_group, delete]), term(D - 1),
+               term(D - 1)}];
+        7 -> #{from => term(D - 1), limit => term(D - 1), direction => term(D - 1)};
+        _ -> leaf()
+    end.
+
+leaf() ->
+    case rand:uniform(12) of
+        1 -> rand:uniform(1 bsl 70) - (1 bsl 69);
+        2 -> rand:uniform(100) - 50;
+        3 -> rand:uniform() * 1.0e10;
+        4 -> lists:nth(rand:uniform(6), [undefined, true, ok, asc, desc, 'a/b']);
+        5 -> self();
+        6 -> make_ref();
+        7 -> fun() -> ok end;
+        8 -> <<>>;
+        9 -> lists:nth(rand:uniform(6), [<<"a">>, <<"a/b">>, <<"/">>, <<"l/b">>, <<"a", 0, "b">>,
+                                         <<255, 254>>]);
+        10 -> binary:copy(<<"k">>, rand:uniform(700));
+        11 -> "a/b";
+        12 -> [$a, 300000, -1]
+    end.
 
 %% Everything the store holds, links not followed.
 snapshot(S) -> snapshot(S, undefined, []).
