@@ -16,7 +16,7 @@ LIB_SRCS := $(filter-out port_src/main.c,$(PORT_SRCS))
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-field-initializers
 CSTD := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 CFLAGS ?= -O2 -g
-PORT_LIBS := -llmdb -ljemalloc
+PORT_LIBS := -llmdb -ljemalloc -pthread
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 DEB_PACKAGES := build-essential erlang-nox erlang-dev liblmdb-dev libjemalloc-dev rebar3 \

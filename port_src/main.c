@@ -33,6 +33,7 @@
 #include "frame.h"
 #include "protocol.h"
 #include "store.h"
+#include "syncer.h"
 
 /* Replies are written once this much is pending, even mid-chunk, so a
  * read_many of large values does not hold everything in memory. */
@@ -231,17 +232,72 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
     return 0;
 }
 
-/* Flushes commit and async mode's commits to disk.  A failed flush is
- * tried again at the next deadline: the commits stay counted unsynced. */
-static void background_sync(struct dispatch *d, struct store *s, uint64_t *synced)
+/*
+ * commit and async mode's flushes to disk, within a sync interval of the
+ * oldest commit not yet flushed, busy or idle.  On the syncer's thread
+ * (syncer.h); on this one if the thread could not start.  A failed flush
+ * leaves its commits unflushed, tried again at the next deadline.
+ */
+struct flusher {
+    struct syncer sync;
+    int threaded;
+    uint64_t synced;   /* commits on disk */
+    uint64_t due;      /* when the oldest commit not on disk must be */
+    int pending;       /* commits not on disk, and `due` is set */
+    int busy;          /* the syncer is flushing */
+};
+
+static void flusher_start(struct flusher *f, struct store *s)
 {
-    int rc = mdb_env_sync(s->env, 1);
-    if (rc) {
-        fprintf(stderr, "hyper_lmdb_port: background sync: %s\n", mdb_strerror(rc));
-        return;
+    int fd;
+    *f = (struct flusher){0};
+    f->threaded = mdb_env_get_fd(s->env, &fd) == 0 && syncer_start(&f->sync, fd) == 0;
+    if (!f->threaded)
+        fprintf(stderr, "hyper_lmdb_port: no sync thread; flushing on the event loop\n");
+}
+
+/* Takes in what the syncer finished; then, when the deadline has come,
+ * asks for a flush of every commit so far.  Returns the poll timeout, in
+ * ms, that keeps the deadline (-1: none). */
+static int flusher_tick(struct flusher *f, struct dispatch *d, struct store *s,
+                        unsigned interval_ms)
+{
+    uint64_t commits = d->batch.commits, now = now_us();
+    if (f->threaded) {
+        uint64_t flushes;
+        int failed;
+        syncer_poll(&f->sync, &f->synced, &f->busy, &failed, &flushes);
+        d->background_syncs = flushes;
+        if (failed)
+            fprintf(stderr, "hyper_lmdb_port: background sync: %s\n", strerror(failed));
     }
-    *synced = d->batch.commits;
-    d->background_syncs++;
+    int dirty = commits != f->synced && !s->read_only && s->durability != DURABILITY_FSYNC;
+    if (!dirty) {
+        f->pending = 0;
+        return -1;
+    }
+    if (!f->pending) {
+        f->pending = 1;
+        f->due = now + (uint64_t)interval_ms * 1000u;
+    }
+    if (now >= f->due) {
+        if (f->threaded) {
+            if (!syncer_ask(&f->sync, commits))
+                return 1; /* still flushing the last lot: look again soon */
+            f->busy = 1;
+        } else {
+            int rc = mdb_env_sync(s->env, 1);
+            if (rc)
+                fprintf(stderr, "hyper_lmdb_port: background sync: %s\n", mdb_strerror(rc));
+            else {
+                f->synced = commits;
+                d->background_syncs++;
+            }
+        }
+        /* what is committed from now on is due an interval from now */
+        f->due = now + (uint64_t)interval_ms * 1000u;
+    }
+    return (int)((f->due - now + 999) / 1000);
 }
 
 static void usage(const char *why)
@@ -379,9 +435,8 @@ int main(int argc, char **argv)
     dispatch_hello(&d);
     struct output out = {.fd = out_fd};
     int status = EXIT_OK;
-    uint64_t synced_commits = 0;
-    uint64_t sync_due = 0;        /* commit/async: the oldest unsynced commit's deadline */
-    int was_dirty = 0;
+    struct flusher flush;
+    flusher_start(&flush, &store);
     size_t last_burst = 0;        /* frames the last read brought */
     unsigned burst_avg = 16;      /* moving average of last_burst, x16 */
     size_t last_batch = 0;        /* fsync mode: writes in the last commit */
@@ -398,22 +453,12 @@ int main(int argc, char **argv)
             d.fault = d.fault_next;
             d.fault_next = 0;
         }
-        /* Commits reach the disk within a sync interval of the oldest
-         * one not yet there, busy or idle (fsync mode's are there at
-         * once).  Idle, the read snapshot is let go too, so it pins no
-         * pages. */
-        int dirty = d.batch.commits != synced_commits && !store.read_only &&
-                    store.durability != DURABILITY_FSYNC;
-        uint64_t now = now_us();
-        if (dirty && !was_dirty)
-            sync_due = now + (uint64_t)opt.sync_interval_ms * 1000u;
-        was_dirty = dirty;
-        if (dirty && now >= sync_due) {
-            background_sync(&d, &store, &synced_commits);
-            dirty = was_dirty = 0;
-        }
-        int timeout = dirty ? (int)((sync_due - now + 999) / 1000)
-                      : store.pool.live ? opt.sync_interval_ms : -1;
+        /* Commits reach the disk within a sync interval (fsync mode's at
+         * once).  Idle for a sync interval, the read snapshot is let go
+         * too, so it pins no pages. */
+        int timeout = flusher_tick(&flush, &d, &store, (unsigned)opt.sync_interval_ms);
+        if (timeout < 0 && store.pool.live)
+            timeout = opt.sync_interval_ms;
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         /* Spin briefly (--spin-us) before sleeping: a caller that just got
          * its reply often sends the next request within microseconds, and
@@ -436,12 +481,9 @@ int main(int argc, char **argv)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 0) { /* idle until the deadline, or for a sync interval */
-            if (dirty) {
-                background_sync(&d, &store, &synced_commits);
-                was_dirty = 0;
-            }
-            txn_pool_release(&store.pool);
+        if (n == 0) { /* idle until a deadline, or for a sync interval */
+            if (!flush.pending)
+                txn_pool_release(&store.pool);
             continue;
         }
         long got = frame_in_read(&in, STDIN_FILENO);
@@ -492,7 +534,9 @@ int main(int argc, char **argv)
         status = EXIT_OUTPUT;
     dispatch_free(&d);
     frame_in_free(&in);
-    store_close(&store);
+    if (flush.threaded)
+        syncer_stop(&flush.sync);
+    store_close(&store); /* flushes everything, on this thread */
     if (lock_fd >= 0)
         close(lock_fd); /* after the last commit and sync: the next port may go */
     return status;
