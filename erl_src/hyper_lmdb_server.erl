@@ -376,7 +376,7 @@ find(Name) ->
     end.
 
 find_registered(Key, Name) ->
-    try ets:lookup(?REGISTRY, Name) of
+    try ets:lookup(?REGISTRY, dir_key(Name)) of
         [{_, Pid, Counter, Async}] when Counter =/= starting ->
             %% No liveness check here (it costs more than the rest of the
             %% lookup): a dead server shows in the waiting caller's probe.
@@ -418,7 +418,7 @@ validate(_) ->
 
 name(N) when is_binary(N), N =/= <<>> ->
     case binary:match(N, <<0>>) of
-        nomatch -> {ok, N};
+        nomatch -> {ok, dir_key(N)};
         _ -> error
     end;
 name(N) when is_list(N), N =/= [] ->
@@ -430,6 +430,24 @@ name(N) when is_list(N), N =/= [] ->
     end;
 name(_) ->
     error.
+
+%% One directory, one key: "/d", "/d/" and "/d//" name the same store (two
+%% servers would run two ports on it, and the second would wait on the
+%% first's lock).  Only the slashes are made canonical: "d" and "/cwd/d"
+%% stay two names.  Names that are canonical already, the common case,
+%% come back as they are.
+dir_key(N) ->
+    case binary:last(N) =/= $/ andalso binary:match(N, <<"//">>) =:= nomatch of
+        true ->
+            N;
+        false ->
+            Joined = iolist_to_binary(lists:join($/, binary:split(N, <<"/">>, [global, trim_all]))),
+            case N of
+                <<"/", _/binary>> -> <<"/", Joined/binary>>;
+                _ when Joined =:= <<>> -> N;
+                _ -> Joined
+            end
+    end.
 
 option(_, _, {error, _} = E) -> E;
 option(K, V, {ok, C}) ->

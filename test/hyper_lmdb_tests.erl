@@ -21,7 +21,7 @@ store(Tag, Extra) ->
 
 done(S = #{<<"name">> := Dir}) ->
     ok = hyper_lmdb:stop(S),
-    os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "'").
+    os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "' '" ++ binary_to_list(Dir) ++ "-alias'").
 
 %%% ---------------------------------------------------------------------
 %%% pure helpers
@@ -323,16 +323,16 @@ restart_waits_for_old_port_test_() ->
         done(S)
     end}.
 
-%% The same directory served twice at once, under two names (a trailing
-%% slash): the second port waits for the first, and gives up with a clear
-%% error when the first stays.  Here the first leaves while the second
-%% waits, and the second then opens.
+%% The same directory served twice at once, under two names (here a
+%% symbolic link): the second port waits for the first, and gives up with
+%% a clear error when the first stays.  Here the first leaves while the
+%% second waits, and the second then opens.  (Names that differ only in
+%% slashes name one store: same_store_whatever_the_slashes.)
 second_port_waits_test_() ->
     {timeout, 120, fun() ->
         S = store(twice),
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
-        #{<<"name">> := Dir} = S,
-        S2 = S#{<<"name">> => <<Dir/binary, "/">>},
+        S2 = S#{<<"name">> => alias_of(S)},
         Self = self(),
         spawn_link(fun() -> Self ! {second, hyper_lmdb:start(S2)} end),
         timer:sleep(300),
@@ -498,11 +498,10 @@ foreign_commit_seen_under_load_test_() ->
     {timeout, 60, fun() ->
         S = store(foreign),
         ok = hyper_lmdb:write(S, <<"k">>, <<"old">>),
-        #{<<"name">> := Dir} = S,
         Self = self(),
         Loader = spawn_link(fun() -> read_loop(S, Self) end),
         receive {Loader, reading} -> ok end,
-        Beside = #{<<"name">> => <<Dir/binary, "/">>, <<"exclusive">> => false},
+        Beside = #{<<"name">> => alias_of(S), <<"exclusive">> => false},
         {ok, _} = hyper_lmdb:start(Beside),
         ok = hyper_lmdb:write(Beside, <<"k">>, <<"new">>),
         ok = hyper_lmdb:stop(Beside),
@@ -511,6 +510,26 @@ foreign_commit_seen_under_load_test_() ->
         receive {Loader, done} -> ok end,
         done(S)
     end}.
+
+%% Another name for the store's directory: a symbolic link to it.
+alias_of(#{<<"name">> := Dir}) ->
+    Link = <<Dir/binary, "-alias">>,
+    ok = file:make_symlink(Dir, Link),
+    Link.
+
+%% "/d", "/d/" and "/d//", as binaries or strings, are one store.
+same_store_whatever_the_slashes_test() ->
+    S = store(slashes),
+    #{<<"name">> := Dir} = S,
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    Names = [<<Dir/binary, "/">>, <<Dir/binary, "//">>, binary_to_list(Dir) ++ "/"],
+    ?assertEqual([Pid], lists:usort([maps:get(<<"pid">>, element(2, hyper_lmdb:start(#{<<"name">> => N})))
+                                     || N <- Names])),
+    ok = hyper_lmdb:write(#{<<"name">> => hd(Names)}, <<"k">>, <<"v">>),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+    ok = hyper_lmdb:stop(#{<<"name">> => lists:last(Names)}),
+    ?assertEqual(error, hyper_lmdb_server:lookup(Dir)),
+    done(S).
 
 read_loop(S, Parent) ->
     {ok, _} = hyper_lmdb:read(S, <<"k">>),
