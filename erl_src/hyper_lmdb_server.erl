@@ -615,7 +615,9 @@ terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A})
     %% input; the others are answered below, unsent.
     Unsent = drain_requests([]),
     catch port_command(Port, [Frame || {_, async, _, Frame} <- Unsent]),
+    OsPid = os_pid(Port),
     catch port_close(Port),
+    reap(Cfg, OsPid),
     %% Callers still waiting hear why at once (they have no monitor: see
     %% request/4); they start the store again.
     maps:foreach(fun(Id, {Dest, _, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
@@ -761,6 +763,44 @@ watchdog_tick(#cfg{watchdog = infinity}) -> ok;
 watchdog_tick(#cfg{watchdog = W}) ->
     _ = erlang:send_after(max(10, W div 4), self(), watchdog),
     ok.
+
+%% The closed port serves what it was handed and exits.  One that is hung
+%% never reads to its end: it would hold the directory's lock (and the
+%% store) for good.  A watcher kills it once the watchdog's time has gone
+%% by, as the watchdog would have, had the server lived; its unconfirmed
+%% async writes are lost then, and it says so.  (The watcher is not linked:
+%% it outlives the server.  With the watchdog off it only warns.)
+reap(_, undefined) ->
+    ok;
+reap(#cfg{name = Name, watchdog = W}, OsPid) ->
+    _ = spawn(fun() -> reap_wait(Name, OsPid, W, 0, 5) end),
+    ok.
+
+reap_wait(Name, OsPid, W, Waited, Step) ->
+    case os_process_alive(OsPid) of
+        false ->
+            ok;
+        true when W =:= infinity, Waited >= 30000 ->
+            logger:warning("hyper_lmdb ~s: the closed port (os pid ~b) is still running after "
+                           "30 s; the store cannot open again until it ends", [Name, OsPid]);
+        true when W =/= infinity, Waited >= W ->
+            logger:error("hyper_lmdb ~s: the closed port (os pid ~b) did not exit within ~b ms; "
+                         "killing it (writes it held unconfirmed are lost)", [Name, OsPid, W]),
+            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+            ok;
+        true ->
+            timer:sleep(Step),
+            reap_wait(Name, OsPid, W, Waited + Step, min(1000, 2 * Step))
+    end.
+
+%% Linux: a live process has /proc/PID (a zombie too, briefly: the runtime
+%% reaps its children at once).  Elsewhere, ask kill -0.
+os_process_alive(OsPid) ->
+    case file:read_file_info("/proc/" ++ integer_to_list(OsPid)) of
+        {ok, _} -> true;
+        {error, enoent} -> false;
+        {error, _} -> os:cmd("kill -0 " ++ integer_to_list(OsPid) ++ " 2>/dev/null && echo y") =:= "y\n"
+    end.
 
 kill_port(Port) ->
     case os_pid(Port) of

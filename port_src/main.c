@@ -46,8 +46,9 @@
 #define SPIN_BELOW_AVG (2 * 16)
 
 /* How long a new port waits for the one before it to let go of the
- * directory (lock_dir). */
-#define LOCK_WAIT_MS 30000
+ * directory (lock_dir): longer than the server's default watchdog, after
+ * which a closed port that is hung is killed (hyper_lmdb_server, reap). */
+#define LOCK_WAIT_MS 40000
 
 /* The longest group_wait, whatever the last flush took. */
 #define GROUP_WAIT_MAX_US 2000

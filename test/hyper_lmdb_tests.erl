@@ -511,6 +511,32 @@ foreign_commit_seen_under_load_test_() ->
         done(S)
     end}.
 
+%% A port that is hung when its store stops never reads to the end of its
+%% input, so it would hold the directory's lock for good.  It is killed
+%% once the watchdog's time has gone by, and the store opens again.
+hung_port_at_stop_is_reaped_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reap, #{<<"fault-injection">> => true, <<"watchdog">> => 1000,
+                          <<"timeout">> => 500}),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
+        ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+        Self = self(),
+        spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
+                  hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
+        timer:sleep(100),
+        ok = hyper_lmdb:stop(S),
+        receive {reader, _} -> ok after 5000 -> ?assert(false) end,
+        T0 = erlang:monotonic_time(millisecond),
+        ?assertMatch({ok, _}, hyper_lmdb:start(S)),
+        Took = erlang:monotonic_time(millisecond) - T0,
+        ?assert(Took < 10000),
+        ?assert(gone(OsPid, 10)),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+        done(S)
+    end}.
+
 %% Another name for the store's directory: a symbolic link to it.
 alias_of(#{<<"name">> := Dir}) ->
     Link = <<Dir/binary, "-alias">>,
