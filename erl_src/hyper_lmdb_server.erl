@@ -32,10 +32,10 @@
 -module(hyper_lmdb_server).
 -behaviour(gen_server).
 
--export([start_link/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1, forget/1,
-         inject_fault/2, port_info/1]).
+-export([start_link/2, await_open/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1,
+         forget/1, inject_fault/2, port_info/1]).
 -export([new_id/0, frame/2]).
--export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
@@ -117,9 +117,30 @@
 %%% API (used by hyper_lmdb)
 
 %% @doc Starts a server for a validated configuration (from validate/1).
--spec start_link(cfg()) -> {ok, pid()} | {error, term()}.
-start_link(Cfg) ->
-    gen_server:start_link(?MODULE, Cfg, []).
+%% Its port opens after init/1 returns (handle_continue/2): opening can
+%% wait up to 40 s for the directory's lock, and init/1 runs in the
+%% supervisor, which would hold up every other store's start meanwhile.
+%% The result goes to `Requester' (await_open/1).
+-spec start_link(cfg(), pid()) -> {ok, pid()} | {error, term()}.
+start_link(Cfg, Requester) ->
+    gen_server:start_link(?MODULE, {Cfg, Requester}, []).
+
+%% @doc Waits for the port of a server just started (start_link/2, by
+%% this process) to open: `{ok, Pid}', or `{error, {shutdown, Reason}}'
+%% when it could not.
+-spec await_open(pid()) -> {ok, pid()} | {error, term()}.
+await_open(Pid) ->
+    MRef = erlang:monitor(process, Pid),
+    receive
+        {?MODULE, opened, Pid, Result} ->
+            erlang:demonitor(MRef, [flush]),
+            case Result of
+                ok -> {ok, Pid};
+                {error, Reason} -> {error, {shutdown, Reason}}
+            end;
+        {'DOWN', MRef, process, Pid, Reason} ->
+            {error, Reason}
+    end.
 
 %% @doc Sends one request to the store and waits at most Timeout ms for
 %% its answer; never raises.  An async-mode write returns `ok' as soon as
@@ -493,14 +514,16 @@ to_bin(_) -> undefined.
 %%% gen_server
 
 %% @private
--spec init(cfg()) -> {ok, #state{}} | {stop, term()}.
-init(Cfg = #cfg{name = Name}) ->
+-spec init({cfg(), pid()}) -> {ok, #state{}, {continue, {open, pid()}}} | {stop, term()}.
+init({Cfg = #cfg{name = Name}, Requester}) ->
     process_flag(trap_exit, true),
+    Open = {ok, #state{cfg = Cfg, async_count = atomics:new(2, [{signed, true}])},
+            {continue, {open, Requester}}},
     %% Claim the name first (a row without a port yet): two starts of one
     %% store race here, and only one opens it.
     case ets:insert_new(?REGISTRY, {Name, self(), starting, false}) of
         true ->
-            open(Cfg);
+            Open;
         false ->
             case ets:lookup(?REGISTRY, Name) of
                 [{_, Pid, Old, _}] when Pid =/= self() ->
@@ -514,31 +537,34 @@ init(Cfg = #cfg{name = Name}) ->
                             %% reference look again (find/1).
                             _ = Old =/= starting andalso atomics:put(Old, ?STOPPING, 1) =:= ok,
                             ets:insert(?REGISTRY, {Name, self(), starting, false}),
-                            open(Cfg)
+                            Open
                     end;
                 _ ->
                     ets:insert(?REGISTRY, {Name, self(), starting, false}),
-                    open(Cfg)
+                    Open
             end
     end.
 
-open(Cfg) ->
+%% @private
+-spec handle_continue({open, pid()}, #state{}) ->
+    {noreply, #state{}} | {stop, {shutdown, term()}, #state{}}.
+handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
     case open_port(Cfg) of
         {ok, Port, Format} ->
-            S = #state{cfg = Cfg, port = Port, format = Format,
-                       async_count = atomics:new(2, [{signed, true}]),
-                       last_progress = now_ms()},
+            S2 = S#state{port = Port, format = Format, last_progress = now_ms()},
             %% A read-only store answers every write read_only: never early.
-            ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S#state.async_count,
+            ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S2#state.async_count,
                                    Cfg#cfg.durability =:= <<"async">> andalso
                                        not Cfg#cfg.read_only}),
             watchdog_tick(Cfg),
-            {ok, S};
+            Requester ! {?MODULE, opened, self(), ok},
+            {noreply, S2};
         {error, Reason} ->
             ets:delete_object(?REGISTRY, {Cfg#cfg.name, self(), starting, false}),
+            Requester ! {?MODULE, opened, self(), {error, Reason}},
             %% {shutdown, _}: an expected failure, reported to the caller
             %% as a value, not logged as a crash.
-            {stop, {shutdown, Reason}}
+            {stop, {shutdown, Reason}, S}
     end.
 
 %% @private

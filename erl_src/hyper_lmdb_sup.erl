@@ -10,10 +10,15 @@
 start_link() ->
     supervisor:start_link({local, ?MODULE}, ?MODULE, []).
 
-%% @doc Starts the server of a validated store configuration.
+%% @doc Starts the server of a validated store configuration and waits
+%% for its port to open (outside the supervisor: see
+%% hyper_lmdb_server:start_link/2).
 -spec start_store(hyper_lmdb_server:cfg()) -> {ok, pid()} | {error, term()}.
 start_store(Cfg) ->
-    supervisor:start_child(?MODULE, [Cfg]).
+    case supervisor:start_child(?MODULE, [Cfg, self()]) of
+        {ok, Pid} -> hyper_lmdb_server:await_open(Pid);
+        Other -> Other
+    end.
 
 %% @private
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.

@@ -337,6 +337,12 @@ second_port_waits_test_() ->
         spawn_link(fun() -> Self ! {second, hyper_lmdb:start(S2)} end),
         timer:sleep(300),
         receive {second, Early} -> ?assertEqual(still_waiting, Early) after 0 -> ok end,
+        %% meanwhile other stores start as ever: the wait is not the
+        %% supervisor's (hyper_lmdb_server:start_link/2)
+        Other = store(other),
+        ?assertEqual(ok, hyper_lmdb:write(Other, <<"k">>, <<"v">>)),
+        done(Other),
+        receive {second, Early2} -> ?assertEqual(still_waiting, Early2) after 0 -> ok end,
         ok = hyper_lmdb:stop(S),
         receive {second, R} -> ?assertMatch({ok, _}, R) after 20000 -> ?assert(false) end,
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S2, <<"k">>)),
