@@ -454,7 +454,7 @@ call(Opts, Kind, Req) ->
     case server(Opts) of
         {ok, Ref} ->
             case hyper_lmdb_server:request(Ref, Kind, Req, timeout(Opts)) of
-                {error, not_started} -> call_again(Opts, Kind, Req);
+                {error, not_started} -> call_again(Opts, Kind, Req, 3);
                 Result -> Result
             end;
         {error, _} = E ->
@@ -462,15 +462,25 @@ call(Opts, Kind, Req) ->
     end.
 
 %% The server we found had died (killed, or stopped under us): start the
-%% store again, once.
-call_again(Opts, Kind, Req) ->
+%% store again and send the call once more.  A few times: a stop/1 from
+%% elsewhere can come between our start and our call again.
+call_again(Opts, Kind, Req, Tries) ->
     {ok, Name} = name(Opts),  % (server/1 found it by this name)
     ok = hyper_lmdb_server:forget(Name),
     case start(Opts) of
         {ok, #{<<"pid">> := Pid}} ->
             case started(Name, Pid) of
-                {ok, Ref} -> hyper_lmdb_server:request(Ref, Kind, Req, timeout(Opts));
-                {error, _} = E -> E
+                {ok, Ref} ->
+                    case hyper_lmdb_server:request(Ref, Kind, Req, timeout(Opts)) of
+                        {error, not_started} when Tries > 1 ->
+                            call_again(Opts, Kind, Req, Tries - 1);
+                        Result ->
+                            Result
+                    end;
+                {error, not_started} when Tries > 1 ->
+                    call_again(Opts, Kind, Req, Tries - 1);
+                {error, _} = E ->
+                    E
             end;
         {error, _} = E ->
             E

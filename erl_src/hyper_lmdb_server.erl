@@ -401,9 +401,17 @@ find_registered(Key, Name) ->
         [{_, Pid, Counter, Async}] when Counter =/= starting ->
             %% No liveness check here (it costs more than the rest of the
             %% lookup): a dead server shows in the waiting caller's probe.
-            Ref = {Pid, Counter, Async},
-            put(Key, Ref),
-            {ok, Ref};
+            %% One that has begun to stop (its row not yet deleted) is no
+            %% longer handed out.
+            case atomics:get(Counter, ?STOPPING) of
+                0 ->
+                    Ref = {Pid, Counter, Async},
+                    put(Key, Ref),
+                    {ok, Ref};
+                _ ->
+                    erase(Key),
+                    error
+            end;
         _ ->
             erase(Key),
             error

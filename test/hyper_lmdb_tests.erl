@@ -14,6 +14,8 @@ store(Tag, Extra) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
     Dir = filename:join(["/tmp", "hyper_lmdb_eunit",
                          atom_to_list(Tag) ++ "_" ++ integer_to_list(erlang:unique_integer([positive]))]),
+    %% (unique within this run only: clear what an earlier run left)
+    _ = os:cmd("rm -rf '" ++ Dir ++ "' '" ++ Dir ++ "-alias'"),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     S = maps:merge(#{<<"name">> => list_to_binary(Dir)}, Extra),
     {ok, _} = hyper_lmdb:start(S),
