@@ -263,8 +263,8 @@ static void flusher_start(struct flusher *f, struct store *s)
 static int flusher_tick(struct flusher *f, struct dispatch *d, struct store *s,
                         unsigned interval_ms)
 {
-    uint64_t commits = d->batch.commits, now = now_us();
-    if (f->threaded) {
+    uint64_t commits = d->batch.commits;
+    if (f->threaded && f->busy) { /* (nothing to take in otherwise: no lock, no clock) */
         uint64_t flushes;
         int failed;
         syncer_poll(&f->sync, &f->synced, &f->busy, &failed, &flushes);
@@ -277,6 +277,7 @@ static int flusher_tick(struct flusher *f, struct dispatch *d, struct store *s,
         f->pending = 0;
         return -1;
     }
+    uint64_t now = now_us();
     if (!f->pending) {
         f->pending = 1;
         f->due = now + (uint64_t)interval_ms * 1000u;
