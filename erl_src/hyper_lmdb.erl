@@ -34,6 +34,9 @@
 
 -define(DEFAULT_TIMEOUT, 60000).
 -define(DEFAULT_MAX_VALUE, (1 bsl 30) - (1 bsl 16)).
+%% how long a caller waits for a store another caller is opening: the
+%% port's lock wait (40 s) and its hello (the server gives up at 60 s)
+-define(OPEN_WAIT, 120000).
 
 %%% ---------------------------------------------------------------------
 %%% lifecycle
@@ -457,6 +460,9 @@ call(Opts, Kind, Req) ->
                 {error, not_started} -> call_again(Opts, Kind, Req, 3);
                 Result -> Result
             end;
+        {error, not_started} ->
+            %% the server found was stopping or failed to open meanwhile
+            call_again(Opts, Kind, Req, 3);
         {error, _} = E ->
             E
     end.
@@ -503,14 +509,15 @@ server(Opts) ->
             {error, {bad_option, <<"name">>}}
     end.
 
-%% A server another caller is still starting publishes its port when its
-%% init is done; a call to it returns only then.
+%% A server another caller is still starting publishes its port once it
+%% opened it (after its init, which may wait for the directory's lock,
+%% tens of seconds at worst); a call to it returns only then.
 started(Name, Pid) ->
     case hyper_lmdb_server:find(Name) of
         {ok, Ref} ->
             {ok, Ref};
         error ->
-            try hyper_lmdb_server:port_info(Pid) of
+            try hyper_lmdb_server:port_info(Pid, ?OPEN_WAIT) of
                 _ -> case hyper_lmdb_server:find(Name) of
                          {ok, Ref} -> {ok, Ref};
                          error -> {error, not_started}

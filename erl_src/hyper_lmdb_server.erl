@@ -33,7 +33,7 @@
 -behaviour(gen_server).
 
 -export([start_link/2, await_open/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1,
-         forget/1, inject_fault/2, port_info/1]).
+         forget/1, inject_fault/2, port_info/1, port_info/2]).
 -export([new_id/0, frame/2]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -346,6 +346,12 @@ inject_fault(Name, Point) ->
 -spec port_info(pid()) -> map().
 port_info(Pid) ->
     gen_server:call(Pid, port_info).
+
+%% @doc port_info/1 waiting at most Timeout ms: a server still opening its
+%% port answers only once it is open.
+-spec port_info(pid(), timeout()) -> map().
+port_info(Pid, Timeout) ->
+    gen_server:call(Pid, port_info, Timeout).
 
 %% @doc Stops the server: closes the port, which then exits on EOF.
 -spec stop(pid(), timeout()) -> ok.
@@ -800,40 +806,71 @@ watchdog_tick(#cfg{watchdog = W}) ->
 
 %% The closed port serves what it was handed and exits.  One that is hung
 %% never reads to its end: it would hold the directory's lock (and the
-%% store) for good.  A watcher kills it once the watchdog's time has gone
-%% by, as the watchdog would have, had the server lived; its unconfirmed
-%% async writes are lost then, and it says so.  (The watcher is not linked:
-%% it outlives the server.  With the watchdog off it only warns.)
+%% store) for good.  A watcher kills it once it has used no CPU for the
+%% watchdog's time, as the watchdog would have had the server lived (a
+%% port still committing a long tail uses CPU, a hung one none); its
+%% unconfirmed async writes are lost then, and it says so.  The watcher is
+%% not linked: it outlives the server.  With the watchdog off it only
+%% warns.  It knows the process by /proc (Linux): its start time, so that
+%% a recycled pid is never taken for it, and its CPU time.
 reap(_, undefined) ->
     ok;
 reap(#cfg{name = Name, watchdog = W}, OsPid) ->
-    _ = spawn(fun() -> reap_wait(Name, OsPid, W, 0, 5) end),
-    ok.
-
-reap_wait(Name, OsPid, W, Waited, Step) ->
-    case os_process_alive(OsPid) of
-        false ->
+    case proc_stat(OsPid) of
+        {ok, Started, Cpu} ->
+            _ = spawn(fun() -> reap_wait(Name, OsPid, W, Started, Cpu, 0, 5) end),
             ok;
-        true when W =:= infinity, Waited >= 30000 ->
-            logger:warning("hyper_lmdb ~s: the closed port (os pid ~b) is still running after "
-                           "30 s; the store cannot open again until it ends", [Name, OsPid]);
-        true when W =/= infinity, Waited >= W ->
-            logger:error("hyper_lmdb ~s: the closed port (os pid ~b) did not exit within ~b ms; "
-                         "killing it (writes it held unconfirmed are lost)", [Name, OsPid, W]),
-            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-            ok;
-        true ->
-            timer:sleep(Step),
-            reap_wait(Name, OsPid, W, Waited + Step, min(1000, 2 * Step))
+        gone ->
+            ok
     end.
 
-%% Linux: a live process has /proc/PID (a zombie too, briefly: the runtime
-%% reaps its children at once).  Elsewhere, ask kill -0.
-os_process_alive(OsPid) ->
-    case file:read_file_info("/proc/" ++ integer_to_list(OsPid)) of
-        {ok, _} -> true;
-        {error, enoent} -> false;
-        {error, _} -> os:cmd("kill -0 " ++ integer_to_list(OsPid) ++ " 2>/dev/null && echo y") =:= "y\n"
+reap_wait(Name, OsPid, W, Started, Cpu0, Silent, Step) ->
+    timer:sleep(Step),
+    case proc_stat(OsPid) of
+        {ok, Started, Cpu} ->
+            Quiet = case Cpu of
+                        Cpu0 -> Silent + Step;
+                        _ -> 0
+                    end,
+            if
+                W =:= infinity, Quiet >= 30000 ->
+                    logger:warning("hyper_lmdb ~s: the closed port (os pid ~b) has done nothing "
+                                   "for 30 s; the store cannot open again until it ends",
+                                   [Name, OsPid]);
+                W =/= infinity, Quiet >= W ->
+                    logger:error("hyper_lmdb ~s: the closed port (os pid ~b) has done nothing for "
+                                 "~b ms; killing it (writes it held unconfirmed are lost)",
+                                 [Name, OsPid, W]),
+                    _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+                    ok;
+                true ->
+                    reap_wait(Name, OsPid, W, Started, Cpu, Quiet, min(1000, 2 * Step))
+            end;
+        _ ->
+            ok  % it ended (or its pid now names another process)
+    end.
+
+%% {ok, StartTime, CpuTicks} of a live process, from /proc/PID/stat;
+%% gone when there is none (or no /proc: then no watcher either).
+proc_stat(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, B} ->
+            try
+                [_, Rest] = binary:split(B, <<") ">>),
+                F = binary:split(Rest, <<" ">>, [global]),
+                State = lists:nth(1, F),
+                Utime = binary_to_integer(lists:nth(12, F)),
+                Stime = binary_to_integer(lists:nth(13, F)),
+                Start = binary_to_integer(lists:nth(20, F)),
+                case State of
+                    <<"Z">> -> gone;
+                    _ -> {ok, Start, Utime + Stime}
+                end
+            catch
+                _:_ -> gone
+            end;
+        {error, _} ->
+            gone
     end.
 
 kill_port(Port) ->

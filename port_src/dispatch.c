@@ -175,8 +175,14 @@ static void reply_error(struct dispatch *d, uint64_t id, int rc)
 {
     if (rc == HL_EBADREQ || rc == HL_EBADTERM)
         d->bad_requests++;
-    if (rc == MDB_PANIC)
-        d->fatal = 1; /* main.c exits with EXIT_LMDB once this is answered */
+    if (rc == MDB_PANIC) {
+        /* The environment is gone.  No answer: the port exits (main.c)
+         * with this request unanswered, so the server settles it as one
+         * in flight (a read retried, an async write replayed into the
+         * next port, a write of unknown outcome answered port_exit). */
+        d->fatal = 1;
+        return;
+    }
     size_t start = reply_begin(d, id);
     codec_enc_tuple(&d->out, 2);
     codec_enc_atom(&d->out, "error");

@@ -98,13 +98,15 @@ static void flush_output(struct codec_enc *out, struct output *o)
 static int serve_frames(struct dispatch *d, struct frame_in *in, struct output *o, size_t *served)
 {
     size_t off, len;
-    int rc;
-    while ((rc = frame_in_next(in, &off, &len)) == 1) {
+    int rc = 0;
+    while (!d->fatal && (rc = frame_in_next(in, &off, &len)) == 1) {
         (*served)++;
         dispatch_frame(d, in->buf, off, len);
         if (d->out.len >= FLUSH_AT)
             flush_output(&d->out, o);
     }
+    if (d->fatal)
+        return EXIT_LMDB;
     if (rc < 0) {
         fprintf(stderr, "hyper_lmdb_port: frame longer than --max-frame %zu\n", in->max_frame);
         return EXIT_STREAM;
@@ -285,7 +287,7 @@ static int flusher_tick(struct flusher *f, struct dispatch *d, struct store *s,
     if (now >= f->due) {
         if (f->threaded) {
             if (!syncer_ask(&f->sync, commits))
-                return 1; /* still flushing the last lot: look again soon */
+                return 10; /* still flushing the last lot: look again soon */
             f->busy = 1;
         } else {
             int rc = mdb_env_sync(s->env, 1);
@@ -505,7 +507,7 @@ int main(int argc, char **argv)
             status = group_wait(&d, &in, &out, last_batch, commit_us, &eof);
         if (status)
             break;
-        if (d.fatal) { /* its requests are answered: flush them, then go */
+        if (d.fatal) { /* what it failed on stays unanswered (dispatch.c) */
             status = EXIT_LMDB;
             break;
         }
@@ -530,7 +532,8 @@ int main(int argc, char **argv)
         }
         frame_in_compact(&in);
     }
-    dispatch_end_of_input(&d);
+    if (!d.fatal)
+        dispatch_end_of_input(&d);
     flush_output(&d.out, &out);
     if (out.closed && status == EXIT_OK)
         status = EXIT_OUTPUT;
