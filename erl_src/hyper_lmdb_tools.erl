@@ -56,13 +56,16 @@ fold_pages(S, Fun, Acc, From) ->
 
 %% @doc Writes every key of the store to File as Erlang terms, one
 %% `{Key, Kind, Data}.' per line (readable with file:consult/1).  Returns
-%% the number of keys.
+%% the number of keys.  The file is ASCII whatever the bytes: a binary of
+%% printable ASCII is written as a string, any other as its bytes
+%% (`<<233,1>>'), since ~p would write bytes from 160 up as Latin-1
+%% characters that file:consult, reading UTF-8, refuses or changes.
 -spec dump(hyper_lmdb:store(), file:filename_all()) -> {ok, non_neg_integer()} | {error, term()}.
 dump(S, File) ->
     case file:open(File, [write, raw, binary, delayed_write]) of
         {ok, Fd} ->
             R = fold_pages(S, fun(Page, N) ->
-                                  Text = [io_lib:format("~0p.~n", [E]) || E <- Page],
+                                  Text = [entry_text(E) || E <- Page],
                                   case file:write(Fd, Text) of
                                       ok -> {ok, N + length(Page)};
                                       {error, Why} -> {error, {File, Why}}
@@ -77,7 +80,10 @@ dump(S, File) ->
     end.
 
 %% @doc Loads a file written by dump/2 into the store (keys it already has
-%% are replaced); returns the number of keys written.
+%% are replaced); returns the number of keys written.  Every line is
+%% checked before the first write; the writes then go in batches of
+%% ?BATCH_OPS (one commit each), so a store that fails part-way (a full
+%% disk) keeps the batches before the failure.
 -spec load(hyper_lmdb:store(), file:filename_all()) -> {ok, non_neg_integer()} | {error, term()}.
 load(S, File) ->
     case file:consult(File) of
@@ -94,8 +100,24 @@ load(S, File) ->
             {error, {File, Why}}
     end.
 
-is_entry({K, Kind, D}) when is_binary(K), is_binary(D) ->
-    Kind =:= value orelse Kind =:= link orelse Kind =:= group;
+entry_text({K, Kind, D}) ->
+    [${, bin_text(K), $,, atom_to_list(Kind), $,, bin_text(D), "}.\n"].
+
+bin_text(B) ->
+    case plain(B) of
+        true -> [<<"<<\"">>, B, <<"\">>">>];
+        false -> io_lib:format("~w", [B])
+    end.
+
+plain(<<C, R/binary>>) when C >= 32, C =< 126, C =/= $", C =/= $\\ -> plain(R);
+plain(<<>>) -> true;
+plain(_) -> false.
+
+%% A line load/2 can write: checked for every line before anything is
+%% written, so that a bad dump changes nothing (a failure of the store
+%% itself part-way through still leaves the batches before it).
+is_entry({K, Kind, D}) when is_binary(K), K =/= <<>>, byte_size(K) =< 511, is_binary(D) ->
+    Kind =:= value orelse Kind =:= group orelse (Kind =:= link andalso D =/= <<>>);
 is_entry(_) ->
     false.
 
