@@ -187,11 +187,14 @@ convert(Src, Dst, Format, Opts) when is_map(Opts) ->
                 false ->
                     From = #{<<"name">> => to_bin(Src), <<"read-only">> => true},
                     To = #{<<"name">> => to_bin(Dst), <<"format">> => Format},
+                    %% A source this node serves already is read through
+                    %% its server, and left running afterwards.
+                    Served = hyper_lmdb_server:lookup(to_bin(Src)) =/= error,
                     _ = filelib:ensure_dir(filename:join(Dst, "x")),
                     try
                         convert_open(From, To, Format)
                     after
-                        hyper_lmdb:stop(From),
+                        _ = [hyper_lmdb:stop(From) || not Served],
                         hyper_lmdb:stop(To)
                     end
             end

@@ -580,6 +580,19 @@ dump_load_round_trips_every_byte_test() ->
     [done(X) || X <- [S, T, U]],
     ok.
 
+%% convert/3 of a store this node serves reads it through its server and
+%% leaves it running.
+convert_leaves_a_served_source_running_test() ->
+    S = store(convsrc),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    #{<<"name">> := Dir} = S,
+    Dst = binary_to_list(Dir) ++ "-alias",  % (removed by done/1)
+    ?assertEqual({ok, 1}, hyper_lmdb_tools:convert(Dir, Dst, <<"hb_store_lmdb">>)),
+    ?assertEqual({ok, Pid}, hyper_lmdb_server:lookup(Dir)),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+    done(S).
+
 %% Another name for the store's directory: a symbolic link to it.
 alias_of(#{<<"name">> := Dir}) ->
     Link = <<Dir/binary, "-alias">>,
