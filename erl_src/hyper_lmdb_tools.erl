@@ -346,17 +346,38 @@ check_entry(S, Format, {K, Kind, D}, #{keys := N, links := L, problems := P} = A
             Acc#{keys := N + 1, problems := P1}
     end.
 
+%% A link reachable as its own key is followed from there.  One stored
+%% below a linked prefix is never met that way (the path K means the
+%% prefix's target's K): its own target is looked at instead.
 link_problem(S, K, Target) ->
-    case hyper_lmdb:type(S, K) of
-        not_found ->
-            %% an unresolvable path (a loop, a chain past the hop limit)
-            %% resolves to itself
-            case hyper_lmdb:resolve(S, K) of
-                K -> [{loop, K, Target}];
-                _ -> [{dangling, K, Target}]
+    Parent = parent(K),
+    case Parent =:= <<>> orelse hyper_lmdb:resolve(S, Parent) =:= Parent of
+        true ->
+            case hyper_lmdb:type(S, K) of
+                not_found ->
+                    %% an unresolvable path (a loop, a chain past the hop
+                    %% limit) resolves to itself
+                    case hyper_lmdb:resolve(S, K) of
+                        K -> [{loop, K, Target}];
+                        _ -> [{dangling, K, Target}]
+                    end;
+                {error, Why} ->
+                    [{error, K, iolist_to_binary(io_lib:format("~0p", [Why]))}];
+                _ ->
+                    []
             end;
-        _ ->
-            []
+        false ->
+            case hyper_lmdb:type(S, Target) of
+                not_found -> [{dangling, K, Target}];
+                {error, Why} -> [{error, K, iolist_to_binary(io_lib:format("~0p", [Why]))}];
+                _ -> []
+            end
+    end.
+
+parent(K) ->
+    case binary:matches(K, <<"/">>) of
+        [] -> <<>>;
+        Ms -> {At, _} = lists:last(Ms), binary:part(K, 0, At)
     end.
 
 normal(<<>>) -> false;
