@@ -89,22 +89,31 @@ static int decode_path(struct dispatch *d, struct codec_dec *dec, struct scratch
     return 0;
 }
 
-/* store_check_key, remembering the length for a key_too_long reply. */
-static int check_key(struct dispatch *d, size_t len)
+/* A path longer than any resolution works on (PATH_MAX_WORK) is
+ * key_too_long, remembering the length for the reply.  A path longer than
+ * a key (511) is not: a link at a prefix may shorten it, so only the key
+ * it resolves to is held to LMDB's limit (by the store, as it writes; a
+ * read of a longer key is not_found). */
+static int check_path(struct dispatch *d, size_t len)
 {
-    int rc = store_check_key(len);
+    int rc = store_check_path(len);
     if (rc == HL_ETOOLONG)
         d->store->err_key_len = len;
     return rc;
 }
 
-/* A path that names a key to read: too long is an error, as for writes;
- * the empty path is the root. */
+/* A path that names a key to write: not empty, not beyond PATH_MAX_WORK. */
+static int check_write_path(struct dispatch *d, size_t len)
+{
+    return len == 0 ? HL_EEMPTY : check_path(d, len);
+}
+
+/* A path to read: the empty path is the root. */
 static int decode_read_path(struct dispatch *d, struct codec_dec *dec, const uint8_t **p,
                             size_t *len)
 {
     int rc = decode_path(d, dec, &d->path_a, p, len);
-    return rc ? rc : *len ? check_key(d, *len) : 0;
+    return rc ? rc : check_path(d, *len);
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -620,7 +629,7 @@ static int many_op(struct dispatch *d, struct codec_dec *dec, int apply)
         if (codec_dec_binary(dec, &v, &vlen))
             return bad(d, "bad_value");
         if (!apply)
-            return check_key(d, len);
+            return check_write_path(d, len);
         return store_write(d->store, p, len, v, vlen);
     }
     if (arity == 3 && codec_dec_is_atom(dec, "make_link")) {
@@ -628,7 +637,7 @@ static int many_op(struct dispatch *d, struct codec_dec *dec, int apply)
             (rc = decode_path(d, dec, &d->path_a, &p, &len)))
             return rc;
         if (!apply)
-            return elen == 0 ? HL_EEMPTY : check_key(d, len);
+            return elen == 0 ? HL_EEMPTY : (rc = check_path(d, elen)) ? rc : check_write_path(d, len);
         return store_make_link(d->store, e, elen, p, len);
     }
     int group = 0;
@@ -637,7 +646,7 @@ static int many_op(struct dispatch *d, struct codec_dec *dec, int apply)
         if ((rc = decode_path(d, dec, &d->path_a, &p, &len)))
             return rc;
         if (!apply)
-            return check_key(d, len);
+            return check_write_path(d, len);
         return group ? store_make_group(d->store, p, len) : store_delete(d->store, p, len);
     }
     return bad(d, "bad_write_op");

@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,11 @@ int store_check_key(size_t len)
     if (len > PATH_MAX_KEY)
         return HL_ETOOLONG;
     return 0;
+}
+
+int store_check_path(size_t len)
+{
+    return len > PATH_MAX_WORK ? HL_ETOOLONG : 0;
 }
 
 static int check_write_key(struct store *s, size_t len)
@@ -133,8 +139,13 @@ static int put_entry(struct store *s, const uint8_t *key, size_t klen, enum stor
 
 /* ---- opening ---------------------------------------------------------- */
 
-static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, char *err,
-                         size_t errlen)
+/* fresh: the environment's file did not exist (or was empty) before we
+ * opened it.  Only then is an environment without our metadata ours to
+ * tag: one that exists, even empty (a hb_store_lmdb store that was reset,
+ * or whose keys were all deleted), is hb_store_lmdb's, and tagging it
+ * would add keys hb_store_lmdb sees (SPEC section 2). */
+static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, int fresh,
+                         char *err, size_t errlen)
 {
     MDB_dbi meta;
     unsigned ro = s->read_only ? 0 : MDB_CREATE;
@@ -156,7 +167,8 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
     MDB_stat st;
     if ((rc = mdb_stat(txn, main_db, &st)))
         return rc;
-    if (st.ms_entries > 0 || want == FORMAT_HB || s->read_only) {
+    if (st.ms_entries > 0 || want == FORMAT_HB || s->read_only ||
+        (want == FORMAT_AUTO && !fresh)) {
         if (want == FORMAT_TAGGED && st.ms_entries > 0) {
             snprintf(err, errlen, "format_mismatch");
             return HL_EBADREQ;
@@ -169,7 +181,7 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
         s->dbi = main_db;
         return 0;
     }
-    /* A new, empty environment: make it a tagged store. */
+    /* A new environment, or an empty one we were told to tag. */
     s->format = FORMAT_TAGGED;
     if ((rc = mdb_dbi_open(txn, META_DB, MDB_CREATE, &meta)))
         return rc;
@@ -207,6 +219,10 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
         snprintf(err, errlen, "mkdir");
         return rc;
     }
+    char file[PATH_MAX];
+    struct stat st;
+    int fresh = snprintf(file, sizeof file, "%s/data.mdb", cfg->dir) < (int)sizeof file &&
+                (stat(file, &st) != 0 ? errno == ENOENT : st.st_size == 0);
     if ((rc = mdb_env_create(&s->env)))
         goto fail;
     if ((rc = mdb_env_set_mapsize(s->env, cfg->map_size)) ||
@@ -246,7 +262,7 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
 
     if ((rc = mdb_txn_begin(s->env, NULL, cfg->read_only ? MDB_RDONLY : 0, &txn)))
         goto fail;
-    if ((rc = detect_format(s, txn, cfg->format, err, errlen)))
+    if ((rc = detect_format(s, txn, cfg->format, fresh, err, errlen)))
         goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
@@ -393,6 +409,17 @@ int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len
 
 /* ---- reads ------------------------------------------------------------ */
 
+/* A path may be longer than a key when a link at a prefix shortens it;
+ * what it resolves to is a key, and a longer one cannot be: the reader
+ * hears key_too_long with the resolved length, as a writer would. */
+static int check_read_key(struct store *s, size_t klen)
+{
+    if (klen <= PATH_MAX_KEY)
+        return 0;
+    s->err_key_len = klen;
+    return HL_ETOOLONG;
+}
+
 int store_read(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
                const uint8_t **val, size_t *vlen)
 {
@@ -402,6 +429,8 @@ int store_read(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
     if (rc == HL_ELOOP)
         return HL_ENOTFOUND;
     if (rc)
+        return rc;
+    if ((rc = check_read_key(s, klen)))
         return rc;
     enum store_kind kind;
     if ((rc = get_entry(s, txn, key, klen, &kind, val, vlen)))
@@ -442,6 +471,8 @@ int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
         *type = TYPE_COMPOSITE; /* the root */
         return 0;
     }
+    if ((rc = check_read_key(s, klen)))
+        return rc;
     enum store_kind kind;
     const uint8_t *val;
     size_t vlen;
@@ -976,13 +1007,20 @@ static int write_key(struct store *s, const uint8_t *path, size_t len, uint8_t *
     int rc;
     if (s->read_only)
         return HL_ERDONLY;
-    if ((rc = check_write_key(s, len)))
-        return rc;
+    /* The path as given may be longer than a key when a link at a prefix
+     * shortens it (SPEC 2 limits keys, not paths): only the key it
+     * resolves to is held to 511 bytes, at the end. */
+    if (len == 0)
+        return HL_EEMPTY;
+    if (store_check_path(len)) {
+        s->err_key_len = len;
+        return HL_ETOOLONG;
+    }
     size_t parent = path_parent_len(path, len);
     if (parent == 0) {
         memcpy(key, path, len);
         *klen = len;
-        return 0;
+        return check_write_key(s, len);
     }
     if ((rc = store_resolve(s, s->wtxn, path, parent, key, klen)))
         return rc;
@@ -1059,8 +1097,10 @@ int store_make_link(struct store *s, const uint8_t *existing, size_t elen, const
 {
     if (elen == 0)
         return s->read_only ? HL_ERDONLY : HL_EEMPTY;
-    if (elen > PATH_MAX_WORK)
+    if (store_check_path(elen)) {
+        s->err_key_len = elen;
         return HL_ETOOLONG;
+    }
     return put_kind(s, path, len, KIND_LINK, existing, elen);
 }
 

@@ -153,6 +153,9 @@ int store_reset(struct store *s);
 
 /* Checks a normalised path can be a key: HL_EEMPTY, HL_ETOOLONG or 0. */
 int store_check_key(size_t len);
+/* HL_ETOOLONG for a path (as given, or a link's target) longer than
+ * PATH_MAX_WORK, the most resolution works on; else 0. */
+int store_check_path(size_t len);
 
 /* Doubles the map size.  No transaction may be open: the caller aborts
  * the write transaction and closes the read pool first. */

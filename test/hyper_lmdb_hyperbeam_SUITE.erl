@@ -15,6 +15,7 @@ all() ->
     [resolution_scenarios_classic, resolution_scenarios_device, message_shaped_data,
      message_shaped_data_device, groups_of_five, paging_1500_children, match_1000_ids,
      device_api_shapes, compat_directory_from_separate_writer, compat_explicit_format,
+     compat_stays_when_emptied,
      check_reports_problems, convert_both_ways, convert_separate_writer_directory,
      cli_end_to_end, cli_while_node_serves, cli_errors].
 
@@ -386,6 +387,44 @@ compat_explicit_format(C) ->
     #{format := tagged} = hyper_lmdb:stats(s(C)),
     {error, {bad_option, <<"format">>}} =
         hyper_lmdb:start(#{<<"name">> => list_to_binary(Dir ++ "-bad"), <<"format">> => <<"xml">>}).
+
+%% An hb_store_lmdb directory that holds no keys (reset, or every key
+%% deleted, or made empty by a separate writer) is still hb_store_lmdb's:
+%% opened again without a format it must not be tagged, which would add
+%% keys hb_store_lmdb sees and turn its link values into data.
+compat_stays_when_emptied(C) ->
+    Dir = ?config(dir, C),
+    Hb = #{<<"name">> => list_to_binary(Dir), <<"format">> => <<"hb_store_lmdb">>},
+    Auto = maps:remove(<<"format">>, Hb),
+    ok = hyper_lmdb:write(Hb, <<"a">>, <<"1">>),
+    ok = hyper_lmdb:reset(Hb),
+    ok = hyper_lmdb:stop(Hb),
+    #{format := hb_store_lmdb, entries := 0} = hyper_lmdb:stats(Auto),
+    ok = hyper_lmdb:write(Auto, <<"b">>, <<"link:a">>),
+    ok = hyper_lmdb:write(Auto, <<"a">>, <<"1">>),
+    {ok, <<"1">>} = hyper_lmdb:read(Auto, <<"b">>),       % a link in this format
+    ok = hyper_lmdb:delete(Auto, <<"a">>),
+    ok = hyper_lmdb:delete(Auto, <<"b">>),
+    ok = hyper_lmdb:stop(Auto),
+    #{format := hb_store_lmdb, entries := 0} = hyper_lmdb:stats(Auto),
+    ok = hyper_lmdb:write(Auto, <<"c">>, <<"3">>),
+    ok = hyper_lmdb:stop(Auto),
+    [{<<"c">>, <<"3">>}] = raw_keys(Dir),
+    {ok, _} = hyper_lmdb:start(Hb),
+    ok = hyper_lmdb:stop(Hb),
+    %% an empty environment made by another program
+    Empty = Dir ++ "-empty",
+    ok = filelib:ensure_dir(filename:join(Empty, "x")),
+    Input = Empty ++ ".dump",
+    ok = file:write_file(Input, "VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\nDATA=END\n"),
+    "" = os:cmd("mdb_load -f " ++ Input ++ " " ++ Empty ++ " 2>&1"),
+    E = #{<<"name">> => list_to_binary(Empty)},
+    #{format := hb_store_lmdb} = hyper_lmdb:stats(E),
+    ok = hyper_lmdb:stop(E),
+    [] = raw_keys(Empty),
+    %% while a new directory is tagged
+    #{format := tagged} = hyper_lmdb:stats(#{<<"name">> => list_to_binary(Dir ++ "-new")}),
+    ok = hyper_lmdb:stop(#{<<"name">> => list_to_binary(Dir ++ "-new")}).
 
 hex(B) -> [io_lib:format("~2.16.0b", [X]) || <<X>> <= B].
 

@@ -17,7 +17,7 @@ all() ->
      list_sorted_unique_nested, list_tricky_order, list_through_link, list_missing,
      list_paged, type_of_every_kind, resolve_paths, path_and_add_path, reset_keeps_usable,
      stop_start_keeps_data, stores_isolated, lookalike_values_are_data, value_sizes,
-     key_sizes, empty_path, bad_arguments, read_many_snapshot, write_many_atomic, delete_one,
+     key_sizes, long_path_through_link, link_target_sizes, empty_path, bad_arguments, read_many_snapshot, write_many_atomic, delete_one,
      cache_stale_after_overwrite, cache_stale_after_delete, cache_stale_after_make_link,
      cache_stale_after_reset, cache_stale_after_relink_chain, sync_and_stats,
      concurrent_writers_and_readers].
@@ -338,6 +338,67 @@ key_sizes(C) ->
     %% 511 after normalisation of a longer raw path
     ok = hyper_lmdb:write(S, <<"/", K511/binary, "/">>, <<"w">>),
     {ok, <<"w">>} = hyper_lmdb:read(S, K511),
+    #{entries := 1} = hyper_lmdb:stats(S).
+
+%% SPEC 2 limits keys to 511 bytes, not paths: a longer path that a link
+%% at a prefix shortens to a key names that key, for every operation.
+long_path_through_link(C) ->
+    S = s(C),
+    L = binary:copy(<<"l">>, 400),
+    R = binary:copy(<<"r">>, 200),
+    ok = hyper_lmdb:make_link(S, <<"d">>, L),
+    ok = hyper_lmdb:write(S, <<"d/", R/binary>>, <<"reachable">>),
+    Long = <<L/binary, "/", R/binary>>,                       % 601 bytes
+    {ok, <<"reachable">>} = hyper_lmdb:read(S, Long),
+    simple = hyper_lmdb:type(S, Long),
+    <<"d/", R/binary>> = hyper_lmdb:resolve(S, Long),
+    [{ok, <<"reachable">>}, not_found] =
+        hyper_lmdb:read_many(S, [Long, <<L/binary, "/nothing">>]),
+    {ok, [R]} = hyper_lmdb:list(S, L),
+    ok = hyper_lmdb:write(S, <<Long/binary, "/below">>, <<"w">>),
+    {ok, <<"w">>} = hyper_lmdb:read(S, <<"d/", R/binary, "/below">>),
+    ok = hyper_lmdb:write_many(S, [{write, <<L/binary, "/x">>, <<"x">>},
+                                   {make_group, <<Long/binary, "/g">>}]),
+    {ok, <<"x">>} = hyper_lmdb:read(S, <<"d/x">>),
+    composite = hyper_lmdb:type(S, <<"d/", R/binary, "/g">>),
+    ok = hyper_lmdb:delete(S, <<L/binary, "/x">>),
+    not_found = hyper_lmdb:read(S, <<"d/x">>),
+    %% without a link the key itself is too long, to readers and writers
+    Plain = binary:copy(<<"p">>, 600),
+    {error, {key_too_long, 600}} = hyper_lmdb:read(S, Plain),
+    {error, {key_too_long, 600}} = hyper_lmdb:type(S, Plain),
+    [{error, {key_too_long, 600}}] = hyper_lmdb:read_many(S, [Plain]),
+    {error, {key_too_long, 600}} = hyper_lmdb:write(S, Plain, <<"v">>),
+    {error, {key_too_long, 600}} = hyper_lmdb:write_many(S, [{write, <<"q">>, <<"1">>},
+                                                             {write, Plain, <<"v">>}]),
+    not_found = hyper_lmdb:read(S, <<"q">>),
+    {ok, []} = hyper_lmdb:list(S, Plain),
+    Plain = hyper_lmdb:resolve(S, Plain),
+    %% a link whose target and the rest make a key too long
+    ok = hyper_lmdb:make_link(S, binary:copy(<<"t">>, 400), <<"s">>),
+    {error, {key_too_long, 601}} = hyper_lmdb:write(S, <<"s/", R/binary>>, <<"v">>),
+    {error, {key_too_long, 601}} = hyper_lmdb:read(S, <<"s/", R/binary>>),
+    %% beyond what resolution works on, whatever links say
+    Huge = binary:copy(<<"h">>, 5000),
+    {error, {key_too_long, 5000}} = hyper_lmdb:read(S, Huge),
+    {error, {key_too_long, 5401}} = hyper_lmdb:write(S, <<L/binary, "/", Huge/binary>>, <<"v">>),
+    #{entries := 5} = hyper_lmdb:stats(S).
+
+%% A link's target is a path: at most 4096 bytes (what resolution works
+%% on), refused with its own length, and a write_many holding one writes
+%% nothing.  A link to a path too long for a key reads as that key would.
+link_target_sizes(C) ->
+    S = s(C),
+    T4096 = binary:copy(<<"e">>, 4096),
+    Big = binary:copy(<<"e">>, 5000),
+    ok = hyper_lmdb:make_link(S, T4096, <<"n4096">>),
+    {error, {key_too_long, 4096}} = hyper_lmdb:read(S, <<"n4096">>),
+    {error, {key_too_long, 5000}} = hyper_lmdb:make_link(S, Big, <<"n">>),
+    {error, {key_too_long, 700}} = hyper_lmdb:write(S, binary:copy(<<"a">>, 700), <<"v">>),
+    {error, {key_too_long, 5000}} = hyper_lmdb:make_link(S, Big, <<"n">>),
+    {error, {key_too_long, 5000}} =
+        hyper_lmdb:write_many(S, [{write, <<"q">>, <<"1">>}, {make_link, Big, <<"n">>}]),
+    not_found = hyper_lmdb:read(S, <<"q">>),
     #{entries := 1} = hyper_lmdb:stats(S).
 
 empty_path(C) ->
