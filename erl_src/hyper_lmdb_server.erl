@@ -64,6 +64,9 @@
 -define(DETACH_CHUNK, 16384).
 %% LMDB's longest key (port_src/path.h, PATH_MAX_KEY)
 -define(MAX_KEY, 511).
+%% The longest path the port resolves (PATH_MAX_WORK): a longer one, or a
+%% link target, is key_too_long whatever the store holds.
+-define(MAX_PATH, 4096).
 
 -record(cfg, {
     name :: binary(),
@@ -163,14 +166,18 @@ request({Pid, Counter, Async}, Kind, Req, Timeout) ->
             %% whatever the store holds is refused here.
             case async_check(Req) of
                 ok -> send_async(Pid, Counter, Id, Kind, frame(Id, Req));
+                sync -> call_port(Pid, Id, Kind, Req, Timeout);
                 {error, _} = E -> E
             end;
         false ->
-            Frame = frame(Id, Req),
-            Alias = reply_alias(),
-            Pid ! {req, Id, Alias, Kind, Frame},
-            wait(Pid, Id, Alias, Timeout)
+            call_port(Pid, Id, Kind, Req, Timeout)
     end.
+
+call_port(Pid, Id, Kind, Req, Timeout) ->
+    Frame = frame(Id, Req),
+    Alias = reply_alias(),
+    Pid ! {req, Id, Alias, Kind, Frame},
+    wait(Pid, Id, Alias, Timeout).
 
 %% ok only if the server had not begun to stop when the write reached it:
 %% then terminate/2, which raises ?STOPPING first, finds it in the mailbox
@@ -192,27 +199,36 @@ send_async(Pid, Counter, Id, Kind, Frame) ->
 %% async write is answered before the port sees it, so these must be
 %% answered here.  A binary path comes as the caller gave it; the port
 %% normalises it (no empty segments) before it checks it, and so do we,
-%% only when it matters.  A path that grows too long only through a link
-%% is the port's to find; it logs it (route/4).
+%% only when it matters.  A path longer than a key may still name one, when
+%% a link at a prefix shortens it: only the port can tell, so such a write
+%% waits for the port's answer (`sync').  A link's target is not a key of
+%% its own: it must only be a path at all (not empty, not beyond
+%% ?MAX_PATH).  What fails only because of what links say (a loop) is the
+%% port's to find; it logs it (route/4).
 async_check({write, P, _}) -> async_key(P);
 async_check({make_group, P}) -> async_key(P);
 async_check({delete, P}) -> async_key(P);
-async_check({make_link, <<>>, _}) -> {error, empty_path};
-async_check({make_link, _, P}) -> async_key(P);
-async_check({write_many, Ops}) -> async_check_all(Ops);
+async_check({make_link, E, P}) ->
+    case async_target(E) of
+        ok -> async_key(P);
+        Err -> Err
+    end;
+async_check({write_many, Ops}) -> async_check_all(Ops, ok);
 async_check(_) -> ok.
 
-async_check_all([Op | T]) ->
+async_check_all([Op | T], Acc) ->
     case async_check(Op) of
-        ok -> async_check_all(T);
+        ok -> async_check_all(T, Acc);
+        sync -> async_check_all(T, sync);
         E -> E
     end;
-async_check_all([]) -> ok.
+async_check_all([], Acc) -> Acc.
 
 async_key(P) when byte_size(P) > ?MAX_KEY ->
-    case byte_size(iolist_to_binary(lists:join($/, binary:split(P, <<"/">>, [global, trim_all])))) of
+    case normal_size(P) of
         0 -> {error, empty_path};
-        N when N > ?MAX_KEY -> {error, {key_too_long, N}};
+        N when N > ?MAX_PATH -> {error, {key_too_long, N}};
+        N when N > ?MAX_KEY -> sync;
         _ -> ok
     end;
 async_key(P) ->
@@ -220,6 +236,22 @@ async_key(P) ->
         true -> {error, empty_path};
         false -> ok
     end.
+
+async_target(E) when byte_size(E) > ?MAX_PATH ->
+    case normal_size(E) of
+        0 -> {error, empty_path};
+        N when N > ?MAX_PATH -> {error, {key_too_long, N}};
+        _ -> ok
+    end;
+async_target(E) ->
+    case only_slashes(E) of
+        true -> {error, empty_path};
+        false -> ok
+    end.
+
+%% The size of a path once the port has dropped its empty segments.
+normal_size(P) ->
+    byte_size(iolist_to_binary(lists:join($/, binary:split(P, <<"/">>, [global, trim_all])))).
 
 only_slashes(<<$/, R/binary>>) -> only_slashes(R);
 only_slashes(<<>>) -> true;

@@ -388,13 +388,20 @@ replay_keeps_arrival_order_test_() ->
 async_refuses_what_commit_refuses_test_() ->
     {timeout, 60, fun() ->
         Long = binary:copy(<<"k">>, 600),
+        Huge = binary:copy(<<"h">>, 5000),
         Bad = [fun(S) -> hyper_lmdb:write(S, Long, <<"v">>) end,
                fun(S) -> hyper_lmdb:write(S, <<"/">>, <<"v">>) end,
                fun(S) -> hyper_lmdb:make_group(S, Long) end,
                fun(S) -> hyper_lmdb:delete(S, Long) end,
                fun(S) -> hyper_lmdb:make_link(S, <<"a">>, Long) end,
                fun(S) -> hyper_lmdb:write_many(S, [{write, <<"ok1">>, <<"v">>},
-                                                   {write, Long, <<"v">>}]) end],
+                                                   {write, Long, <<"v">>}]) end,
+               %% a link's target: a path of at most 4096 bytes, not empty
+               fun(S) -> hyper_lmdb:make_link(S, Huge, <<"n">>) end,
+               fun(S) -> hyper_lmdb:make_link(S, <<"//">>, <<"n">>) end,
+               fun(S) -> hyper_lmdb:write_many(S, [{write, <<"ok1">>, <<"v">>},
+                                                   {make_link, Huge, <<"n">>}]) end,
+               fun(S) -> hyper_lmdb:write(S, <<Long/binary, "/", Huge/binary>>, <<"v">>) end],
         Answers = fun(Extra) ->
             S = store(asyncbad, Extra),
             R = [F(S) || F <- Bad],
@@ -415,6 +422,24 @@ async_refuses_what_commit_refuses_test_() ->
         {ok, _} = hyper_lmdb:start(RO),
         ?assertEqual({error, read_only}, hyper_lmdb:write(RO, <<"k">>, <<"v">>)),
         done(RO)
+    end}.
+
+%% A path longer than a key may name one through a link at a prefix: an
+%% async store cannot tell before the port does, so it waits for the
+%% port's answer, and the write lands (or is refused) as in commit mode.
+async_long_path_through_link_test_() ->
+    {timeout, 60, fun() ->
+        S = store(asynclong, #{<<"durability">> => <<"async">>}),
+        L = binary:copy(<<"l">>, 400),
+        ok = hyper_lmdb:make_link(S, <<"d">>, L),
+        ok = hyper_lmdb:write(S, <<L/binary, "/", (binary:copy(<<"r">>, 200))/binary>>, <<"v">>),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"d/", (binary:copy(<<"r">>, 200))/binary>>)),
+        ?assertEqual({error, {key_too_long, 601}},
+                     hyper_lmdb:write(S, binary:copy(<<"k">>, 601), <<"v">>)),
+        ?assertEqual(ok, hyper_lmdb:write_many(S, [{write, <<L/binary, "/x">>, <<"x">>},
+                                                   {write, <<"y">>, <<"y">>}])),
+        ?assertEqual([{ok, <<"x">>}, {ok, <<"y">>}], hyper_lmdb:read_many(S, [<<"d/x">>, <<"y">>])),
+        done(S)
     end}.
 
 %% A server killed outright raises no stopping flag: an async write sent
