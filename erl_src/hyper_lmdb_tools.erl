@@ -7,11 +7,15 @@
 %%% Keys are copied as they are stored (links not followed): first every
 %%% value and group in key order, then the links in reverse key order, so
 %%% that no key is redirected by a link at one of its prefixes while it is
-%%% being written (a link sorts before the keys below it).
+%%% being written (a link sorts before the keys below it).  load/2 reads
+%%% a dump without making atoms and refuses, before writing anything, a
+%%% dump that would not be stored as it names its keys; a failed convert
+%%% removes what it made; tree/3,4 reads groups a page at a time and shows
+%%% a bounded number of children per group.
 %%% @end
 -module(hyper_lmdb_tools).
 
--export([fold/3, dump/2, load/2, convert/3, convert/4, check/1, tree/3]).
+-export([fold/3, dump/2, load/2, convert/3, convert/4, check/1, tree/3, tree/4]).
 
 -type entry() :: {binary(), value | link | group, binary()}.
 %% One stored key as scan/2 returns it: the key, its kind, and the value
@@ -26,6 +30,10 @@
 %% A write_many batch is flushed at this many operations or bytes.
 -define(BATCH_OPS, 1000).
 -define(BATCH_BYTES, (8 bsl 20)).
+%% tree/4: children shown per group by default, and how far the others
+%% are counted.
+-define(TREE_MAX, 100).
+-define(COUNT_MAX, 100000).
 
 %%% ---------------------------------------------------------------------
 %%% walking
@@ -80,24 +88,132 @@ dump(S, File) ->
     end.
 
 %% @doc Loads a file written by dump/2 into the store (keys it already has
-%% are replaced); returns the number of keys written.  Every line is
-%% checked before the first write; the writes then go in batches of
-%% ?BATCH_OPS (one commit each), so a store that fails part-way (a full
-%% disk) keeps the batches before the failure.
+%% are replaced); returns the number of keys written.
+%%
+%% The file is parsed without creating atoms (it may come from anywhere):
+%% each entry must be `{Key, value | link | group, Data}.' with two
+%% binaries, written as dump/2 writes them (or as `~p' did), else
+%% `{error, {{File, Line}, not_a_dump}}' names the first line that is not.
+%% A key longer than 511 bytes, an empty key or link target and a key
+%% given twice are refused the same way.
+%%
+%% Then every key is checked against the store before the first write,
+%% and the load is refused, with nothing written, if any key would not be
+%% stored as the dump names it: `{error, {File, {would_change, N,
+%% Examples}}}', N keys in all and the first 20 as `{Key, Why}':
+%% `{below_link, Prefix, Target}' (a prefix of the key is a link in the
+%% store, so the write would land below Target; the dump does not replace
+%% that link by a value or group first), `{reads_as, link | group}' (the
+%% store is in the hb_store_lmdb format, where this value is a link or a
+%% group marker: load into a tagged store instead), `not_normal' (the key
+%% has empty segments or a leading or trailing `/' and would be stored
+%% normalised) and `{target_not_normal, Target}' (the same for a link's
+%% target).  The check costs one lookup per distinct key prefix, none in
+%% an empty store.  A writer beside this one (a node serving the store)
+%% that makes a link after the check can still redirect a later write.
+%%
+%% The writes go in batches of ?BATCH_OPS (one commit each): values and
+%% groups in key order, then links in reverse key order, so a store that
+%% fails part-way (a full disk) keeps the batches before the failure.
 -spec load(hyper_lmdb:store(), file:filename_all()) -> {ok, non_neg_integer()} | {error, term()}.
 load(S, File) ->
-    case file:consult(File) of
-        {ok, Terms} ->
-            case lists:all(fun is_entry/1, Terms) of
-                true ->
-                    {Links, Rest} = lists:partition(fun({_, Kind, _}) -> Kind =:= link end, Terms),
-                    write_ops(S, [op(E) || E <- Rest] ++
-                                 [op(E) || E <- lists:reverse(lists:keysort(1, Links))]);
-                false ->
-                    {error, {File, not_a_dump}}
+    case file:read_file(File) of
+        {ok, Text} ->
+            case parse_dump(Text) of
+                {ok, Lined} ->
+                    load_entries(S, File, Lined);
+                {error, Line} ->
+                    {error, {{File, Line}, not_a_dump}}
             end;
         {error, Why} ->
             {error, {File, Why}}
+    end.
+
+load_entries(S, File, Lined) ->
+    Sorted = lists:keysort(1, [{K, L, E} || {L, {K, _, _} = E} <- Lined]),
+    case duplicate(Sorted) of
+        {yes, Line} ->
+            {error, {{File, Line}, not_a_dump}};
+        no ->
+            Entries = [E || {_, _, E} <- Sorted],
+            case changes(S, Entries) of
+                {ok, []} ->
+                    {Links, Rest} = lists:partition(fun({_, Kind, _}) -> Kind =:= link end, Entries),
+                    write_ops(S, [op(E) || E <- Rest] ++ [op(E) || E <- lists:reverse(Links)]);
+                {ok, Changes} ->
+                    {error, {File, {would_change, length(Changes), lists:sublist(Changes, 20)}}};
+                {error, _} = E ->
+                    E
+            end
+    end.
+
+%% The second line of a key given twice (Sorted is sorted by key, stably).
+duplicate([{K, _, _}, {K, L, _} | _]) -> {yes, L};
+duplicate([_ | T]) -> duplicate(T);
+duplicate([]) -> no.
+
+%% Every entry (sorted by key) that would not be stored as it is named:
+%% see load/2.  A prefix is looked up once, and only in a store that holds
+%% anything.
+changes(S, Entries) ->
+    case hyper_lmdb:stats(S) of
+        #{format := Format, entries := N} ->
+            Own = maps:from_list([{K, []} || {K, Kind, _} <- Entries, Kind =/= link]),
+            Fmt = atom_to_binary(Format),
+            Check = fun({K, _, _} = E, {Acc, Memo}) ->
+                            case change(S, E, Fmt, N > 0, Own, Memo) of
+                                {none, Memo2} -> {Acc, Memo2};
+                                {Why, Memo2} -> {[{K, Why} | Acc], Memo2}
+                            end
+                    end,
+            try lists:foldl(Check, {[], #{}}, Entries) of
+                {Changes, _} -> {ok, lists:reverse(Changes)}
+            catch
+                throw:{store_error, E} -> E
+            end;
+        {error, _} = E ->
+            E
+    end.
+
+%% Why one entry would not be stored as named, or `none'.
+change(S, {K, Kind, D} = E, Format, Check, Own, Memo) ->
+    case {normal(K), Kind =/= link orelse normal(D), reinterpret(E, Format)} of
+        {false, _, _} -> {not_normal, Memo};
+        {_, false, _} -> {{target_not_normal, D}, Memo};
+        {_, _, {_, As, _}} when As =/= Kind -> {{reads_as, As}, Memo};
+        _ when not Check -> {none, Memo};
+        _ ->
+            case below_link(S, prefixes(K), Own, Memo) of
+                {none, Memo2} -> {none, Memo2};
+                {{Prefix, T}, Memo2} -> {{below_link, Prefix, T}, Memo2}
+            end
+    end.
+
+%% The proper prefixes of a key, shortest first.
+prefixes(K) ->
+    [binary:part(K, 0, At) || {At, _} <- binary:matches(K, <<"/">>)].
+
+%% The first prefix that is a link in the store and that the dump does
+%% not replace by a value or group before the key below it is written.
+below_link(_S, [], _Own, Memo) ->
+    {none, Memo};
+below_link(S, [P | T], Own, Memo) ->
+    {Kind, Memo2} = case Memo of
+                        #{P := Known} -> {Known, Memo};
+                        _ -> K = stored_kind(S, P), {K, Memo#{P => K}}
+                    end,
+    case Kind of
+        {link, Target} when not is_map_key(P, Own) -> {{P, Target}, Memo2};
+        _ -> below_link(S, T, Own, Memo2)
+    end.
+
+%% What the key P itself stores, links not followed.
+stored_kind(S, P) ->
+    case hyper_lmdb:scan(S, #{from => P, limit => 1}) of
+        {ok, [{P, link, T}], _} -> {link, T};
+        {ok, [{P, Kind, _}], _} -> Kind;
+        {ok, _, _} -> none;
+        {error, _} = E -> throw({store_error, E})
     end.
 
 entry_text({K, Kind, D}) ->
@@ -120,6 +236,147 @@ is_entry({K, Kind, D}) when is_binary(K), K =/= <<>>, byte_size(K) =< 511, is_bi
     Kind =:= value orelse Kind =:= group orelse (Kind =:= link andalso D =/= <<>>);
 is_entry(_) ->
     false.
+
+%% Parses a dump without creating atoms: `{Key, Kind, Data}.' entries,
+%% each binary `<<"text">>' or `<<Byte, ...>>' (or a mix, as `~p' wrote
+%% them), Kind one of three words compared as bytes, `%' comments and
+%% white space between tokens.  {ok, [{Line, Entry}]} or {error, Line}.
+parse_dump(Text) ->
+    try
+        {ok, entries(Text, 1, [])}
+    catch
+        throw:{not_a_dump, Line} -> {error, Line}
+    end.
+
+entries(B0, L0, Acc) ->
+    case ws(B0, L0) of
+        {<<>>, _} ->
+            lists:reverse(Acc);
+        {B1, L1} ->
+            {B2, L2} = punct(${, B1, L1),
+            {K, B3, L3} = binary_term(B2, L2),
+            {B4, L4} = punct($,, B3, L3),
+            {Kind, B5, L5} = kind(B4, L4),
+            {B6, L6} = punct($,, B5, L5),
+            {D, B7, L7} = binary_term(B6, L6),
+            {B8, L8} = punct($}, B7, L7),
+            {B9, L9} = punct($., B8, L8),
+            case B9 of
+                <<C, _/binary>> when C > $\s, C =/= $% -> throw({not_a_dump, L9});
+                _ -> ok
+            end,
+            E = {K, Kind, D},
+            is_entry(E) orelse throw({not_a_dump, L1}),
+            entries(B9, L9, [{L1, E} | Acc])
+    end.
+
+%% Skips white space and comments, counting lines.
+ws(<<$\n, B/binary>>, L) -> ws(B, L + 1);
+ws(<<C, B/binary>>, L) when C =< $\s -> ws(B, L);
+ws(<<$%, B/binary>>, L) ->
+    case binary:match(B, <<"\n">>) of
+        {At, 1} -> ws(binary:part(B, At, byte_size(B) - At), L);
+        nomatch -> {<<>>, L}
+    end;
+ws(B, L) -> {B, L}.
+
+punct(C, B0, L0) ->
+    case ws(B0, L0) of
+        {<<C, B/binary>>, L} -> {B, L};
+        {_, L} -> throw({not_a_dump, L})
+    end.
+
+kind(B0, L0) ->
+    {B, L} = ws(B0, L0),
+    case B of
+        <<"value", R/binary>> -> {end_word(value, R, L), R, L};
+        <<"link", R/binary>> -> {end_word(link, R, L), R, L};
+        <<"group", R/binary>> -> {end_word(group, R, L), R, L};
+        _ -> throw({not_a_dump, L})
+    end.
+
+%% A word goes on with letters, digits, `_' and `@' (`values' is not
+%% `value').
+end_word(_Kind, <<C, _/binary>>, L)
+  when C >= $a, C =< $z; C >= $A, C =< $Z; C >= $0, C =< $9; C =:= $_; C =:= $@ ->
+    throw({not_a_dump, L});
+end_word(Kind, _, _) ->
+    Kind.
+
+%% `<<>>', `<<"...">>', `<<1,2,3>>' or a mix of strings and bytes.
+binary_term(B0, L0) ->
+    case ws(B0, L0) of
+        {<<"<<", B1/binary>>, L1} ->
+            case ws(B1, L1) of
+                {<<">>", B2/binary>>, L2} -> {<<>>, B2, L2};
+                {B2, L2} -> segments(B2, L2, [])
+            end;
+        {_, L} ->
+            throw({not_a_dump, L})
+    end.
+
+segments(B0, L0, Acc) ->
+    {Seg, B1, L1} = segment(B0, L0),
+    case ws(B1, L1) of
+        {<<",", B2/binary>>, L2} -> segments(B2, L2, [Seg | Acc]);
+        {<<">>", B2/binary>>, L2} -> {iolist_to_binary(lists:reverse(Acc, [Seg])), B2, L2};
+        {_, L2} -> throw({not_a_dump, L2})
+    end.
+
+segment(B0, L0) ->
+    case ws(B0, L0) of
+        {<<$", B1/binary>>, L1} -> string_literal(B1, L1);
+        {<<C, _/binary>> = B1, L1} when C >= $0, C =< $9 -> byte_literal(B1, L1, 0);
+        {_, L1} -> throw({not_a_dump, L1})
+    end.
+
+byte_literal(<<C, B/binary>>, L, N) when C >= $0, C =< $9, N =< 255 ->
+    byte_literal(B, L, N * 10 + C - $0);
+byte_literal(B, L, N) when N =< 255 ->
+    {<<N>>, B, L};
+byte_literal(_, L, _) ->
+    throw({not_a_dump, L}).
+
+%% The bytes of a string literal (after its opening quote) are the bytes
+%% of the segment; escapes (`\"', `\n', `\x{e9}', as `~p' wrote them) are
+%% read by erl_scan, which, given nothing but a string, makes no atom.
+string_literal(B, L) ->
+    case binary:match(B, <<"\"">>) of
+        {At, 1} ->
+            <<Bytes:At/binary, _, Rest/binary>> = B,
+            case binary:match(Bytes, <<"\\">>) of
+                nomatch -> {Bytes, Rest, L + newlines(Bytes)};
+                _ -> escaped_literal(B, L, 0)
+            end;
+        nomatch ->
+            throw({not_a_dump, L})
+    end.
+
+escaped_literal(B, L, At) ->
+    case B of
+        <<_:At/binary, $\\, _, _/binary>> ->
+            escaped_literal(B, L, At + 2);
+        <<Lit:At/binary, $", Rest/binary>> ->
+            case erl_scan:string([$" | binary_to_list(Lit)] ++ [$"]) of
+                {ok, [{string, _, Chars}], _} ->
+                    case lists:all(fun(C) -> C =< 255 end, Chars) of
+                        true -> {list_to_binary(Chars), Rest, L + newlines(Lit)};
+                        false -> throw({not_a_dump, L})
+                    end;
+                _ ->
+                    throw({not_a_dump, L})
+            end;
+        <<_:At/binary, _, _/binary>> ->
+            escaped_literal(B, L, At + 1);
+        _ ->
+            throw({not_a_dump, L})
+    end.
+
+newlines(B) ->
+    case binary:match(B, <<"\n">>) of
+        nomatch -> 0;
+        _ -> length(binary:matches(B, <<"\n">>))
+    end.
 
 op({K, value, D}) -> {write, K, D};
 op({K, group, _}) -> {make_group, K};
@@ -174,6 +431,12 @@ convert(Src, Dst, Format) ->
 %% because that format cannot tell them apart (SPEC section 2).  No options
 %% are defined yet.  Refuses a Dst that already holds a store (`{error,
 %% {exists, Dst}}'); creates Dst and its parents otherwise.
+%%
+%% A convert that fails (the copy, or the comparison, say for a key a
+%% foreign writer stored as `a//b') leaves no destination behind: it
+%% removes the directories it created, or, in a Dst directory that was
+%% already there, the files it created.  Should that removal fail, the
+%% answer is `{error, {Reason, {left_behind, Path, Posix}}}'.
 -spec convert(file:filename_all(), file:filename_all(), format(), map()) ->
     {ok, #{keys := non_neg_integer(), reinterpreted := [binary()]}} | {error, term()}.
 convert(Src, Dst, Format, Opts) when is_map(Opts) ->
@@ -190,17 +453,73 @@ convert(Src, Dst, Format, Opts) when is_map(Opts) ->
                     %% A source this node serves already is read through
                     %% its server, and left running afterwards.
                     Served = hyper_lmdb_server:lookup(to_bin(Src)) =/= error,
+                    Made = made_by_us(Dst),
                     _ = filelib:ensure_dir(filename:join(Dst, "x")),
-                    try
-                        convert_open(From, To, Format)
-                    after
-                        _ = [hyper_lmdb:stop(From) || not Served],
-                        hyper_lmdb:stop(To)
+                    R = try convert_open(From, To, Format)
+                        catch Class:Why:Stack -> {raise, Class, Why, Stack}
+                        end,
+                    _ = [hyper_lmdb:stop(From) || not Served],
+                    ok = hyper_lmdb:stop(To),
+                    case R of
+                        {ok, _} -> R;
+                        _ -> failed(R, remove_made(Made))
                     end
             end
     end;
 convert(_, _, _, _) ->
     {error, {bad_argument, opts}}.
+
+%% What a failed convert removes: the outermost directory it is about to
+%% create for Dst (a new Dst, or a missing parent of it), or, in a Dst
+%% that is already there, the names that are not in it now.
+made_by_us(Dst) ->
+    Abs = filename:absname(Dst),
+    case missing(Abs) of
+        true ->
+            {dir, outermost_missing(Abs)};
+        false ->
+            case file:list_dir(Abs) of
+                {ok, Names} -> {inside, Abs, Names};
+                {error, _} -> nothing  % not a directory we can use: convert fails, removes nothing
+            end
+    end.
+
+%% Only a path that is certainly not there counts as missing (a file, a
+%% dangling symbolic link or an unreadable parent is never removed).
+missing(P) ->
+    file:read_link_info(P) =:= {error, enoent}.
+
+outermost_missing(Dir) ->
+    Parent = filename:dirname(Dir),
+    case Parent =:= Dir orelse not missing(Parent) of
+        true -> Dir;
+        false -> outermost_missing(Parent)
+    end.
+
+remove_made(nothing) ->
+    ok;
+remove_made({dir, Dir}) ->
+    remove([Dir]);
+remove_made({inside, Dir, Before}) ->
+    case file:list_dir(Dir) of
+        {ok, Now} -> remove([filename:join(Dir, N) || N <- Now -- Before]);
+        {error, enoent} -> ok;
+        {error, Why} -> {error, Dir, Why}
+    end.
+
+remove([]) -> ok;
+remove([P | T]) ->
+    case file:del_dir_r(P) of
+        ok -> remove(T);
+        {error, enoent} -> remove(T);
+        {error, Why} -> {error, P, Why}
+    end.
+
+%% A failed convert's answer once what it made is removed; if that fails
+%% too, the path left behind is named.
+failed({raise, Class, Why, Stack}, _) -> erlang:raise(Class, Why, Stack);
+failed({error, Why}, ok) -> {error, Why};
+failed({error, Why}, {error, Path, Posix}) -> {error, {Why, {left_behind, to_bin(Path), Posix}}}.
 
 convert_open(From, To, Format) ->
     case {hyper_lmdb:start(From), hyper_lmdb:start(To)} of
@@ -387,31 +706,83 @@ normal(P) ->
 %%% ---------------------------------------------------------------------
 %%% tree
 
-%% @doc The tree below Path as indented lines, Depth levels deep; links are
-%% shown with their targets and not followed further, groups end in `/'.
+%% @doc As tree/4 with the default options: at most 100 children shown
+%% per group.
 -spec tree(hyper_lmdb:store(), hyper_lmdb:path(), non_neg_integer()) -> iolist() | {error, term()}.
 tree(S, Path, Depth) ->
-    case hyper_lmdb:path(S, Path) of
-        Root when is_binary(Root) ->
-            [case Root of <<>> -> "/"; _ -> Root end, "\n" | tree(S, Root, Depth, "  ")];
-        {error, _} = E ->
-            E
-    end.
+    tree(S, Path, Depth, #{}).
 
-tree(_S, _P, 0, _Indent) -> [];
-tree(S, P, Depth, Indent) ->
-    case hyper_lmdb:list(S, P) of
-        {ok, Children} ->
-            [begin
-                 Child = case P of <<>> -> C; _ -> <<P/binary, "/", C/binary>> end,
-                 case raw_kind(S, Child) of
-                     {link, T} -> [Indent, C, " -> ", T, "\n"];
-                     value -> [Indent, C, "\n"];
-                     _ -> [Indent, C, "/\n" | tree(S, Child, Depth - 1, ["  " | Indent])]
-                 end
-             end || C <- Children];
+%% @doc The tree below Path as indented lines, Depth levels deep; links are
+%% shown with their targets and not followed further, groups end in `/'.
+%% A group shows at most `max_children' children (default 100, in name
+%% order), then one line `... N more' at their indent, where N counts the
+%% others up to 100000 (`... 100000+ more' beyond).  Children are read a
+%% page at a time (list/3), so no group is read into memory whole,
+%% whatever its size.
+-spec tree(hyper_lmdb:store(), hyper_lmdb:path(), non_neg_integer(),
+           #{max_children => pos_integer()}) -> iolist() | {error, term()}.
+tree(S, Path, Depth, Opts) when is_integer(Depth), Depth >= 0, is_map(Opts) ->
+    case maps:get(max_children, Opts, ?TREE_MAX) of
+        Max when is_integer(Max), Max > 0 ->
+            case hyper_lmdb:path(S, Path) of
+                Root when is_binary(Root) ->
+                    [case Root of <<>> -> "/"; _ -> Root end, "\n" | tree(S, Root, Depth, Max, "  ")];
+                {error, _} = E ->
+                    E
+            end;
         _ ->
-            []
+            {error, {bad_argument, max_children}}
+    end;
+tree(_, _, _, _) ->
+    {error, {bad_argument, tree}}.
+
+tree(_S, _P, 0, _Max, _Indent) -> [];
+tree(S, P, Depth, Max, Indent) ->
+    {Children, More} = children(S, P, Max),
+    [[begin
+          Child = case P of <<>> -> C; _ -> <<P/binary, "/", C/binary>> end,
+          case raw_kind(S, Child) of
+              {link, T} -> [Indent, C, " -> ", T, "\n"];
+              value -> [Indent, C, "\n"];
+              _ -> [Indent, C, "/\n" | tree(S, Child, Depth - 1, Max, ["  " | Indent])]
+          end
+      end || C <- Children],
+     case More of
+         0 -> [];
+         N when N > ?COUNT_MAX -> [Indent, "... ", integer_to_list(?COUNT_MAX), "+ more\n"];
+         N -> [Indent, "... ", integer_to_list(N), " more\n"]
+     end].
+
+%% The first Max children of P, and how many more there are (counted up
+%% to just past ?COUNT_MAX), a page at a time.
+children(S, P, Max) ->
+    Shown = list_pages(S, P, undefined, Max, fun(Page, Acc) -> [Page | Acc] end, []),
+    Names = lists:append(lists:reverse(Shown)),
+    More = case length(Names) of
+               Max ->
+                   From = <<(lists:last(Names))/binary, 0>>,  % the next name up
+                   list_pages(S, P, From, ?COUNT_MAX + 1,
+                              fun(Page, N) -> N + length(Page) end, 0);
+               _ ->
+                   0
+           end,
+    {Names, More}.
+
+%% Folds Fun over the pages of at most Want children of P from From.
+list_pages(_S, _P, _From, 0, _Fun, Acc) ->
+    Acc;
+list_pages(S, P, From, Want, Fun, Acc) ->
+    Limit = min(Want, ?PAGE),
+    Opts = case From of undefined -> #{limit => Limit}; _ -> #{from => From, limit => Limit} end,
+    case hyper_lmdb:list(S, P, Opts) of
+        {ok, []} ->
+            Acc;
+        {ok, Page} when length(Page) < Limit ->
+            Fun(Page, Acc);
+        {ok, Page} ->
+            list_pages(S, P, <<(lists:last(Page))/binary, 0>>, Want - Limit, Fun, Fun(Page, Acc));
+        _ ->
+            Acc
     end.
 
 %% What the key holding Key itself stores (not followed).  A child listed

@@ -548,7 +548,7 @@ cli_end_to_end(C) ->
     Run = cli(C),
     has(Run("--help"), "usage: hyper_lmdb"),
     has(Run("--help"), "rc=0"),
-    has(Run("put DIR docs/readme hello"), "rc=0"),
+    has(Run("put DIR docs/readme hello --create"), "rc=0"),
     has(Run("link DIR docs latest"), "rc=0"),
     has(Run("get DIR latest/readme"), "^hellorc=0"),
     has(Run("ls DIR"), "^docs\nlatest\nrc=0"),
@@ -585,7 +585,7 @@ cli_end_to_end(C) ->
     %% dump, load, convert
     Dump = filename:join(?config(priv_dir, C), "cli.dump"),
     has(Run("dump DIR " ++ Dump), "dumped 12 keys"),
-    has(Run("load DIR-loaded " ++ Dump), "loaded 12 keys"),
+    has(Run("load DIR-loaded " ++ Dump ++ " --create"), "loaded 12 keys"),
     has(Run("get DIR-loaded latest/readme"), "^hellorc=0"),
     has(Run("get DIR-loaded bin | od -An -c"), "a  \\\\0   b 377"),
     has(Run("convert DIR DIR-hb --to hb_store_lmdb"), "converted 12 keys .*verified"),
@@ -623,7 +623,7 @@ cli_while_node_serves(C) ->
 
 cli_errors(C) ->
     Run = cli(C),
-    has(Run("put DIR a/b 1"), "rc=0"),
+    has(Run("put DIR a/b 1 --create"), "rc=0"),
     %% not found and friends: exit 2, with a message
     has(Run("get DIR no/such"), "not found: no/such\nrc=2"),
     has(Run("get DIR a"), "a is a group; list it with: hyper_lmdb ls DIR a\nrc=2"),
