@@ -648,5 +648,5 @@ op(_, _) ->
 
 is_list_opts(From, Limit, Dir) ->
     (From =:= undefined orelse is_binary(From))
-        andalso is_integer(Limit) andalso Limit >= 0
+        andalso is_integer(Limit) andalso Limit >= 0 andalso Limit < (1 bsl 64)
         andalso (Dir =:= asc orelse Dir =:= desc).
