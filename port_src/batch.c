@@ -101,8 +101,12 @@ int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id
                 return rrc; /* the transaction is gone: batch_commit fails too */
             continue;
         }
-        if (touched) {
-            /* Undo this request's partial changes, keep the others. */
+        if (touched || !(rc < 0 && rc >= HL_ELOOP)) {
+            /* Undo this request's partial changes, keep the others.  An
+             * LMDB or system error (not one of our refusals, which come
+             * before any change) may also have left the transaction
+             * unusable (MDB_TXN_ERROR): every write batched with this one
+             * would then fail at commit for nothing. */
             int rrc = replay(b, s, base, 0);
             if (rrc)
                 return rrc;
