@@ -48,6 +48,9 @@
 -define(RESTART_WINDOW, 10000).
 -define(REOPEN_MS, 10000).
 -define(ASYNC_TRIES, 20).
+%% An async write in flight at this many port deaths makes the server
+%% replay the requests it died with one at a time (settle/3).
+-define(SOLO_AFTER, 2).
 %% Unconfirmed async writes beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
 %% The slots of the atomics shared with the writers (#state.async_count).
@@ -105,8 +108,16 @@
     partial = none :: none | {pos_integer(), non_neg_integer(), [binary()]},
     restarts = 0 :: non_neg_integer(),
     recent_restarts = [] :: [integer()],
-    last_exit :: term()
+    last_exit :: term(),
+    %% After the port died twice with the same async write in flight
+    %% (settle/3): the requests it died with (Suspects, by Seq), sent one
+    %% at a time so that a write that kills the port dies alone, and the
+    %% requests that came since (Later, newest first), sent once every
+    %% suspect is settled.  Requests are kept in order throughout.
+    solo = none :: none | {[entry()], [entry()]}
 }).
+
+-type entry() :: {integer(), {dest(), kind(), iodata(), non_neg_integer(), integer()}}.
 
 -type dest() :: reference() | async | cancelled.
 -type cfg() :: #cfg{}.
@@ -620,7 +631,8 @@ handle_call(stop, _From, S) ->
     {stop, normal, ok, S};
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
-              pending => map_size(S#state.pending), format => S#state.format,
+              pending => map_size(S#state.pending) + length(held(S#state.solo)),
+              format => S#state.format,
               last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->
     {reply, {error, {bad_argument, request}}, S}.
@@ -637,15 +649,20 @@ handle_info({req, Id, Dest, Kind, Frame}, S) ->
 handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
     {Frames, Partial} = frames(Chunk, S#state.partial),
     Pending = route_all(Frames, S#state.pending, S),
-    {noreply, S#state{last_progress = now_ms(), partial = Partial, pending = Pending}};
+    {noreply, solo_next(S#state{last_progress = now_ms(), partial = Partial, pending = Pending})};
 handle_info({cancel, Id}, S = #state{pending = P}) ->
     %% Its caller gave up.  The request stays in the map, marked, until
     %% the port answers it: the watchdog must still see that the port owes
     %% an answer (a hung port whose every caller timed out is a hung port
     %% all the same), but the answer goes nowhere and it is not retried.
+    %% One held back in solo mode (not sent yet) is simply dropped.
     case P of
         #{Id := {Dest, Kind, Frame, Tries, Seq}} when Dest =/= async ->
             {noreply, S#state{pending = P#{Id := {cancelled, Kind, Frame, Tries, Seq}}}};
+        _ when S#state.solo =/= none ->
+            {Suspects, Later} = S#state.solo,
+            Keep = fun({I, {Dest, _, _, _, _}}) -> I =/= Id orelse Dest =:= async end,
+            {noreply, S#state{solo = {lists:filter(Keep, Suspects), lists:filter(Keep, Later)}}};
         _ ->
             {noreply, S}
     end;
@@ -677,7 +694,7 @@ handle_info(_, S) ->
 
 %% @private
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A}) ->
+terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A, solo = Solo}) ->
     %% First, so that an async writer whose message comes later hears it
     %% (request/4).  Then no new callers: they find no store and start one.
     atomics:put(A, ?STOPPING, 1),
@@ -685,7 +702,9 @@ terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A})
     %% Requests still in the mailbox: async writes were answered ok, so
     %% they go to the port, which serves everything before the end of its
     %% input; the others are answered below, unsent.
-    Unsent = drain_requests([]),
+    %% Those held back in solo mode go first, in their order.
+    Unsent = [{Id, Dest, Kind, Frame} || {Id, {Dest, Kind, Frame, _, _}} <- held(Solo)]
+             ++ drain_requests([]),
     catch port_command(Port, [Frame || {_, async, _, Frame} <- Unsent]),
     OsPid = os_pid(Port),
     catch port_close(Port),
@@ -710,6 +729,9 @@ drain_requests(Acc) ->
 %% to the port at once.  One pass: each request goes into the pending map
 %% and its frame into the iolist as it is taken (this runs in the one
 %% process every caller waits on).
+handle_requests(Id, Dest, Kind, Frame, S = #state{solo = {Suspects, Later}, seq = Seq}) ->
+    %% Behind the suspects, in order.
+    S#state{solo = {Suspects, [{Id, {Dest, Kind, Frame, 0, Seq}} | Later]}, seq = Seq + 1};
 handle_requests(Id, Dest, Kind, Frame, S = #state{pending = P0, seq = Seq0}) ->
     {P, Frames, Seq} = take_burst(P0#{Id => {Dest, Kind, Frame, 0, Seq0}}, [Frame], Seq0 + 1,
                                   Seq0 + ?BURST),
@@ -1025,23 +1047,24 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     Now = now_ms(),
     Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
     logger:warning("hyper_lmdb ~s: port exited (~0p), restarting", [Cfg#cfg.name, Reason]),
-    S1 = S#state{port = undefined, partial = none, pending = #{},
+    Held = held(S#state.solo),
+    S1 = S#state{port = undefined, partial = none, pending = #{}, solo = none,
                  recent_restarts = [Now | Recent],
                  restarts = S#state.restarts + 1, last_exit = Reason},
     Sorted = [{Id, V} || {_, Id, V} <- lists:sort([{element(5, V), Id, V}
                                                   || {Id, V} <- maps:to_list(P)])],
     case length(Recent) >= ?MAX_RESTARTS of
         true ->
-            fail_all(Sorted, Reason, S1),
+            fail_all(Sorted ++ Held, Reason, S1),
             {stop, {port_restart_limit, Reason}, S1};
         false ->
             timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
             case reopen(Cfg, now_ms() + ?REOPEN_MS, 20) of
                 {ok, Port, Format} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
-                    {noreply, settle(Sorted, Reason, S2)};
+                    {noreply, settle(Sorted, Reason, S2#state{solo = S#state.solo})};
                 {error, Why} ->
-                    fail_all(Sorted, Reason, S1),
+                    fail_all(Sorted ++ Held, Reason, S1),
                     {stop, {port_restart_failed, Why}, S1}
             end
     end.
@@ -1069,8 +1092,47 @@ settle(Sorted, Reason, S = #state{port = Port}) ->
          async -> give_up_async(S, Tries);
          _ -> answer(Dest, Id, {error, {port_exit, Reason}})
      end || {Id, {Dest, Kind, _, Tries, _}} <- Sorted, not again(Dest, Kind, Tries)],
-    catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Again]),
-    S#state{pending = maps:from_list(Again)}.
+    Twice = lists:any(fun({_, {async, _, _, Tries, _}}) -> Tries >= ?SOLO_AFTER;
+                         (_) -> false
+                      end, Again),
+    case S#state.solo of
+        none when not Twice ->
+            catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Again]),
+            S#state{pending = maps:from_list(Again)};
+        none ->
+            %% The port died twice with some async write in flight: one
+            %% that kills it (a port bug it sets off, or work that outlasts
+            %% the watchdog) would take every write it was sent with to
+            %% ?ASYNC_TRIES deaths, and all would be dropped.  One at a
+            %% time, it dies alone.
+            logger:warning("hyper_lmdb ~s: replaying ~b requests one at a time",
+                           [S#state.cfg#cfg.name, length(Again)]),
+            solo_next(S#state{pending = #{}, solo = {Again, []}});
+        {Suspects, Later} ->
+            %% The one in flight died again (or was dropped): it stays first.
+            solo_next(S#state{pending = #{}, solo = {by_seq(Again ++ Suspects), Later}})
+    end.
+
+%% In solo mode with nothing in flight: the next suspect, alone; once none
+%% is left, every request that came meanwhile, and normal mode again.
+solo_next(S = #state{solo = none}) ->
+    S;
+solo_next(S = #state{pending = P}) when map_size(P) > 0 ->
+    S;
+solo_next(S = #state{port = Port, solo = {[{Id, {_, _, Frame, _, _} = V} | Rest], Later}}) ->
+    catch port_command(Port, Frame),
+    S#state{pending = #{Id => V}, solo = {Rest, Later}, last_progress = now_ms()};
+solo_next(S = #state{port = Port, solo = {[], Later}}) ->
+    Entries = lists:reverse(Later),
+    catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Entries]),
+    S#state{pending = maps:from_list(Entries), solo = none, last_progress = now_ms()}.
+
+by_seq(Entries) ->
+    [E || {_, E} <- lists:sort([{element(5, V), {Id, V}} || {Id, V} <- Entries])].
+
+%% Every request held back in solo mode, in order.
+held(none) -> [];
+held({Suspects, Later}) -> Suspects ++ lists:reverse(Later).
 
 %% What a restarted port is sent again: async writes (already answered
 %% ok), unless the port died with one in flight ?ASYNC_TRIES times (a

@@ -676,6 +676,9 @@ static int apply_write_many(struct dispatch *d, struct codec_dec *dec, int *touc
     return 0;
 }
 
+/* With fault injection on, a write to this key crashes the port. */
+#define POISON_KEY "hyper_lmdb.fault/crash"
+
 /* batch_apply_fn: applies one write request frame to the write txn. */
 static int apply_frame(void *ctx, const uint8_t *frame, size_t len, int *touched)
 {
@@ -695,6 +698,11 @@ static int apply_frame(void *ctx, const uint8_t *frame, size_t len, int *touched
             return rc;
         if (codec_dec_binary(&dec, &v, &vlen))
             return bad(d, "bad_value");
+        /* Fault injection: a write that kills the port whenever it is
+         * applied, as a port bug set off by one request would (the
+         * server's replays must not let it take other writes along). */
+        if (d->faults_enabled && plen == sizeof POISON_KEY - 1 && !memcmp(p, POISON_KEY, plen))
+            dispatch_crash();
         return store_write(d->store, p, plen, v, vlen);
     case OP_MAKE_GROUP:
         if ((rc = decode_path(d, &dec, &d->path_a, &p, &plen)))

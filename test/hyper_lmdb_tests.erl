@@ -424,6 +424,39 @@ async_refuses_what_commit_refuses_test_() ->
         done(RO)
     end}.
 
+%% An async write that kills the port whenever it is applied (fault
+%% injection's poison key stands for a port bug that one request sets off)
+%% is replayed into every new port with the writes it was sent with.  It
+%% must die alone: after two deaths the server replays one request at a
+%% time, so the poison reaches the retry limit and is dropped (logged) while
+%% every other acknowledged write, before and after it, lands.
+async_poison_write_dies_alone_test_() ->
+    {timeout, 120, fun() ->
+        S = store(asyncpoison, #{<<"durability">> => <<"async">>,
+                                 <<"fault-injection">> => true}),
+        Keys = fun(P) -> [<<P/binary, (integer_to_binary(I))/binary>> || I <- lists:seq(1, 10)] end,
+        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys(<<"a">>)],
+        ok = hyper_lmdb:write(S, <<"hyper_lmdb.fault/crash">>, <<"boom">>),
+        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys(<<"b">>)],
+        %% sync/1 is answered port_exit while the port keeps dying
+        Synced = fun Sync(0) -> timeout;
+                     Sync(N) -> case hyper_lmdb:sync(S) of
+                                    ok -> ok;
+                                    {error, {port_exit, _}} -> timer:sleep(100), Sync(N - 1)
+                                end
+                 end(600),
+        ?assertEqual(ok, Synced),
+        ?assertEqual([{ok, <<"v">>} || _ <- lists:seq(1, 20)],
+                     hyper_lmdb:read_many(S, Keys(<<"a">>) ++ Keys(<<"b">>))),
+        ?assertEqual(not_found, hyper_lmdb:read(S, <<"hyper_lmdb.fault/crash">>)),
+        #{port_restarts := R} = hyper_lmdb:stats(S),
+        ?assert(R >= 20),
+        %% and the store is back to normal: a burst of writes and reads
+        ok = hyper_lmdb:write_many(S, [{write, <<"c">>, <<"1">>}]),
+        ?assertEqual({ok, <<"1">>}, hyper_lmdb:read(S, <<"c">>)),
+        done(S)
+    end}.
+
 %% A path longer than a key may name one through a link at a prefix: an
 %% async store cannot tell before the port does, so it waits for the
 %% port's answer, and the write lands (or is refused) as in commit mode.
