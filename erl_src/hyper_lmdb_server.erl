@@ -70,6 +70,9 @@
 %% The longest path the port resolves (PATH_MAX_WORK): a longer one, or a
 %% link target, is key_too_long whatever the store holds.
 -define(MAX_PATH, 4096).
+%% Options whose value is a count: given as digits, they are read as one.
+-define(COUNT_OPTIONS, [<<"capacity">>, <<"sync-interval">>, <<"max-link-hops">>,
+                        <<"max-readers">>, <<"watchdog">>, <<"spin-us">>]).
 
 -record(cfg, {
     name :: binary(),
@@ -536,32 +539,64 @@ option(K, V, {ok, C}) ->
 
 set(<<"store-module">>, _, C) -> {ok, C};
 set(<<"pid">>, _, C) -> {ok, C};
-set(<<"capacity">>, V, C) when is_integer(V), V >= 1 bsl 20 -> {ok, C#cfg{capacity = V}};
-set(<<"durability">>, V, C) ->
+%% Keys HyperBEAM's hb_store keeps in every store's map (access control,
+%% retries, scope, its key/value pipeline) or that hb_store_lmdb reads
+%% (batch-size, lock): they reach start/1 and every call with the map, and
+%% refusing them would keep the store from starting in a node.  None
+%% changes what this store does.
+set(K, _, C) when K =:= <<"access">>; K =:= <<"max-retries">>; K =:= <<"scope">>;
+                  K =:= <<"prefix">>; K =:= <<"prefix-strip">>; K =:= <<"to-key">>;
+                  K =:= <<"from-key">>; K =:= <<"to-value">>; K =:= <<"from-value">>;
+                  K =:= <<"batch-size">>; K =:= <<"lock">>; K =:= <<"benchmark-scale">> ->
+    {ok, C};
+set(K, V, C) when is_binary(V); is_list(V) ->
+    %% A count may come as digits, as HyperBEAM's own options do
+    %% (hb_util:int): the same option, as an integer.
+    case lists:member(K, ?COUNT_OPTIONS) andalso digits(V) of
+        N when is_integer(N) -> set(K, N, C);
+        _ -> set_other(K, V, C)
+    end;
+set(K, V, C) ->
+    set_other(K, V, C).
+
+digits(V) ->
+    try
+        if is_binary(V) -> binary_to_integer(V);
+           true -> list_to_integer(V)
+        end
+    catch
+        error:badarg -> false
+    end.
+
+%% A map smaller than LMDB needs to work in (1 MiB) starts at 1 MiB: it
+%% grows when it fills up anyway.
+set_other(<<"capacity">>, V, C) when is_integer(V), V > 0 ->
+    {ok, C#cfg{capacity = max(V, 1 bsl 20)}};
+set_other(<<"durability">>, V, C) ->
     case to_bin(V) of
         D when D =:= <<"commit">>; D =:= <<"fsync">>; D =:= <<"async">> ->
             {ok, C#cfg{durability = D}};
         _ ->
             error
     end;
-set(<<"sync-interval">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{sync_interval = V}};
-set(<<"format">>, V, C) ->
+set_other(<<"sync-interval">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{sync_interval = V}};
+set_other(<<"format">>, V, C) ->
     case to_bin(V) of
         F when F =:= <<"tagged">>; F =:= <<"hb_store_lmdb">> -> {ok, C#cfg{format = F}};
         _ -> error
     end;
-set(<<"read-only">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_only = V}};
-set(<<"max-link-hops">>, V, C) when is_integer(V), V >= 0 -> {ok, C#cfg{max_hops = V}};
-set(<<"max-readers">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{max_readers = V}};
-set(<<"read-ahead">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_ahead = V}};
+set_other(<<"read-only">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_only = V}};
+set_other(<<"max-link-hops">>, V, C) when is_integer(V), V >= 0 -> {ok, C#cfg{max_hops = V}};
+set_other(<<"max-readers">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{max_readers = V}};
+set_other(<<"read-ahead">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_ahead = V}};
 %% checked here, applied by hyper_lmdb on each call (they are per caller)
-set(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 bsl 16) -> {ok, C};
-set(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C};
-set(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
-set(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
-set(<<"exclusive">>, V, C) when is_boolean(V) -> {ok, C#cfg{exclusive = V}};
-set(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};
-set(_, _, _) -> error.
+set_other(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 bsl 16) -> {ok, C};
+set_other(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C};
+set_other(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
+set_other(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
+set_other(<<"exclusive">>, V, C) when is_boolean(V) -> {ok, C#cfg{exclusive = V}};
+set_other(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};
+set_other(_, _, _) -> error.
 
 to_bin(V) when is_binary(V) -> V;
 to_bin(V) when is_atom(V) -> atom_to_binary(V);

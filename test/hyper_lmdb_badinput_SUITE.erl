@@ -8,7 +8,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
--export([catalogue/1, options_catalogue/1, deep_chains/1, broken_stream/1, load_1000_callers/1,
+-export([catalogue/1, options_catalogue/1, hyperbeam_store_maps/1, deep_chains/1, broken_stream/1, load_1000_callers/1,
          random_arguments/1]).
 
 suite() -> [{timetrap, {seconds, 240 + load_seconds()}}].
@@ -18,7 +18,7 @@ load_seconds() ->
         false -> 30;
         V -> list_to_integer(V)
     end.
-all() -> [catalogue, options_catalogue, random_arguments, deep_chains, broken_stream,
+all() -> [catalogue, options_catalogue, hyperbeam_store_maps, random_arguments, deep_chains, broken_stream,
           load_1000_callers].
 
 init_per_suite(Config) ->
@@ -203,6 +203,32 @@ catalogue(Config) ->
     ?assertEqual(Before, snapshot(S)),
     hyper_lmdb:stop(S).
 
+%% The keys HyperBEAM's hb_store keeps in every store map, and counts given
+%% as digits (as hb_util:int reads them), start the store: a node passes its
+%% store maps unchanged (start/1, then every call).  A capacity below 1 MiB
+%% starts at 1 MiB (the map grows anyway).
+hyperbeam_store_maps(Config) ->
+    Name = list_to_binary(filename:join(?config(priv_dir, Config), "hbmaps")),
+    S = #{<<"store-module">> => hyper_lmdb, <<"name">> => Name,
+          <<"access">> => [<<"read">>, <<"write">>], <<"max-retries">> => 3,
+          <<"scope">> => local, <<"prefix">> => <<"cache">>, <<"prefix-strip">> => true,
+          <<"to-key">> => identity, <<"from-key">> => identity, <<"to-value">> => identity,
+          <<"from-value">> => identity, <<"batch-size">> => 5000, <<"lock">> => true,
+          <<"benchmark-scale">> => 1, <<"capacity">> => <<"17179869184">>,
+          <<"max-readers">> => <<"256">>, <<"sync-interval">> => "500"},
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),     % again, already running
+    #{map_size := Map} = hyper_lmdb:stats(S),
+    true = Map >= 17179869184,
+    ok = hyper_lmdb:stop(S),
+    Small = #{<<"name">> => <<Name/binary, "-small">>, <<"capacity">> => 5000},
+    ok = hyper_lmdb:write(Small, <<"k">>, binary:copy(<<"v">>, 100000)),
+    #{map_size := M2} = hyper_lmdb:stats(Small),
+    true = M2 >= 1 bsl 20,
+    ok = hyper_lmdb:stop(Small).
+
 %% Keys are bytes, and option maps are checked; names are never shell.
 options_catalogue(Config) ->
     Priv = ?config(priv_dir, Config),
@@ -214,7 +240,9 @@ options_catalogue(Config) ->
     Cases = [
         {"unknown option", Bad(<<"colour">>, <<"blue">>), {error, {bad_option, <<"colour">>}}},
         {"capacity not an integer", Bad(<<"capacity">>, <<"big">>), {error, {bad_option, <<"capacity">>}}},
-        {"capacity too small", Bad(<<"capacity">>, 10), {error, {bad_option, <<"capacity">>}}},
+        {"capacity zero", Bad(<<"capacity">>, 0), {error, {bad_option, <<"capacity">>}}},
+        {"capacity digits that are not a count", Bad(<<"capacity">>, <<"-5">>), {error, {bad_option, <<"capacity">>}}},
+        {"a typo of an option HyperBEAM passes", Bad(<<"max-retry">>, 3), {error, {bad_option, <<"max-retry">>}}},
         {"unknown durability", Bad(<<"durability">>, <<"maybe">>), {error, {bad_option, <<"durability">>}}},
         {"sync-interval zero", Bad(<<"sync-interval">>, 0), {error, {bad_option, <<"sync-interval">>}}},
         {"unknown format", Bad(<<"format">>, <<"xml">>), {error, {bad_option, <<"format">>}}},
