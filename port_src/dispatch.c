@@ -108,12 +108,16 @@ static int check_write_path(struct dispatch *d, size_t len)
     return len == 0 ? HL_EEMPTY : check_path(d, len);
 }
 
-/* A path to read: the empty path is the root. */
+/* A path to read: the empty path is the root, and any length will do.  A
+ * path that names no key a write could make (longer than a key once
+ * resolved, or than resolution works on) reads as not_found, types as
+ * not_found, lists as empty and resolves to itself, as a miss: the classic
+ * hb_store callbacks answer {ok, Bin} | not_found, and HyperBEAM's cache
+ * has no clause for an error there. */
 static int decode_read_path(struct dispatch *d, struct codec_dec *dec, const uint8_t **p,
                             size_t *len)
 {
-    int rc = decode_path(d, dec, &d->path_a, p, len);
-    return rc ? rc : check_path(d, *len);
+    return decode_path(d, dec, &d->path_a, p, len);
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -586,14 +590,11 @@ static int serve_read(struct dispatch *d, const struct op *op, struct codec_dec 
         if ((rc = decode_read_path(d, dec, &p, &len)))
             return rc;
         rc = store_resolve(s, txn, p, len, out, &olen);
-        if (rc == HL_ELOOP) { /* unresolvable: answer the path as given */
-            memcpy(out, p, len);
-            olen = len;
-        } else if (rc) {
+        if (rc && rc != HL_ELOOP)
             return rc;
-        }
+        /* unresolvable (a loop, or too long to work on): the path as given */
         size_t start = reply_begin(d, id);
-        codec_enc_binary(&d->out, out, olen);
+        codec_enc_binary(&d->out, rc ? p : out, rc ? len : olen);
         reply_end(d, start, id);
         return 0;
     }

@@ -409,17 +409,6 @@ int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len
 
 /* ---- reads ------------------------------------------------------------ */
 
-/* A path may be longer than a key when a link at a prefix shortens it;
- * what it resolves to is a key, and a longer one cannot be: the reader
- * hears key_too_long with the resolved length, as a writer would. */
-static int check_read_key(struct store *s, size_t klen)
-{
-    if (klen <= PATH_MAX_KEY)
-        return 0;
-    s->err_key_len = klen;
-    return HL_ETOOLONG;
-}
-
 int store_read(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
                const uint8_t **val, size_t *vlen)
 {
@@ -430,9 +419,7 @@ int store_read(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
         return HL_ENOTFOUND;
     if (rc)
         return rc;
-    if ((rc = check_read_key(s, klen)))
-        return rc;
-    enum store_kind kind;
+    enum store_kind kind; /* (a resolved key too long for a key is not found) */
     if ((rc = get_entry(s, txn, key, klen, &kind, val, vlen)))
         return rc;
     return kind == KIND_VALUE ? 0 : HL_ENOTFOUND;
@@ -471,8 +458,6 @@ int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
         *type = TYPE_COMPOSITE; /* the root */
         return 0;
     }
-    if ((rc = check_read_key(s, klen)))
-        return rc;
     enum store_kind kind;
     const uint8_t *val;
     size_t vlen;
