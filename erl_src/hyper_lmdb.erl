@@ -19,7 +19,8 @@
 -export([read_many/2, write_many/2, delete/2, sync/1, stats/1]).
 -export([match/2, scan/2]).
 %% HyperBEAM's device-style store API (2026): Fun(StoreOpts, Request, NodeOpts)
--export([start/3, stop/3, reset/3, read/3, type/3, group/3, link/3, resolve/3, match/3]).
+-export([start/3, stop/3, reset/3, read/3, type/3, group/3, link/3, resolve/3, match/3,
+         sync/3]).
 
 -export_type([store/0, path/0, write_op/0, list_opts/0]).
 
@@ -265,6 +266,19 @@ scan(_, _) ->
 sync(Opts) ->
     call(Opts, read, {sync}).
 
+%% @doc The device-style sync (hb_store_lmdb's `sync/3'): any request,
+%% `#{<<"level">> => commit | fsync}' included, is sync/1, which is both:
+%% every acknowledged write is committed and on disk when it returns.  A
+%% read-only store has nothing to sync: `ok'.
+-spec sync(store(), map(), map()) -> ok | error().
+sync(Opts, Req, _NodeOpts) when is_map(Req) ->
+    case sync(Opts) of
+        {error, read_only} -> ok;
+        R -> R
+    end;
+sync(_, _, _) ->
+    {error, {bad_argument, request}}.
+
 %% @doc Counters and sizes: entries, map size and use, format, durability,
 %% cache hits and misses, commits and batch sizes, port restarts.
 -spec stats(store()) -> map() | error().
@@ -354,7 +368,8 @@ group(_, _, _) -> {error, {bad_argument, request}}.
 %% in one atomic commit.
 -spec link(store(), map(), map()) -> ok | error().
 link(Opts, Req, _NodeOpts) when is_map(Req), map_size(Req) > 0 ->
-    write_many(Opts, [{make_link, Existing, New} || {New, Existing} <- maps:to_list(Req)]);
+    write_many(Opts, [{make_link, key_arg(Existing), key_arg(New)}
+                      || {New, Existing} <- maps:to_list(Req)]);
 link(_, _, _) ->
     {error, {bad_argument, request}}.
 
@@ -371,6 +386,14 @@ resolve(_, _, _) ->
 %% @doc `#{<<"match">> => [{Key, Path}] | #{Key => Path}}': `{ok, IDs}',
 %% the IDs whose every Key child is a link to its Path (see match/2).  A
 %% Key is one segment (a binary without `/').
+%%
+%% Any other map is HyperBEAM's own form (`hb_store:match/3' passes the
+%% pattern map itself): `#{Key => Value}' with each Value as HyperBEAM's
+%% cache writes a field, `<<"link:", Path/binary>>' for a link to Path and
+%% anything else for a value of exactly those bytes (in hb_store_lmdb's
+%% format the bytes are read as that format reads them, so `<<"group">>'
+%% is a group marker).  Answers `{ok, IDs}', or `{error, not_found}' when
+%% no ID matches, as hb_store_lmdb does.
 -spec match(store(), map(), map()) -> {ok, [binary()]} | error().
 match(Opts, #{<<"match">> := Pairs}, NodeOpts) when is_map(Pairs) ->
     match(Opts, #{<<"match">> => maps:to_list(Pairs)}, NodeOpts);
@@ -380,8 +403,40 @@ match(Opts, #{<<"match">> := Pairs}, _NodeOpts) when is_list(Pairs) ->
         true -> match(Opts, Pairs);
         false -> {error, {bad_argument, match}}
     end;
+match(Opts, Pattern, _NodeOpts) when is_map(Pattern), map_size(Pattern) > 0 ->
+    case value_pairs(maps:to_list(Pattern), []) of
+        {ok, Pairs} ->
+            case call(Opts, read, {match_values, Pairs}) of
+                {ok, []} -> {error, not_found};
+                Result -> Result
+            end;
+        error ->
+            {error, {bad_argument, match}}
+    end;
 match(_, _, _) ->
     {error, {bad_argument, request}}.
+
+%% HyperBEAM's pattern: each key one segment, each value bytes (as
+%% hb_util:bin makes them: binaries, atoms, integers, strings).
+value_pairs([], Acc) ->
+    {ok, lists:reverse(Acc)};
+value_pairs([{K, V} | T], Acc) ->
+    case {segment(K), bytes(V)} of
+        {{ok, KB}, {ok, VB}} when KB =/= <<>> ->
+            case binary:match(KB, <<"/">>) of
+                nomatch -> value_pairs(T, [{KB, VB} | Acc]);
+                _ -> error
+            end;
+        _ ->
+            error
+    end.
+
+bytes(B) when is_binary(B) -> {ok, B};
+bytes(A) when is_atom(A) -> {ok, atom_to_binary(A)};
+bytes(I) when is_integer(I) -> {ok, integer_to_binary(I)};
+bytes(L) when is_list(L) ->
+    try {ok, iolist_to_binary(L)} catch error:badarg -> error end;
+bytes(_) -> error.
 
 %% A proper list of {Key, _}, each Key one segment.
 match_keys([{K, _} | T]) when is_binary(K) ->
@@ -403,7 +458,7 @@ dev_write(Opts, Req) ->
 dev_write_ops([], _Prefix, Acc) ->
     {ok, lists:reverse(Acc)};
 dev_write_ops([{K, V} | T], Prefix, Acc) ->
-    case to_path(K) of
+    case key_path(K) of
         {ok, P0} when Prefix =/= <<>> ->
             case normalise(P0) of
                 %% "m/" would land on the group itself
@@ -427,6 +482,10 @@ dev_write_op(V, T, P, Prefix, Acc) ->
             dev_write_ops(T, Prefix, [{write, P, V} | Acc])
     end.
 
+%% The bounds as HyperBEAM's hb_store_utils:list_request_bounds reads
+%% them: `from' a name or `none', `limit' a count (digits too), `all' or
+%% `batch' (every child), `direction' asc or desc as atom or binary.  A
+%% limit of 0 is no children (list/3's own 0 means no limit).
 dev_list(Opts, #{<<"list">> := Path} = Req) ->
     Dir = case maps:get(<<"direction">>, Req, <<"asc">>) of
               <<"desc">> -> desc;
@@ -435,16 +494,34 @@ dev_list(Opts, #{<<"list">> := Path} = Req) ->
               asc -> asc;
               _ -> bad
           end,
-    ListOpts = maps:filter(fun(_, V) -> V =/= undefined end,
-                           #{from => maps:get(<<"from">>, Req, undefined),
-                             limit => dev_limit(maps:get(<<"limit">>, Req, undefined)),
-                             direction => Dir}),
-    list(Opts, Path, ListOpts);
+    From = case maps:get(<<"from">>, Req, undefined) of
+               none -> undefined;
+               <<"none">> -> undefined;
+               F -> F
+           end,
+    case dev_limit(maps:get(<<"limit">>, Req, undefined)) of
+        0 ->
+            %% nothing to list, but the request is checked as any other
+            case list(Opts, Path, dev_list_opts(From, 1, Dir)) of
+                {ok, _} -> {ok, []};
+                E -> E
+            end;
+        Limit ->
+            list(Opts, Path, dev_list_opts(From, Limit, Dir))
+    end;
 dev_list(_, _) ->
     {error, {bad_argument, request}}.
 
+dev_list_opts(From, Limit, Dir) ->
+    maps:filter(fun(_, V) -> V =/= undefined end,
+                #{from => From, limit => Limit, direction => Dir}).
+
 %% A limit may arrive as digits from an HTTP request; anything else that
 %% is not a count is left for list/3 to refuse.
+dev_limit(all) -> undefined;
+dev_limit(batch) -> undefined;
+dev_limit(<<"all">>) -> undefined;
+dev_limit(<<"batch">>) -> undefined;
 dev_limit(L) when is_binary(L) ->
     try binary_to_integer(L) catch error:badarg -> L end;
 dev_limit(L) ->
@@ -579,6 +656,17 @@ to_path(L) when is_list(L) ->
         false -> join(L, [])
     end;
 to_path(_) -> error.
+
+%% A key of a device-style request map: a path, or an atom or integer
+%% naming one segment (hb_store_lmdb takes them through hb_path:to_binary).
+key_path(A) when is_atom(A); is_integer(A) -> segment(A);
+key_path(P) -> to_path(P).
+
+key_arg(K) ->
+    case key_path(K) of
+        {ok, B} -> B;
+        error -> K  % for write_many to refuse as any bad path
+    end.
 
 join([], Acc) ->
     {ok, iolist_to_binary(lists:join($/, lists:reverse(Acc)))};

@@ -13,7 +13,7 @@
 
 enum op_code {
     OP_READ, OP_READ_MANY, OP_TYPE, OP_RESOLVE, OP_LIST, OP_STATS, OP_SYNC, OP_PING, OP_FAULT,
-    OP_SCAN, OP_MATCH,
+    OP_SCAN, OP_MATCH, OP_MATCH_VALUES,
     /* writes: everything from OP_WRITE on goes through the batch */
     OP_WRITE, OP_MAKE_GROUP, OP_MAKE_LINK, OP_DELETE, OP_WRITE_MANY, OP_RESET,
 };
@@ -28,7 +28,7 @@ static const struct op {
     {"list", OP_LIST, 6},           {"stats", OP_STATS, 2},
     {"sync", OP_SYNC, 2},           {"ping", OP_PING, 2},
     {"fault", OP_FAULT, 3},         {"scan", OP_SCAN, 4},
-    {"match", OP_MATCH, 3},
+    {"match", OP_MATCH, 3},         {"match_values", OP_MATCH_VALUES, 3},
     {"write", OP_WRITE, 4},         {"make_group", OP_MAKE_GROUP, 3},
     {"make_link", OP_MAKE_LINK, 4}, {"delete", OP_DELETE, 3},
     {"write_many", OP_WRITE_MANY, 3}, {"reset", OP_RESET, 2},
@@ -417,7 +417,12 @@ static int collect_name(void *ctx, const uint8_t *p, size_t len)
 
 /* {Id, match, [{Name, Target}]}: names are single segments, targets
  * paths; both normalised into one buffer owned here. */
-static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id)
+/* {match, [{Name, Target}]}: IDs whose every ID/Name is a link to Target.
+ * {match_values, [{Name, Bytes}]} (values): every ID/Name holds Bytes as
+ * HyperBEAM's cache writes a field, "link:T" for a link (see
+ * store_pattern_kind). */
+static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uint64_t id,
+                    int values)
 {
     uint32_t n, arity;
     int rc = 0;
@@ -425,9 +430,10 @@ static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uin
         return bad(d, "bad_match_list");
     const uint8_t **names = calloc(n, sizeof *names), **targets = calloc(n, sizeof *targets);
     size_t *nlens = calloc(n, sizeof *nlens), *tlens = calloc(n, sizeof *tlens);
+    enum store_kind *kinds = calloc(n, sizeof *kinds);
     uint8_t *buf = malloc(dec->len - dec->pos + 1);
     size_t used = 0;
-    if (!names || !targets || !nlens || !tlens || !buf) {
+    if (!names || !targets || !nlens || !tlens || !kinds || !buf) {
         rc = HL_ENOMEM;
         goto out;
     }
@@ -445,10 +451,19 @@ static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uin
             rc = bad(d, "bad_match_pair");
             goto out;
         }
-        targets[i] = buf + used;
-        tlens[i] = path_normalize(raw, rlen, buf + used);
-        used += tlens[i];
-        if (nlens[i] == 0 || memchr(names[i], '/', nlens[i]) || tlens[i] == 0) {
+        kinds[i] = KIND_LINK;
+        if (values)
+            kinds[i] = store_pattern_kind(d->store, raw, rlen, &raw, &rlen);
+        if (kinds[i] == KIND_LINK) {
+            targets[i] = buf + used;
+            tlens[i] = path_normalize(raw, rlen, buf + used);
+            used += tlens[i];
+        } else { /* a value's bytes as they are (they lie in the frame) */
+            targets[i] = raw;
+            tlens[i] = rlen;
+        }
+        if (nlens[i] == 0 || memchr(names[i], '/', nlens[i]) ||
+            (kinds[i] == KIND_LINK && tlens[i] == 0)) {
             rc = bad(d, "bad_match_pair");
             goto out;
         }
@@ -458,7 +473,7 @@ static int do_match(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn, uin
         goto out;
     }
     d->names.n = 0;
-    if ((rc = store_match(d->store, txn, n, names, nlens, targets, tlens, collect_name,
+    if ((rc = store_match(d->store, txn, n, names, nlens, kinds, targets, tlens, collect_name,
                           &d->names)))
         goto out;
     reply_names(d, id);
@@ -467,6 +482,7 @@ out:
     free(targets);
     free(nlens);
     free(tlens);
+    free(kinds);
     free(buf);
     return rc;
 }
@@ -605,7 +621,8 @@ static int serve_read(struct dispatch *d, const struct op *op, struct codec_dec 
     case OP_SCAN:
         return do_scan(d, dec, txn, id);
     case OP_MATCH:
-        return do_match(d, dec, txn, id);
+    case OP_MATCH_VALUES:
+        return do_match(d, dec, txn, id, op->code == OP_MATCH_VALUES);
     default:
         return bad(d, "unknown_op");
     }

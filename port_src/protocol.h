@@ -69,6 +69,10 @@
  *           (0 = all); Next = the key to continue from | undefined.
  *     {Id, match, [{Name, Target}]}  -> {ok, [ID]}
  *           every ID for which each key ID/Name holds a link to Target.
+ *     {Id, match_values, [{Name, Bytes}]} -> {ok, [ID]}
+ *           the same, each Bytes as HyperBEAM's cache writes a field:
+ *           <<"link:", T>> a link to T, else a value of exactly Bytes (in
+ *           hb_store_lmdb's format, "group" a group marker).
  *     {Id, fault, Point}             -> ok   test hook, refused unless the
  *           port runs with --fault-injection 1.  Point = crash_before_commit
  *           | crash_after_commit | crash_mid_reply (the next write batch

@@ -926,20 +926,41 @@ int store_scan(struct store *s, MDB_txn *txn, const uint8_t *from, size_t from_l
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* 1 when <key> holds a link whose target is <target>. */
-static int links_to(struct store *s, MDB_txn *txn, const uint8_t *key, size_t klen,
-                    const uint8_t *target, size_t tlen)
+/* 1 when an entry of kind <kind> with payload <data> is what a match
+ * pair asks for: a link to <want> (normalised), a value of exactly those
+ * bytes, or a group marker. */
+static int matches(enum store_kind kind, const uint8_t *data, size_t dlen, enum store_kind want_kind,
+                   const uint8_t *want, size_t wlen)
 {
-    enum store_kind kind;
-    const uint8_t *data;
-    size_t dlen;
-    return get_entry(s, txn, key, klen, &kind, &data, &dlen) == 0 && kind == KIND_LINK &&
-           path_cmp(data, dlen, target, tlen) == 0;
+    if (kind != want_kind)
+        return 0;
+    if (kind == KIND_LINK)
+        return path_cmp(data, dlen, want, wlen) == 0;
+    if (kind == KIND_VALUE)
+        return dlen == wlen && (wlen == 0 || memcmp(data, want, wlen) == 0);
+    return 1;
+}
+
+enum store_kind store_pattern_kind(const struct store *s, const uint8_t *bytes, size_t len,
+                                   const uint8_t **data, size_t *dlen)
+{
+    if (s->format == FORMAT_HB) { /* the bytes as the format reads them */
+        MDB_val v = {len, (void *)bytes};
+        return classify(s, &v, data, dlen);
+    }
+    *data = bytes;
+    *dlen = len;
+    if (len > sizeof HB_LINK - 1 && memcmp(bytes, HB_LINK, sizeof HB_LINK - 1) == 0) {
+        *data = bytes + sizeof HB_LINK - 1;
+        *dlen = len - (sizeof HB_LINK - 1);
+        return KIND_LINK;
+    }
+    return KIND_VALUE;
 }
 
 int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *names,
-                const size_t *name_lens, const uint8_t *const *targets,
-                const size_t *target_lens,
+                const size_t *name_lens, const enum store_kind *kinds,
+                const uint8_t *const *targets, const size_t *target_lens,
                 int (*fn)(void *ctx, const uint8_t *id, size_t id_len), void *ctx)
 {
     if (n == 0)
@@ -952,15 +973,15 @@ int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *n
     uint8_t key[PATH_MAX_KEY + 1];
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        /* Is this key ID/names[0], a link to targets[0]? */
+        /* Is this key ID/names[0], holding what the first pair asks for? */
         const uint8_t *kp = k.mv_data;
         size_t klen = k.mv_size, nl = name_lens[0];
         if (klen < nl + 2 || kp[klen - nl - 1] != '/' || memcmp(kp + klen - nl, names[0], nl))
             continue;
         const uint8_t *data;
         size_t dlen;
-        if (classify(s, &v, &data, &dlen) != KIND_LINK ||
-            path_cmp(data, dlen, targets[0], target_lens[0]) != 0)
+        enum store_kind kind = classify(s, &v, &data, &dlen);
+        if (!matches(kind, data, dlen, kinds[0], targets[0], target_lens[0]))
             continue;
         size_t idlen = klen - nl - 1;
         int all = 1;
@@ -972,7 +993,8 @@ int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *n
             memcpy(key, kp, idlen);
             key[idlen] = '/';
             memcpy(key + idlen + 1, names[i], name_lens[i]);
-            all = links_to(s, txn, key, idlen + 1 + name_lens[i], targets[i], target_lens[i]);
+            all = get_entry(s, txn, key, idlen + 1 + name_lens[i], &kind, &data, &dlen) == 0 &&
+                  matches(kind, data, dlen, kinds[i], targets[i], target_lens[i]);
         }
         if (all && fn(ctx, kp, idlen))
             break;
@@ -1052,6 +1074,30 @@ static int new_value_is_link(const struct store *s, enum store_kind kind, const 
     return classify(s, &v, &data, &len) == KIND_LINK;
 }
 
+/* hb_store_lmdb's link/3 writes a group marker at every parent of the
+ * link that holds nothing (ensure_parent_groups), and its list/3 lists
+ * only below a marker: a directory written here in that format must have
+ * them too, or hb_store_lmdb, switched back to, would not find the links'
+ * parents.  (Implicit groups serve this store itself; tagged stores need
+ * no markers.) */
+static int ensure_parent_groups(struct store *s, const uint8_t *key, size_t klen)
+{
+    for (size_t end = 0; end < klen; end++) {
+        end += path_segment_len(key + end, klen - end);
+        if (end >= klen)
+            break;
+        enum store_kind kind;
+        const uint8_t *data;
+        size_t dlen;
+        int rc = get_entry(s, s->wtxn, key, end, &kind, &data, &dlen);
+        if (rc == HL_ENOTFOUND)
+            rc = put_entry(s, key, end, KIND_GROUP, NULL, 0);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int put_kind(struct store *s, const uint8_t *path, size_t len, enum store_kind kind,
                     const uint8_t *val, size_t vlen)
 {
@@ -1059,6 +1105,8 @@ static int put_kind(struct store *s, const uint8_t *path, size_t len, enum store
     size_t klen;
     int rc = write_key(s, path, len, key, &klen);
     if (rc)
+        return rc;
+    if (kind == KIND_LINK && s->format == FORMAT_HB && (rc = ensure_parent_groups(s, key, klen)))
         return rc;
     if (kind == KIND_LINK || new_value_is_link(s, kind, val, vlen))
         s->wtxn_links = 1;

@@ -129,14 +129,24 @@ int store_scan(struct store *s, MDB_txn *txn, const uint8_t *from, size_t from_l
                uint64_t limit, int (*fn)(void *ctx, const struct store_entry *e), void *ctx,
                const uint8_t **next, size_t *next_len);
 
-/* Finds every ID such that, for each i, the key ID/names[i] holds a link
- * whose target is targets[i] (normalised).  One pass over the keys finds
- * the IDs that satisfy the first pair, then one get per remaining pair.
- * Calls fn(ctx, id, id_len) for each (id points into the map). */
+/* Finds every ID such that, for each i, the key ID/names[i] holds what
+ * kinds[i] and targets[i] ask for: a link whose target is targets[i]
+ * (normalised, KIND_LINK), a value of exactly those bytes (KIND_VALUE) or
+ * a group marker (KIND_GROUP).  One pass over the keys finds the IDs that
+ * satisfy the first pair, then one get per remaining pair.  Calls fn(ctx,
+ * id, id_len) for each (id points into the map). */
 int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *names,
-                const size_t *name_lens, const uint8_t *const *targets,
-                const size_t *target_lens,
+                const size_t *name_lens, const enum store_kind *kinds,
+                const uint8_t *const *targets, const size_t *target_lens,
                 int (*fn)(void *ctx, const uint8_t *id, size_t id_len), void *ctx);
+
+/* What a match pattern given as stored bytes asks for, as HyperBEAM's
+ * cache writes them: in hb_store_lmdb's format the bytes read as that
+ * format reads a value ("link:T" a link, "group" a group); in tagged format
+ * "link:T" is a link to T and anything else a value of those bytes.  The
+ * payload (the target, or the value's bytes) in <*data, *dlen>. */
+enum store_kind store_pattern_kind(const struct store *s, const uint8_t *bytes, size_t len,
+                                   const uint8_t **data, size_t *dlen);
 
 /* Write operations, inside s->wtxn (batch.c opens it).  Each one checks
  * its arguments before it changes anything: HL_EEMPTY, HL_ETOOLONG,

@@ -15,7 +15,7 @@ all() ->
     [resolution_scenarios_classic, resolution_scenarios_device, message_shaped_data,
      message_shaped_data_device, groups_of_five, paging_1500_children, match_1000_ids,
      device_api_shapes, compat_directory_from_separate_writer, compat_explicit_format,
-     compat_stays_when_emptied,
+     compat_stays_when_emptied, compat_link_parents_and_bounds,
      check_reports_problems, convert_both_ways, convert_separate_writer_directory,
      cli_end_to_end, cli_while_node_serves, cli_errors].
 
@@ -245,7 +245,30 @@ match_1000_ids(C) ->
     Want = lists:sort(Got3),
     {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"match">> => [{<<"a/b">>, <<"x">>}]}, none()),
     {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"match">> => []}, none()),
-    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"nomatch">> => []}, none()).
+    %% HyperBEAM's own form (hb_store:match/3 passes the pattern map as
+    %% it is): each value as its cache writes a field, "link:" for a link
+    LinkSpec = maps:from_list([{F, <<"link:", T/binary>>} || {F, T} <- Fields]),
+    {ok, Got4} = hyper_lmdb:match(S, LinkSpec, none()),
+    Want = lists:sort(Got4),
+    %% a value of the same bytes is data in this (tagged) store: only the
+    %% ID holding the bytes themselves matches the plain values
+    {ok, [<<"ids/as-value">>]} = hyper_lmdb:match(S, maps:from_list(Fields), none()),
+    {ok, [<<"ids/as-value">>]} = hyper_lmdb:match(S, #{type => 'types/message'}, none()),
+    {error, not_found} = hyper_lmdb:match(S, #{<<"type">> => <<"link:types/none">>}, none()),
+    {error, not_found} = hyper_lmdb:match(S, #{<<"nomatch">> => []}, none()),
+    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"a/b">> => <<"x">>}, none()),
+    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{<<"a">> => self()}, none()),
+    {error, {bad_argument, _}} = hyper_lmdb:match(S, #{}, none()),
+    %% in hb_store_lmdb's format a "link:" value is a link and "group" a group
+    H = #{<<"name">> => list_to_binary(?config(dir, C) ++ "-hb"), <<"format">> => <<"hb_store_lmdb">>},
+    ok = hyper_lmdb:write_many(H, [{make_link, <<"types/message">>, <<"m1/type">>},
+                                   {write, <<"m2/type">>, <<"link:types/message">>},
+                                   {write, <<"m3/type">>, <<"types/message">>},
+                                   {make_group, <<"m1/body">>}, {make_group, <<"m3/body">>}]),
+    {ok, [<<"m1">>, <<"m2">>]} = hyper_lmdb:match(H, #{<<"type">> => <<"link:types/message">>}, none()),
+    {ok, [<<"m3">>]} = hyper_lmdb:match(H, #{<<"type">> => <<"types/message">>}, none()),
+    {ok, [<<"m1">>, <<"m3">>]} = hyper_lmdb:match(H, #{<<"body">> => <<"group">>}, none()),
+    ok = hyper_lmdb:stop(H).
 
 id(I) -> iolist_to_binary(io_lib:format("id~4..0b", [I])).
 
@@ -425,6 +448,57 @@ compat_stays_when_emptied(C) ->
     %% while a new directory is tagged
     #{format := tagged} = hyper_lmdb:stats(#{<<"name">> => list_to_binary(Dir ++ "-new")}),
     ok = hyper_lmdb:stop(#{<<"name">> => list_to_binary(Dir ++ "-new")}).
+
+%% What hb_store_lmdb does and a node switched back to it relies on: its
+%% link/3 makes a group marker at every empty parent of the link (its list/3
+%% lists only below one); list bounds as hb_store_utils reads them; atom
+%% keys in request maps; sync/3.
+compat_link_parents_and_bounds(C) ->
+    Dir = ?config(dir, C),
+    Hb = #{<<"name">> => list_to_binary(Dir), <<"format">> => <<"hb_store_lmdb">>},
+    ok = hyper_lmdb:write(Hb, <<"data/u">>, <<"payload">>),
+    ok = hyper_lmdb:link(Hb, #{<<"location/signer1">> => <<"data/u">>}, none()),
+    ok = hyper_lmdb:make_link(Hb, <<"data/u">>, <<"a/b/c">>),
+    ok = hyper_lmdb:write(Hb, <<"v/x">>, <<"1">>),
+    ok = hyper_lmdb:make_link(Hb, <<"data/u">>, <<"v/x/y">>),   % a value parent stays a value
+    ok = hyper_lmdb:make_link(Hb, <<"data/u">>, <<"l1">>),
+    ok = hyper_lmdb:make_link(Hb, <<"a">>, <<"via">>),
+    ok = hyper_lmdb:make_link(Hb, <<"data/u">>, <<"via/d/e">>), % lands at a/d/e
+    ok = hyper_lmdb:stop(Hb),
+    [{<<"a">>, <<"group">>}, {<<"a/b">>, <<"group">>}, {<<"a/b/c">>, <<"link:data/u">>},
+     {<<"a/d">>, <<"group">>}, {<<"a/d/e">>, <<"link:data/u">>},
+     {<<"data/u">>, <<"payload">>}, {<<"l1">>, <<"link:data/u">>},
+     {<<"location">>, <<"group">>}, {<<"location/signer1">>, <<"link:data/u">>},
+     {<<"v">>, <<"group">>}, {<<"v/x">>, <<"1">>}, {<<"v/x/y">>, <<"link:data/u">>},
+     {<<"via">>, <<"link:a">>}]
+        = raw_keys(Dir),
+    %% tagged stores need no markers: implicit groups
+    T = #{<<"name">> => list_to_binary(Dir ++ "-tagged")},
+    ok = hyper_lmdb:make_link(T, <<"x">>, <<"p/q/r">>),
+    {ok, [{<<"p/q/r">>, link, <<"x">>}], undefined} = hyper_lmdb:scan(T, #{}),
+    %% list bounds: limit all | batch | a count (0: none), from none
+    [ok = hyper_lmdb:write(T, <<"g/", N>>, <<"v">>) || N <- "abcd"],
+    L = fun(Req) -> hyper_lmdb:list(T, Req#{<<"list">> => <<"g">>}, none()) end,
+    {ok, [<<"a">>, <<"b">>, <<"c">>, <<"d">>]} = L(#{<<"limit">> => all}),
+    {ok, [<<"a">>, <<"b">>, <<"c">>, <<"d">>]} = L(#{<<"limit">> => batch}),
+    {ok, []} = L(#{<<"limit">> => 0}),
+    {ok, [<<"a">>, <<"b">>]} = L(#{<<"limit">> => <<"2">>, <<"from">> => none}),
+    {ok, [<<"c">>, <<"b">>]} = L(#{<<"limit">> => 2, <<"from">> => <<"c">>, <<"direction">> => desc}),
+    {error, {bad_argument, _}} = L(#{<<"limit">> => some}),
+    %% atom keys, as hb_path:to_binary takes them
+    ok = hyper_lmdb:write(T, #{atomkey => <<"x">>, 7 => <<"seven">>}, none()),
+    {ok, <<"x">>} = hyper_lmdb:read(T, <<"atomkey">>),
+    {ok, <<"seven">>} = hyper_lmdb:read(T, <<"7">>),
+    ok = hyper_lmdb:link(T, #{alias => atomkey}, none()),
+    {ok, <<"x">>} = hyper_lmdb:read(T, <<"alias">>),
+    ok = hyper_lmdb:sync(T, #{<<"level">> => <<"fsync">>}, none()),
+    ok = hyper_lmdb:stop(T),
+    %% converted to hb_store_lmdb's format, the link's parents get their
+    %% markers, and the verification knows them for the source's implicit
+    %% groups
+    {ok, #{keys := 8}} = hyper_lmdb_tools:convert(Dir ++ "-tagged", Dir ++ "-back", <<"hb_store_lmdb">>, #{}),
+    [{<<"p">>, <<"group">>}, {<<"p/q">>, <<"group">>}, {<<"p/q/r">>, <<"link:x">>}]
+        = [E || {<<"p", _/binary>>, _} = E <- raw_keys(Dir ++ "-back")].
 
 hex(B) -> [io_lib:format("~2.16.0b", [X]) || <<X>> <= B].
 
