@@ -228,12 +228,17 @@ delete(Opts, Path) ->
 %% @doc The IDs (key prefixes) for which every `Key' child is a link to
 %% its `Path': `match(S, [{<<"type">>, <<"types/message">>}])' finds every
 %% `ID' with `ID/type' linking to `types/message'.  One pass over the keys.
--spec match(store(), [{binary(), path()}]) -> {ok, [binary()]} | error().
+%% A map is the pattern of HyperBEAM's cache (classic hb_cache:match passes
+%% one): as match/3 with a map of `Key => Value'.
+-spec match(store(), [{binary(), path()}] | map()) -> {ok, [binary()]} | error().
 match(Opts, Pairs) when is_list(Pairs), Pairs =/= [] ->
     case match_pairs(Pairs, []) of
         {ok, Ps} -> call(Opts, read, {match, Ps});
         error -> {error, {bad_argument, match}}
     end;
+match(Opts, Pattern) when is_map(Pattern), map_size(Pattern) > 0,
+                          not is_map_key(<<"match">>, Pattern) ->
+    match(Opts, Pattern, #{});
 match(_, _) ->
     {error, {bad_argument, match}}.
 
