@@ -39,7 +39,7 @@
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
--define(PROTOCOL_VERSION, 2).
+-define(PROTOCOL_VERSION, 3).
 %% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
 %% once; beyond that each waits twice as long (at most a second); more
 %% than ?MAX_RESTARTS within ?RESTART_WINDOW ms and the server gives up.
@@ -88,7 +88,11 @@
     watchdog = 30000 :: pos_integer() | infinity,
     spin_us = 50 :: non_neg_integer(),
     exclusive = true :: boolean(),
-    fault_injection = false :: boolean()
+    fault_injection = false :: boolean(),
+    %% this server's, passed to each port it starts: the port records the
+    %% last request each commit applied with it (tagged format), and a new
+    %% port reports it, so a replay after a crash skips what was committed
+    session = 0 :: non_neg_integer()
 }).
 
 -record(state, {
@@ -607,8 +611,12 @@ to_bin(_) -> undefined.
 
 %% @private
 -spec init({cfg(), pid()}) -> {ok, #state{}, {continue, {open, pid()}}} | {stop, term()}.
-init({Cfg = #cfg{name = Name}, Requester}) ->
+init({Cfg0 = #cfg{name = Name}, Requester}) ->
     process_flag(trap_exit, true),
+    %% Unique to this server, also across nodes and restarts of the BEAM
+    %% (a session of an earlier server may be recorded in the store).
+    <<Session:64>> = <<(erlang:system_time(microsecond)):40, (erlang:unique_integer([positive])):24>>,
+    Cfg = Cfg0#cfg{session = Session},
     Open = {ok, #state{cfg = Cfg, async_count = atomics:new(2, [{signed, true}])},
             {continue, {open, Requester}}},
     %% Claim the name first (a row without a port yet): two starts of one
@@ -642,7 +650,7 @@ init({Cfg = #cfg{name = Name}, Requester}) ->
     {noreply, #state{}} | {stop, {shutdown, term()}, #state{}}.
 handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
     case open_port(Cfg) of
-        {ok, Port, Format} ->
+        {ok, Port, Format, _} ->
             S2 = S#state{port = Port, format = Format, last_progress = now_ms()},
             %% A read-only store answers every write read_only: never early.
             ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S2#state.async_count,
@@ -985,7 +993,8 @@ port_args(#cfg{dir = Dir} = C) ->
      "--format", case C#cfg.format of auto -> "auto"; F -> binary_to_list(F) end,
      "--spin-us", integer_to_list(C#cfg.spin_us),
      "--exclusive", bool(C#cfg.exclusive),
-     "--fault-injection", bool(C#cfg.fault_injection)].
+     "--fault-injection", bool(C#cfg.fault_injection),
+     "--session", integer_to_list(C#cfg.session)].
 
 bool(true) -> "1";
 bool(false) -> "0".
@@ -1034,8 +1043,8 @@ hello(Port, Partial0) ->
 
 hello_frame(Port, Bin) ->
             case binary_to_term(Bin) of
-                {0, {hello, ?PROTOCOL_VERSION, Format, _MapSize}} ->
-                    {ok, Port, Format};
+                {0, {hello, ?PROTOCOL_VERSION, Format, _MapSize, Last}} ->
+                    {ok, Port, Format, Last};
                 {0, {error, Reason}} ->
                     wait_exit(Port),
                     {error, Reason};
@@ -1095,9 +1104,10 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
         false ->
             timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
             case reopen(Cfg, now_ms() + ?REOPEN_MS, 20) of
-                {ok, Port, Format} ->
+                {ok, Port, Format, Last} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
-                    {noreply, settle(Sorted, Reason, S2#state{solo = S#state.solo})};
+                    {noreply, settle(committed(Sorted, Last, S2), Reason,
+                                     S2#state{solo = S#state.solo})};
                 {error, Why} ->
                     fail_all(Sorted ++ Held, Reason, S1),
                     {stop, {port_restart_failed, Why}, S1}
@@ -1106,7 +1116,7 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
 
 reopen(Cfg, Until, Wait) ->
     case open_port(Cfg) of
-        {ok, _, _} = Ok ->
+        {ok, _, _, _} = Ok ->
             Ok;
         {error, Why} = E ->
             case now_ms() + Wait < Until of
@@ -1119,6 +1129,26 @@ reopen(Cfg, Until, Wait) ->
                     E
             end
     end.
+
+%% The async writes the dead port had committed without our hearing of
+%% it: the new port reports the last request its store's last commit
+%% applied (tagged format, our session).  Requests reach the port in Seq
+%% order and are committed in that order, so every async write up to it
+%% is in the store: confirmed now, not replayed (applied twice, a write
+%% after a link it made would land elsewhere).  The others are settled as
+%% after any death (reads retried, other writes of unknown outcome).
+committed(Sorted, {Session, Last}, #state{cfg = #cfg{session = Session}} = S) ->
+    case lists:keymember(Last, 1, Sorted) of
+        true ->
+            {Done, [L | Rest]} = lists:splitwith(fun({Id, _}) -> Id =/= Last end, Sorted),
+            [atomics:sub(S#state.async_count, ?UNCONFIRMED, 1)
+             || {_, {async, _, _, _, _}} <- [L | Done]],
+            [E || {_, {Dest, _, _, _, _}} = E <- [L | Done], Dest =/= async] ++ Rest;
+        false ->
+            Sorted
+    end;
+committed(Sorted, _, _) ->
+    Sorted.
 
 settle(Sorted, Reason, S = #state{port = Port}) ->
     Again = [{Id, {Dest, Kind, Frame, Tries + 1, Seq}}

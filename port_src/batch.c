@@ -143,6 +143,16 @@ int batch_commit(struct batch *b, struct store *s, const uint8_t *base)
     for (;;) {
         int links = s->wtxn_links;
         uint64_t id = (uint64_t)mdb_txn_id(s->wtxn);
+        rc = b->n ? store_note_last(s, b->v[b->n - 1].id) : 0;
+        if (rc == MDB_MAP_FULL) {
+            if ((rc = replay(b, s, base, 1)))
+                break;
+            continue;
+        }
+        if (rc) {
+            abort_txn(s);
+            break;
+        }
         uint64_t t0 = mono_us();
         rc = mdb_txn_commit(s->wtxn);
         b->commit_us += mono_us() - t0;

@@ -834,12 +834,21 @@ void dispatch_hello(struct dispatch *d)
 {
     MDB_envinfo info;
     mdb_env_info(d->store->env, &info);
+    uint64_t session, last;
+    int noted = store_last_request(d->store, &session, &last);
     size_t start = reply_begin(d, 0);
-    codec_enc_tuple(&d->out, 4);
+    codec_enc_tuple(&d->out, 5);
     codec_enc_atom(&d->out, "hello");
     codec_enc_u64(&d->out, PROTOCOL_VERSION);
     codec_enc_atom(&d->out, store_format_name(d->store->format));
     codec_enc_u64(&d->out, info.me_mapsize);
+    if (noted) {
+        codec_enc_tuple(&d->out, 2);
+        codec_enc_u64(&d->out, session);
+        codec_enc_u64(&d->out, last);
+    } else {
+        codec_enc_atom(&d->out, "none");
+    }
     reply_end(d, start, 0);
 }
 

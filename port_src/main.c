@@ -7,6 +7,7 @@
  *          [--durability commit|fsync|async] [--sync-interval MS]
  *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
  *          [--spin-us MICROSECONDS] [--exclusive 0|1] [--fault-injection 0|1]
+ *          [--session N]
  *
  * The loop: wait for input (or for the sync interval to pass), read what
  * is there, serve every complete frame in order, commit the batch of
@@ -365,6 +366,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             o->exclusive = number(v, k) != 0;
         else if (!strcmp(k, "--spin-us"))
             o->spin_us = (unsigned)number(v, k);
+        else if (!strcmp(k, "--session"))
+            o->store.session = number(v, k);
         else if (!strcmp(k, "--fault-injection"))
             o->fault_injection = number(v, k) != 0;
         else if (!strcmp(k, "--format")) {

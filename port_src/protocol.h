@@ -21,9 +21,12 @@
  *
  * HANDSHAKE
  *   After opening the environment the port sends, before anything else,
- *       {0, {hello, ProtocolVersion, Format, MapSize}}
+ *       {0, {hello, ProtocolVersion, Format, MapSize, Last}}
  *   ProtocolVersion = PROTOCOL_VERSION (integer), Format = tagged |
- *   hb_store_lmdb (atom), MapSize = current map size in bytes.  If the
+ *   hb_store_lmdb (atom), MapSize = current map size in bytes, Last =
+ *   {Session, Id}: the last request the last commit of a port started with
+ *   --session Session applied (tagged format; recorded in that commit), or
+ *   none.  If the
  *   environment cannot be opened it sends {0, {error, Reason}} instead and
  *   exits with EXIT_OPEN.  The server sends no request before the hello.
  *
@@ -107,7 +110,7 @@
 #ifndef HYPER_LMDB_PROTOCOL_H
 #define HYPER_LMDB_PROTOCOL_H
 
-#define PROTOCOL_VERSION 2
+#define PROTOCOL_VERSION 3
 
 enum port_exit {
     EXIT_OK = 0,      /* stdin reached EOF: orderly shutdown */

@@ -50,6 +50,40 @@ int store_check_key(size_t len)
     return 0;
 }
 
+#define LAST_KEY "last_request"
+
+int store_note_last(struct store *s, uint64_t id)
+{
+    if (!s->has_meta || !s->session || !s->wtxn)
+        return 0;
+    uint8_t b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(s->session >> (8 * i));
+        b[8 + i] = (uint8_t)(id >> (8 * i));
+    }
+    MDB_val k = {sizeof LAST_KEY - 1, LAST_KEY}, v = {sizeof b, b};
+    return mdb_put(s->wtxn, s->meta_dbi, &k, &v, 0);
+}
+
+int store_last_request(struct store *s, uint64_t *session, uint64_t *id)
+{
+    MDB_txn *txn;
+    if (!s->has_meta || mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    MDB_val k = {sizeof LAST_KEY - 1, LAST_KEY}, v;
+    int found = mdb_get(txn, s->meta_dbi, &k, &v) == 0 && v.mv_size == 16;
+    if (found) {
+        const uint8_t *b = v.mv_data;
+        *session = *id = 0;
+        for (int i = 7; i >= 0; i--) {
+            *session = *session << 8 | b[i];
+            *id = *id << 8 | b[8 + i];
+        }
+    }
+    mdb_txn_abort(txn);
+    return found;
+}
+
 int store_check_path(size_t len)
 {
     return len > PATH_MAX_WORK ? HL_ETOOLONG : 0;
@@ -156,6 +190,8 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
             return HL_EBADREQ;
         }
         s->format = FORMAT_TAGGED;
+        s->meta_dbi = meta;
+        s->has_meta = 1;
         return mdb_dbi_open(txn, DATA_DB, ro, &s->dbi);
     }
     /* MDB_INCOMPATIBLE: a plain key of that name, i.e. a foreign store. */
@@ -188,6 +224,8 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
     MDB_val k = {6, "format"}, v = {6, "tagged"};
     if ((rc = mdb_put(txn, meta, &k, &v, 0)))
         return rc;
+    s->meta_dbi = meta;
+    s->has_meta = 1;
     return mdb_dbi_open(txn, DATA_DB, MDB_CREATE, &s->dbi);
 }
 
@@ -210,6 +248,7 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
     s->read_only = cfg->read_only;
     s->durability = cfg->durability;
     s->max_hops = cfg->max_hops;
+    s->session = cfg->session;
     err[0] = 0;
     int rc;
     MDB_txn *txn = NULL;

@@ -32,6 +32,7 @@ struct store_config {
     enum store_format format;
     enum store_durability durability;
     size_t cache_slots;
+    uint64_t session;
 };
 
 struct store {
@@ -49,6 +50,9 @@ struct store {
     uint64_t known_txnid;        /* the snapshot the link cache describes */
     size_t err_key_len;          /* the key length behind an HL_ETOOLONG */
     uint64_t list_ops;           /* cursor calls store_list made: its cost, for tests */
+    MDB_dbi meta_dbi;            /* tagged format: our metadata */
+    int has_meta;
+    uint64_t session;            /* the server's, for store_note_last (0: none) */
 };
 
 /* What a key holds. */
@@ -163,6 +167,16 @@ int store_reset(struct store *s);
 
 /* Checks a normalised path can be a key: HL_EEMPTY, HL_ETOOLONG or 0. */
 int store_check_key(size_t len);
+
+/* Tagged format with a session: records, inside s->wtxn, that the request
+ * <id> of that session is the last one the transaction applies, so that
+ * after a crash the server knows which of the writes it had not heard
+ * back about were committed (and must not be applied twice: a write
+ * replayed after a link it made lands elsewhere).  A no-op otherwise. */
+int store_note_last(struct store *s, uint64_t id);
+/* What store_note_last recorded last, from the committed store: 1 and
+ * <*session, *id>, or 0 when nothing is recorded (or not tagged). */
+int store_last_request(struct store *s, uint64_t *session, uint64_t *id);
 /* HL_ETOOLONG for a path (as given, or a link's target) longer than
  * PATH_MAX_WORK, the most resolution works on; else 0. */
 int store_check_path(size_t len);
