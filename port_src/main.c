@@ -181,7 +181,7 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
  * when our own stdin closes (our server gave up on us).  Returns 0, or an
  * errno with *why; *fd stays open for the life of the process.
  */
-static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
+static int lock_dir(const char *dir, int *fd, int *existed, char *why, size_t whylen)
 {
     char path[PATH_MAX];
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
@@ -193,6 +193,7 @@ static int lock_dir(const char *dir, int *fd, char *why, size_t whylen)
         snprintf(why, whylen, "lock file path too long");
         return ENAMETOOLONG;
     }
+    *existed = access(path, F_OK) == 0; /* a port of ours opened it before */
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (*fd < 0) {
         int e = errno;
@@ -421,7 +422,7 @@ int main(int argc, char **argv)
     int lock_fd = -1;
     int rc = 0;
     if (!opt.store.read_only && opt.exclusive)
-        rc = lock_dir(opt.store.dir, &lock_fd, why, sizeof why);
+        rc = lock_dir(opt.store.dir, &lock_fd, &opt.store.ours, why, sizeof why);
     if (rc == 0)
         rc = store_open(&store, &opt.store, why, sizeof why);
     if (rc) {

@@ -173,11 +173,16 @@ static int put_entry(struct store *s, const uint8_t *key, size_t klen, enum stor
 
 /* ---- opening ---------------------------------------------------------- */
 
-/* fresh: the environment's file did not exist (or was empty) before we
- * opened it.  Only then is an environment without our metadata ours to
- * tag: one that exists, even empty (a hb_store_lmdb store that was reset,
- * or whose keys were all deleted), is hb_store_lmdb's, and tagging it
- * would add keys hb_store_lmdb sees (SPEC section 2). */
+/* fresh: the environment is ours to tag when it has no metadata.  That is
+ * when no transaction was ever committed to it and either its file is new
+ * (did not exist, or was empty, before mdb_env_open) or a port of ours
+ * opened the directory before (its lock file was there: a port killed
+ * between mdb_env_open, which writes the file, and the commit that tags
+ * it, which would otherwise leave a new store that opens as hb_store_lmdb
+ * for good).  An environment that has held keys, even empty now (a
+ * hb_store_lmdb store that was reset), or that another program made, is
+ * hb_store_lmdb's, and tagging it would add keys hb_store_lmdb sees
+ * (SPEC section 2). */
 static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, int fresh,
                          char *err, size_t errlen)
 {
@@ -215,6 +220,14 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
         }
         s->format = FORMAT_HB;
         s->dbi = main_db;
+        if (fresh && !s->read_only) {
+            /* A new store made in this format: commit a change that leaves
+             * nothing (a key put and deleted), so that it never looks new
+             * again and opens in this format without the option. */
+            MDB_val k = {sizeof "hyper_lmdb.init" - 1, "hyper_lmdb.init"}, v = {0, ""};
+            if ((rc = mdb_put(txn, main_db, &k, &v, 0)) || (rc = mdb_del(txn, main_db, &k, NULL)))
+                return rc;
+        }
         return 0;
     }
     /* A new environment, or an empty one we were told to tag. */
@@ -259,9 +272,9 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
         return rc;
     }
     char file[PATH_MAX];
-    struct stat st;
-    int fresh = snprintf(file, sizeof file, "%s/data.mdb", cfg->dir) < (int)sizeof file &&
-                (stat(file, &st) != 0 ? errno == ENOENT : st.st_size == 0);
+    struct stat fst;
+    int new_file = snprintf(file, sizeof file, "%s/data.mdb", cfg->dir) < (int)sizeof file &&
+                   (stat(file, &fst) != 0 ? errno == ENOENT : fst.st_size == 0);
     if ((rc = mdb_env_create(&s->env)))
         goto fail;
     if ((rc = mdb_env_set_mapsize(s->env, cfg->map_size)) ||
@@ -301,6 +314,9 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
 
     if ((rc = mdb_txn_begin(s->env, NULL, cfg->read_only ? MDB_RDONLY : 0, &txn)))
         goto fail;
+    MDB_envinfo info;
+    int fresh = mdb_env_info(s->env, &info) == 0 && info.me_last_txnid == 0 &&
+                (new_file || cfg->ours);
     if ((rc = detect_format(s, txn, cfg->format, fresh, err, errlen)))
         goto fail;
     rc = mdb_txn_commit(txn);
@@ -420,6 +436,10 @@ int store_resolve(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len
     /* The cache describes the committed snapshot: usable from the read
      * transaction, and from the write transaction until it changes a link. */
     int cacheable = txn != s->wtxn || !s->wtxn_links;
+    /* A path longer than a key is rare, and would take a slot eight
+     * times the size of a key's (path and target): resolved uncached. */
+    if (len > PATH_MAX_KEY)
+        cacheable = 0;
     /* A path longer than the work buffer cannot be held, and nothing can
      * lie at or below it (a link key is at most PATH_MAX_KEY bytes, so
      * what follows it would still be too long for a key). */

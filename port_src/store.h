@@ -33,6 +33,7 @@ struct store_config {
     enum store_durability durability;
     size_t cache_slots;
     uint64_t session;
+    int ours;                    /* a port of ours opened the directory before */
 };
 
 struct store {

@@ -447,6 +447,18 @@ compat_stays_when_emptied(C) ->
     #{format := hb_store_lmdb} = hyper_lmdb:stats(E),
     ok = hyper_lmdb:stop(E),
     [] = raw_keys(Empty),
+    %% but an environment never committed to in a directory a port of ours
+    %% opened before (its lock file is there: the port was killed between
+    %% creating the file and tagging it) is a new store: tagged
+    Ours = Dir ++ "-ours",
+    ok = filelib:ensure_dir(filename:join(Ours, "x")),
+    ok = file:write_file(filename:join(Ours, "hyper_lmdb.lock"), <<>>),
+    "" = os:cmd("mdb_load -f " ++ Input ++ " " ++ Ours ++ " 2>&1"),
+    O = #{<<"name">> => list_to_binary(Ours)},
+    #{format := tagged} = hyper_lmdb:stats(O),
+    ok = hyper_lmdb:write(O, <<"k">>, <<"link:secret">>),
+    {ok, <<"link:secret">>} = hyper_lmdb:read(O, <<"k">>),
+    ok = hyper_lmdb:stop(O),
     %% while a new directory is tagged
     #{format := tagged} = hyper_lmdb:stats(#{<<"name">> => list_to_binary(Dir ++ "-new")}),
     ok = hyper_lmdb:stop(#{<<"name">> => list_to_binary(Dir ++ "-new")}).
