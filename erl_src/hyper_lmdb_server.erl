@@ -51,6 +51,9 @@
 %% An async write in flight at this many port deaths makes the server
 %% replay the requests it died with one at a time (settle/3).
 -define(SOLO_AFTER, 2).
+%% How long terminate/2 serves the port for the async writes it has not
+%% confirmed (below the supervisor's shutdown time, hyper_lmdb_sup).
+-define(STOP_CONFIRM_MS, 8000).
 %% Unconfirmed async writes beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
 %% The slots of the atomics shared with the writers (#state.async_count).
@@ -574,7 +577,7 @@ digits(V) ->
 
 %% A map smaller than LMDB needs to work in (1 MiB) starts at 1 MiB: it
 %% grows when it fills up anyway.
-set_other(<<"capacity">>, V, C) when is_integer(V), V > 0 ->
+set_other(<<"capacity">>, V, C) when is_integer(V), V > 0, V < 1 bsl 63 ->
     {ok, C#cfg{capacity = max(V, 1 bsl 20)}};
 set_other(<<"durability">>, V, C) ->
     case to_bin(V) of
@@ -737,26 +740,59 @@ handle_info(_, S) ->
 
 %% @private
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{cfg = Cfg, port = Port, pending = P, async_count = A, solo = Solo}) ->
+terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% First, so that an async writer whose message comes later hears it
     %% (request/4).  Then no new callers: they find no store and start one.
     atomics:put(A, ?STOPPING, 1),
     catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
     %% Requests still in the mailbox: async writes were answered ok, so
-    %% they go to the port, which serves everything before the end of its
-    %% input; the others are answered below, unsent.
-    %% Those held back in solo mode go first, in their order.
-    Unsent = [{Id, Dest, Kind, Frame} || {Id, {Dest, Kind, Frame, _, _}} <- held(Solo)]
-             ++ drain_requests([]),
-    catch port_command(Port, [Frame || {_, async, _, Frame} <- Unsent]),
+    %% they join the others in their order; the rest are answered below,
+    %% unsent.
+    Unsent = drain_requests([]),
+    S1 = lists:foldl(fun({Id, async, Kind, Frame}, S) -> handle_requests(Id, async, Kind, Frame, S);
+                        (_, S) -> S
+                     end, S0, Unsent),
+    %% Every acknowledged async write is confirmed before the port is let
+    %% go: a port that dies meanwhile is started again and they are replayed
+    %% (one at a time after two deaths), as in service; a write that kills
+    %% the port takes no other with it.  Bounded, within the supervisor's
+    %% shutdown time; what is left then is handed to the port as it is.
+    #state{port = Port, pending = P, solo = Solo} = confirm_async(S1, now_ms() + ?STOP_CONFIRM_MS),
+    catch port_command(Port, [Frame || {_, {async, _, Frame, _, _}} <- held(Solo)]),
     OsPid = os_pid(Port),
     catch port_close(Port),
     reap(Cfg, OsPid),
     %% Callers still waiting hear why at once (they have no monitor: see
     %% request/4); they start the store again.
     maps:foreach(fun(Id, {Dest, _, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
+    [answer(Dest, Id, {error, not_started}) || {Id, {Dest, _, _, _, _}} <- held(Solo)],
     [answer(Dest, Id, {error, not_started}) || {Id, Dest, _, _} <- Unsent],
     ok.
+
+%% Serves the port (answers, deaths, the watchdog) until no async write is
+%% unconfirmed, or until Until.
+confirm_async(S = #state{port = Port, pending = P, solo = Solo}, Until) ->
+    Unconfirmed = lists:any(fun({async, _, _, _, _}) -> true; (_) -> false end,
+                            maps:values(P) ++ [V || {_, V} <- held(Solo)]),
+    Left = Until - now_ms(),
+    case Unconfirmed andalso Left > 0 andalso Port =/= undefined of
+        false ->
+            S;
+        true ->
+            receive
+                {Port, _} = M -> confirm_async(served(M, S), Until);
+                {'EXIT', Port, _} = M -> confirm_async(served(M, S), Until);
+                watchdog -> confirm_async(served(watchdog, S), Until)
+            after Left ->
+                S
+            end
+    end.
+
+served(M, S) ->
+    case handle_info(M, S) of
+        {noreply, S2} -> S2;
+        {stop, _, S2} -> S2#state{port = undefined}
+    end.
 
 drain_requests(Acc) ->
     receive
@@ -994,7 +1030,10 @@ port_args(#cfg{dir = Dir} = C) ->
      "--spin-us", integer_to_list(C#cfg.spin_us),
      "--exclusive", bool(C#cfg.exclusive),
      "--fault-injection", bool(C#cfg.fault_injection),
-     "--session", integer_to_list(C#cfg.session)].
+     %% Only the port holding the directory's lock notes its commits: one
+     %% writing beside it (exclusive false, the command line) would
+     %% overwrite the note its crash needs (committed/3).
+     "--session", integer_to_list(case C#cfg.exclusive of true -> C#cfg.session; false -> 0 end)].
 
 bool(true) -> "1";
 bool(false) -> "0".

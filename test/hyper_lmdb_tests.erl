@@ -457,6 +457,26 @@ async_poison_write_dies_alone_test_() ->
         done(S)
     end}.
 
+%% stop/1 right after acknowledged async writes, one of which kills the
+%% port: the server serves the port until every write is confirmed, with
+%% the usual restarts and one-at-a-time replay, before it lets it go
+%% (found by a review: stopping at once lost every write in flight).
+async_stop_confirms_every_write_test_() ->
+    {timeout, 120, fun() ->
+        S = store(asyncstop, #{<<"durability">> => <<"async">>,
+                               <<"fault-injection">> => true}),
+        Keys = fun(P) -> [<<P/binary, (integer_to_binary(I))/binary>> || I <- lists:seq(1, 10)] end,
+        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys(<<"a">>)],
+        ok = hyper_lmdb:write(S, <<"hyper_lmdb.fault/crash">>, <<"boom">>),
+        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys(<<"b">>)],
+        ok = hyper_lmdb:stop(S),
+        R = maps:remove(<<"fault-injection">>, S#{<<"durability">> => <<"commit">>}),
+        ?assertEqual([{ok, <<"v">>} || _ <- lists:seq(1, 20)],
+                     hyper_lmdb:read_many(R, Keys(<<"a">>) ++ Keys(<<"b">>))),
+        ?assertEqual(not_found, hyper_lmdb:read(R, <<"hyper_lmdb.fault/crash">>)),
+        done(R)
+    end}.
+
 %% The port dies after it committed async writes and before the server
 %% heard: replaying them would apply them twice, and a write after a link
 %% it made lands elsewhere the second time (found by the model test: a
