@@ -59,6 +59,9 @@
 %% The slots of the atomics shared with the writers (#state.async_count).
 -define(UNCONFIRMED, 1).
 -define(STOPPING, 2).
+%% ?STOPPING holds ?STOP_BIT once terminate/2 began, plus the async writers
+%% between deciding to send and having sent (send_async/5).
+-define(STOP_BIT, (1 bsl 40)).
 %% Requests taken from the mailbox for one port_command, at most.
 -define(BURST, 512).
 %% How often a waiting caller checks that the server still lives (ms).
@@ -200,21 +203,35 @@ call_port(Pid, Id, Kind, Req, Timeout) ->
     Pid ! {req, Id, Alias, Kind, Frame},
     wait(Pid, Id, Alias, Timeout).
 
-%% ok only if the server had not begun to stop when the write reached it:
-%% then terminate/2, which raises ?STOPPING first, finds it in the mailbox
-%% and hands it to the port.  Nor if the server is dead: killed outright,
-%% it raised no flag (its successor will, but there may be none yet), and
-%% the write went nowhere.  (is_process_alive/1 is ordered after the send.)
-%% Then not_started, and hyper_lmdb starts the store again and sends the
-%% write once more.  A server killed outright after it took a write loses
+%% Sent, and ok, only if the server had not begun to stop: the writer
+%% counts itself in (?STOPPING) before it sends and out after, and
+%% terminate/2 raises ?STOP_BIT, waits until no writer is in between, and
+%% then finds every write it let through in its mailbox and confirms it.
+%% A writer that finds the bit up sends nothing: not_started, and
+%% hyper_lmdb starts the store again and sends the write there (sent to
+%% both, a write could be applied twice).  Nor ok if the server is dead:
+%% killed outright, it raised no bit (its successor will, but there may be
+%% none yet), and the write went nowhere.  (is_process_alive/1 is ordered
+%% after the send.)  A server killed outright after it took a write loses
 %% it with the rest of its mailbox, as the BEAM's death would.
 send_async(Pid, Counter, Id, Kind, Frame) ->
-    atomics:add(Counter, ?UNCONFIRMED, 1),
-    Pid ! {req, Id, async, Kind, Frame},
-    case atomics:get(Counter, ?STOPPING) =:= 0 andalso is_process_alive(Pid) of
-        true -> ok;
-        false -> {error, not_started}
+    case atomics:add_get(Counter, ?STOPPING, 1) of
+        N when N >= ?STOP_BIT ->
+            atomics:sub(Counter, ?STOPPING, 1),
+            {error, not_started};
+        _ ->
+            atomics:add(Counter, ?UNCONFIRMED, 1),
+            Pid ! {req, Id, async, Kind, Frame},
+            atomics:sub(Counter, ?STOPPING, 1),
+            case is_process_alive(Pid) of
+                true -> ok;
+                false -> {error, not_started}
+            end
     end.
+
+%% True once the server of this counter began to stop.
+stopping(Counter) ->
+    atomics:get(Counter, ?STOPPING) >= ?STOP_BIT.
 
 %% The port's refusals that do not depend on what the store holds: an
 %% async write is answered before the port sees it, so these must be
@@ -447,9 +464,9 @@ find(Name) ->
     Key = {?REF_KEY, Name},
     case get(Key) of
         {_, A, _} = Ref ->
-            case atomics:get(A, ?STOPPING) of
-                0 -> {ok, Ref};
-                _ -> find_registered(Key, Name)
+            case stopping(A) of
+                false -> {ok, Ref};
+                true -> find_registered(Key, Name)
             end;
         _ ->
             find_registered(Key, Name)
@@ -462,12 +479,12 @@ find_registered(Key, Name) ->
             %% lookup): a dead server shows in the waiting caller's probe.
             %% One that has begun to stop (its row not yet deleted) is no
             %% longer handed out.
-            case atomics:get(Counter, ?STOPPING) of
-                0 ->
+            case stopping(Counter) of
+                false ->
                     Ref = {Pid, Counter, Async},
                     put(Key, Ref),
                     {ok, Ref};
-                _ ->
+                true ->
                     erase(Key),
                     error
             end;
@@ -638,7 +655,7 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
                             %% and never ran terminate/2): take it over, and
                             %% raise its flag, so that callers holding its
                             %% reference look again (find/1).
-                            _ = Old =/= starting andalso atomics:put(Old, ?STOPPING, 1) =:= ok,
+                            _ = Old =/= starting andalso atomics:add(Old, ?STOPPING, ?STOP_BIT) =:= ok,
                             ets:insert(?REGISTRY, {Name, self(), starting, false}),
                             Open
                     end;
@@ -743,8 +760,9 @@ handle_info(_, S) ->
 terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% First, so that an async writer whose message comes later hears it
     %% (request/4).  Then no new callers: they find no store and start one.
-    atomics:put(A, ?STOPPING, 1),
+    atomics:add(A, ?STOPPING, ?STOP_BIT),
     catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
+    senders_done(A, now_ms() + 1000),
     %% Requests still in the mailbox: async writes were answered ok, so
     %% they join the others in their order; the rest are answered below,
     %% unsent.
@@ -792,6 +810,15 @@ served(M, S) ->
     case handle_info(M, S) of
         {noreply, S2} -> S2;
         {stop, _, S2} -> S2#state{port = undefined}
+    end.
+
+%% Until no async writer is between counting itself in and having sent
+%% (send_async/5): every write let through is in the mailbox then.  Bounded:
+%% a writer killed in between never counts itself out.
+senders_done(A, Until) ->
+    case atomics:get(A, ?STOPPING) > ?STOP_BIT andalso now_ms() < Until of
+        true -> erlang:yield(), senders_done(A, Until);
+        false -> ok
     end.
 
 drain_requests(Acc) ->
