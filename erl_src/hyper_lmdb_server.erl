@@ -120,7 +120,10 @@
     %% a reply frame received in part (see frames/2)
     partial = none :: none | {pos_integer(), non_neg_integer(), [binary()]},
     restarts = 0 :: non_neg_integer(),
-    recent_restarts = [] :: [integer()],
+    %% each with whether the port that died had answered anything
+    recent_restarts = [] :: [{integer(), boolean()}],
+    %% the current port has answered something
+    answered = false :: boolean(),
     last_exit :: term(),
     %% After the port died twice with the same async write in flight
     %% (settle/3): the requests it died with (Suspects, by Seq), sent one
@@ -712,7 +715,8 @@ handle_info({req, Id, Dest, Kind, Frame}, S) ->
 handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
     {Frames, Partial} = frames(Chunk, S#state.partial),
     Pending = route_all(Frames, S#state.pending, S),
-    {noreply, solo_next(S#state{last_progress = now_ms(), partial = Partial, pending = Pending})};
+    {noreply, solo_next(S#state{last_progress = now_ms(), partial = Partial, pending = Pending,
+                                answered = true})};
 handle_info({cancel, Id}, S = #state{pending = P}) ->
     %% Its caller gave up.  The request stays in the map, marked, until
     %% the port answers it: the watchdog must still see that the port owes
@@ -770,11 +774,12 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     S1 = lists:foldl(fun({Id, async, Kind, Frame}, S) -> handle_requests(Id, async, Kind, Frame, S);
                         (_, S) -> S
                      end, S0, Unsent),
-    %% Every acknowledged async write is confirmed before the port is let
-    %% go: a port that dies meanwhile is started again and they are replayed
-    %% (one at a time after two deaths), as in service; a write that kills
-    %% the port takes no other with it.  Bounded, within the supervisor's
-    %% shutdown time; what is left then is handed to the port as it is.
+    %% Every request given to the port is answered, every acknowledged
+    %% async write confirmed, before the port is let go: a port that dies
+    %% meanwhile is started again and they are replayed (one at a time
+    %% after two deaths), as in service; a write that kills the port takes
+    %% no other with it.  Bounded, within the supervisor's shutdown time;
+    %% what is left then is handed to the port as it is.
     #state{port = Port, pending = P, solo = Solo} = confirm_async(S1, now_ms() + ?STOP_CONFIRM_MS),
     catch port_command(Port, [Frame || {_, {async, _, Frame, _, _}} <- held(Solo)]),
     OsPid = os_pid(Port),
@@ -787,11 +792,12 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     [answer(Dest, Id, {error, not_started}) || {Id, Dest, _, _} <- Unsent],
     ok.
 
-%% Serves the port (answers, deaths, the watchdog) until no async write is
-%% unconfirmed, or until Until.
+%% Serves the port (answers, deaths, the watchdog) until every request it
+%% was given is answered, or until Until: a write in flight would otherwise
+%% be answered not_started and sent again to the next store while this
+%% port, which serves its input to the end, applies it too.
 confirm_async(S = #state{port = Port, pending = P, solo = Solo}, Until) ->
-    Unconfirmed = lists:any(fun({async, _, _, _, _}) -> true; (_) -> false end,
-                            maps:values(P) ++ [V || {_, V} <- held(Solo)]),
+    Unconfirmed = map_size(P) > 0 orelse held(Solo) =/= [],
     Left = Until - now_ms(),
     case Unconfirmed andalso Left > 0 andalso Port =/= undefined of
         false ->
@@ -1155,11 +1161,11 @@ exit_reason(S) -> {exit, S}.
 %% the unconfirmed async writes.
 port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
     Now = now_ms(),
-    Recent = [T || T <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
+    Recent = [R || {T, _} = R <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
     logger:warning("hyper_lmdb ~s: port exited (~0p), restarting", [Cfg#cfg.name, Reason]),
     Held = held(S#state.solo),
     S1 = S#state{port = undefined, partial = none, pending = #{}, solo = none,
-                 recent_restarts = [Now | Recent],
+                 recent_restarts = [{Now, S#state.answered} | Recent], answered = false,
                  restarts = S#state.restarts + 1, last_exit = Reason},
     Sorted = [{Id, V} || {_, Id, V} <- lists:sort([{element(5, V), Id, V}
                                                   || {Id, V} <- maps:to_list(P)])],
@@ -1168,7 +1174,13 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
             fail_all(Sorted ++ Held, Reason, S1),
             {stop, {port_restart_limit, Reason}, S1};
         false ->
-            timer:sleep(backoff([T || T <- Recent, Now - T < 1000])),
+            %% Only a port that keeps dying without answering anything is
+            %% a crash loop worth slowing down: one killed while it served
+            %% (kill -9 of a busy port, however often) is back at once.
+            timer:sleep(case S#state.answered of
+                            true -> 0;
+                            false -> backoff([T || {T, false} <- Recent, Now - T < 1000])
+                        end),
             case reopen(Cfg, now_ms() + ?REOPEN_MS, 20) of
                 {ok, Port, Format, Last} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
