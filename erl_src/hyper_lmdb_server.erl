@@ -54,6 +54,8 @@
 %% How long terminate/2 serves the port for the async writes it has not
 %% confirmed (below the supervisor's shutdown time, hyper_lmdb_sup).
 -define(STOP_CONFIRM_MS, 8000).
+%% ... and does not start a port again with less than this left.
+-define(STOP_REOPEN_MIN, 1000).
 %% Unconfirmed async writes beyond which async writers wait for their commit.
 -define(ASYNC_MAX, 10000).
 %% The slots of the atomics shared with the writers (#state.async_count).
@@ -111,9 +113,9 @@
     %% the Seq of the next request (ids give the order only within one
     %% caller: a caller can be preempted between taking its id and sending)
     seq = 0 :: integer(),
-    %% unconfirmed async writes, shared with the writers (backpressure)
     %% ?UNCONFIRMED: async writes not yet confirmed by the port (shared
-    %% with the writers: backpressure); ?STOPPING: 1 once terminate/2 began
+    %% with the writers: backpressure); ?STOPPING: ?STOP_BIT once
+    %% terminate/2 began, plus the async writers sending (send_async/5)
     async_count :: atomics:atomics_ref(),
     %% when the port last answered, or was given work while idle
     last_progress = 0 :: integer(),
@@ -124,6 +126,8 @@
     recent_restarts = [] :: [{integer(), boolean()}],
     %% the current port has answered something
     answered = false :: boolean(),
+    %% while terminate/2 serves the port: when it lets it go
+    deadline = infinity :: integer() | infinity,
     last_exit :: term(),
     %% After the port died twice with the same async write in flight
     %% (settle/3): the requests it died with (Suspects, by Seq), sent one
@@ -225,8 +229,11 @@ send_async(Pid, Counter, Id, Kind, Frame) ->
         _ ->
             atomics:add(Counter, ?UNCONFIRMED, 1),
             Pid ! {req, Id, async, Kind, Frame},
+            %% Alive while we are counted in: a stopping server waits for
+            %% us (senders_done/2), and takes the write.
+            Alive = is_process_alive(Pid),
             atomics:sub(Counter, ?STOPPING, 1),
-            case is_process_alive(Pid) of
+            case Alive of
                 true -> ok;
                 false -> {error, not_started}
             end
@@ -458,8 +465,8 @@ lookup(Name) ->
 %% the registry is an ETS table with read concurrency, and its read lock
 %% is a cache line both schedulers fight over on every call (measured, 64
 %% readers: 237k reads/s through ETS, 271k through the dictionary).  The
-%% cached reference is good while its ?STOPPING flag is down: a server
-%% raises it when it stops, and a new server raises it for a dead one whose
+%% cached reference is good while its ?STOP_BIT is down (stopping/1): a
+%% server raises it when it stops, and a new server raises it for a dead one whose
 %% name it takes over (init/1), so no process keeps talking to a server
 %% that is gone for longer than one probe (request/4).
 -spec find(binary()) -> {ok, store_ref()} | error.
@@ -766,6 +773,7 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% (request/4).  Then no new callers: they find no store and start one.
     atomics:add(A, ?STOPPING, ?STOP_BIT),
     catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
+    Until = now_ms() + ?STOP_CONFIRM_MS,
     senders_done(A, now_ms() + 1000),
     %% Requests still in the mailbox: async writes were answered ok, so
     %% they join the others in their order; the rest are answered below,
@@ -780,7 +788,10 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% after two deaths), as in service; a write that kills the port takes
     %% no other with it.  Bounded, within the supervisor's shutdown time;
     %% what is left then is handed to the port as it is.
-    #state{port = Port, pending = P, solo = Solo} = confirm_async(S1, now_ms() + ?STOP_CONFIRM_MS),
+    #state{port = Port, pending = P, solo = Solo} = confirm_async(S1#state{deadline = Until}, Until),
+    %% (the port gave up meanwhile: fail_all/3 logged those it held)
+    _ = [logger:error("hyper_lmdb ~s: async write lost: the store stopped without a port",
+                      [Cfg#cfg.name]) || Port =:= undefined, {async, _, _, _, _} <- maps:values(P)],
     catch port_command(Port, [Frame || {_, {async, _, Frame, _, _}} <- held(Solo)]),
     OsPid = os_pid(Port),
     catch port_close(Port),
@@ -1169,7 +1180,13 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
                  restarts = S#state.restarts + 1, last_exit = Reason},
     Sorted = [{Id, V} || {_, Id, V} <- lists:sort([{element(5, V), Id, V}
                                                   || {Id, V} <- maps:to_list(P)])],
-    case length(Recent) >= ?MAX_RESTARTS of
+    %% While terminate/2 serves the port, within its deadline: no backoff,
+    %% and no restart that could not finish in time.
+    Left = case S#state.deadline of
+               infinity -> infinity;
+               D -> D - Now
+           end,
+    case length(Recent) >= ?MAX_RESTARTS orelse Left < ?STOP_REOPEN_MIN of
         true ->
             fail_all(Sorted ++ Held, Reason, S1),
             {stop, {port_restart_limit, Reason}, S1};
@@ -1177,11 +1194,11 @@ port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
             %% Only a port that keeps dying without answering anything is
             %% a crash loop worth slowing down: one killed while it served
             %% (kill -9 of a busy port, however often) is back at once.
-            timer:sleep(case S#state.answered of
+            timer:sleep(case S#state.answered orelse Left =/= infinity of
                             true -> 0;
                             false -> backoff([T || {T, false} <- Recent, Now - T < 1000])
                         end),
-            case reopen(Cfg, now_ms() + ?REOPEN_MS, 20) of
+            case reopen(Cfg, now_ms() + min(?REOPEN_MS, Left), 20) of
                 {ok, Port, Format, Last} ->
                     S2 = S1#state{port = Port, format = Format, last_progress = now_ms()},
                     {noreply, settle(committed(Sorted, Last, S2), Reason,

@@ -33,7 +33,7 @@ init([]) ->
               %% the next call to a store whose server died starts a new
               %% one, so a crash loop cannot take the other stores down
               restart => temporary,
-              shutdown => 10000,
+              shutdown => 30000,  % terminate/2 serves the port up to 8 s
               type => worker,
               modules => [hyper_lmdb_server]},
     {ok, {Flags, [Child]}}.

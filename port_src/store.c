@@ -220,10 +220,12 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
         }
         s->format = FORMAT_HB;
         s->dbi = main_db;
-        if (fresh && !s->read_only) {
-            /* A new store made in this format: commit a change that leaves
-             * nothing (a key put and deleted), so that it never looks new
-             * again and opens in this format without the option. */
+        if (!s->read_only && mdb_txn_id(txn) == 1) {
+            /* Never committed to (a new store made in this format, or one
+             * hb_store_lmdb made and never wrote): commit a change that
+             * leaves nothing (a key put and deleted), so that it never
+             * looks new again, once our lock file is there, and opens in
+             * this format without the option. */
             MDB_val k = {sizeof "hyper_lmdb.init" - 1, "hyper_lmdb.init"}, v = {0, ""};
             if ((rc = mdb_put(txn, main_db, &k, &v, 0)) || (rc = mdb_del(txn, main_db, &k, NULL)))
                 return rc;

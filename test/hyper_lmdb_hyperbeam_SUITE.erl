@@ -447,6 +447,9 @@ compat_stays_when_emptied(C) ->
     #{format := hb_store_lmdb} = hyper_lmdb:stats(E),
     ok = hyper_lmdb:stop(E),
     [] = raw_keys(Empty),
+    #{format := hb_store_lmdb} = hyper_lmdb:stats(E),      % and again (our lock file is there now)
+    ok = hyper_lmdb:stop(E),
+    [] = raw_keys(Empty),
     %% but an environment never committed to in a directory a port of ours
     %% opened before (its lock file is there: the port was killed between
     %% creating the file and tagging it) is a new store: tagged
