@@ -797,8 +797,12 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     catch port_close(Port),
     reap(Cfg, OsPid),
     %% Callers still waiting hear why at once (they have no monitor: see
-    %% request/4); they start the store again.
-    maps:foreach(fun(Id, {Dest, _, _, _, _}) -> answer(Dest, Id, {error, not_started}) end, P),
+    %% request/4).  Those never sent start the store again, and so do reads;
+    %% a write the port was given may still be applied by it (it serves its
+    %% input to the end), so its outcome is unknown, as after a crash.
+    maps:foreach(fun(Id, {Dest, read, _, _, _}) -> answer(Dest, Id, {error, not_started});
+                    (Id, {Dest, _, _, _, _}) -> answer(Dest, Id, {error, {port_exit, stop_timeout}})
+                 end, P),
     [answer(Dest, Id, {error, not_started}) || {Id, {Dest, _, _, _, _}} <- held(Solo)],
     [answer(Dest, Id, {error, not_started}) || {Id, Dest, _, _} <- Unsent],
     ok.

@@ -722,6 +722,40 @@ hung_port_at_stop_is_reaped_test_() ->
         done(S)
     end}.
 
+%% A port still hung when stop/1 gives up on it (no watchdog to replace
+%% it) keeps the requests it was given; it may yet apply them, since it
+%% serves its input to the end.  A read is answered not_started (sent
+%% again to the store started again: harmless), a write its outcome is
+%% unknown, never not_started (which would send it once more).
+unanswered_at_stop_timeout_test_() ->
+    {timeout, 60, fun() ->
+        S = store(stoptimeout, #{<<"fault-injection">> => true, <<"watchdog">> => infinity}),
+        #{<<"name">> := Name} = S,
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        {ok, Ref} = hyper_lmdb_server:find(Name),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
+        ok = hyper_lmdb_server:inject_fault(Name, hang),
+        Self = self(),
+        Ask = fun(Tag, Kind, Req) ->
+                  spawn(fun() -> Self ! {Tag, hyper_lmdb_server:request(Ref, Kind, Req, 30000)} end)
+              end,
+        %% (nothing would ever kill the hung port: the test does, pass or fail)
+        try
+            Ask(reader, read, {read, <<"k">>}),
+            Ask(writer, write, {write, <<"k">>, <<"w">>}),
+            timer:sleep(200),
+            ok = hyper_lmdb:stop(S),
+            Got = fun(Tag) -> receive {Tag, R} -> R after 5000 -> no_answer end end,
+            ?assertEqual({error, not_started}, Got(reader)),
+            ?assertEqual({error, {port_exit, stop_timeout}}, Got(writer))
+        after
+            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid))
+        end,
+        ?assert(gone(OsPid, 100)),
+        done(S)
+    end}.
+
 %% dump/2 then load/2 gives back every byte: values and keys of any bytes
 %% (from 160 up ~p wrote Latin-1 characters that file:consult refused, or
 %% read back changed), quotes and backslashes, links.  A dump with one bad
