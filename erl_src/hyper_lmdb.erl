@@ -44,7 +44,10 @@
 
 %% @doc Starts the store named by `<<"name">>' (a directory, created if
 %% missing), or finds it if it is already running.  Returns the options
-%% with `<<"pid">>' added: the server that owns the store's port.
+%% with `<<"pid">>' added: the server that owns the store's port.  A
+%% running store started with other settings than `Opts' gives (say
+%% `<<"read-only">>', `<<"durability">>') answers
+%% `{error, {already_started, Keys}}': stop it first.
 -spec start(store()) -> {ok, store()} | error().
 start(Opts) ->
     case hyper_lmdb_server:validate(Opts) of
@@ -53,17 +56,25 @@ start(Opts) ->
             {ok, Name} = name(Opts),
             case hyper_lmdb_server:lookup(Name) of
                 {ok, Pid} ->
-                    {ok, Opts#{<<"pid">> => Pid}};
+                    running(Cfg, Opts, Pid);
                 error ->
                     case hyper_lmdb_sup:start_store(Cfg) of
                         {ok, Pid} -> {ok, Opts#{<<"pid">> => Pid}};
-                        {error, {shutdown, {already_started, Pid}}} -> {ok, Opts#{<<"pid">> => Pid}};
+                        {error, {shutdown, {already_started, Pid}}} -> running(Cfg, Opts, Pid);
                         {error, {shutdown, Reason}} -> {error, Reason};
                         {error, _} = E -> E
                     end
             end;
         {error, _} = E ->
             E
+    end.
+
+%% Options take effect when a store starts: one already running with other
+%% settings is not handed out as if it had these.
+running(Cfg, Opts, Pid) ->
+    case hyper_lmdb_server:conflicts(Cfg, Opts) of
+        [] -> {ok, Opts#{<<"pid">> => Pid}};
+        Keys -> {error, {already_started, Keys}}
     end.
 
 %% @doc Stops the store; its data stays on disk.  `ok' also when it was
@@ -288,21 +299,25 @@ sync(_, _, _) ->
 %% cache hits and misses, commits and batch sizes, port restarts.
 -spec stats(store()) -> map() | error().
 stats(Opts) ->
-    case server(Opts) of
-        {ok, Ref = {Pid, _, _}} ->
-            case hyper_lmdb_server:request(Ref, read, {stats}, timeout(Opts)) of
-                Props when is_list(Props) ->
-                    Info = try hyper_lmdb_server:port_info(Pid)
-                           catch exit:_ -> #{restarts => 0, pending => 0} end,
-                    (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
-                                             last_port_exit => maps:get(last_exit, Info, undefined),
-                                             in_flight => maps:get(pending, Info),
-                                             os_pid => maps:get(os_pid, Info, undefined)};
-                Other ->
-                    Other
-            end;
-        {error, _} = E ->
-            E
+    %% (through call/3: a store whose server was killed starts again)
+    case call(Opts, read, {stats}) of
+        Props when is_list(Props) ->
+            Info = port_info(Opts),
+            (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
+                                     last_port_exit => maps:get(last_exit, Info, undefined),
+                                     in_flight => maps:get(pending, Info),
+                                     os_pid => maps:get(os_pid, Info, undefined)};
+        Other ->
+            Other
+    end.
+
+port_info(Opts) ->
+    {ok, Name} = name(Opts),  % (call/3 found the store by it)
+    try
+        {ok, {Pid, _, _}} = hyper_lmdb_server:find(Name),
+        hyper_lmdb_server:port_info(Pid)
+    catch
+        _:_ -> #{restarts => 0, pending => 0}
     end.
 
 %%% ---------------------------------------------------------------------

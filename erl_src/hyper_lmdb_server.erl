@@ -32,8 +32,8 @@
 -module(hyper_lmdb_server).
 -behaviour(gen_server).
 
--export([start_link/2, await_open/1, request/4, stop/2, validate/1, registry/0, lookup/1, find/1,
-         forget/1, inject_fault/2, port_info/1, port_info/2]).
+-export([start_link/2, await_open/1, request/4, stop/2, validate/1, conflicts/2, registry/0,
+         lookup/1, find/1, forget/1, inject_fault/2, port_info/1, port_info/2]).
 -export([new_id/0, frame/2]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -78,6 +78,16 @@
 %% The longest path the port resolves (PATH_MAX_WORK): a longer one, or a
 %% link target, is key_too_long whatever the store holds.
 -define(MAX_PATH, 4096).
+%% The longest request frame the port takes (--max-frame): a longer one
+%% would end its stream, and one past 4 GiB would not even say its length.
+-define(MAX_FRAME, (1 bsl 30)).
+%% Bounds of options the port keeps in C integers, or that become a
+%% receive timeout (at most 2^32 - 1 ms): past them an option is refused,
+%% not cut down to a different number.
+-define(MAX_INT32, 16#7fffffff).
+-define(MAX_AFTER, 16#ffffffff).
+-define(MAX_HOPS, 1000000).
+-define(MAX_READERS, 65536).
 %% Options whose value is a count: given as digits, they are read as one.
 -define(COUNT_OPTIONS, [<<"capacity">>, <<"sync-interval">>, <<"max-link-hops">>,
                         <<"max-readers">>, <<"watchdog">>, <<"spin-us">>]).
@@ -191,21 +201,28 @@ await_open(Pid) ->
 -spec request(store_ref(), kind(), tuple(), timeout()) -> term().
 request({Pid, Counter, Async}, Kind, Req, Timeout) ->
     Id = new_id(),
-    case Async andalso Kind =:= write andalso atomics:get(Counter, ?UNCONFIRMED) < ?ASYNC_MAX of
-        true ->
-            %% Answered before the port sees it: what the port would refuse
-            %% whatever the store holds is refused here.
-            case async_check(Req) of
-                ok -> send_async(Pid, Counter, Id, Kind, frame(Id, Req));
-                sync -> call_port(Pid, Id, Kind, Req, Timeout);
-                {error, _} = E -> E
+    case checked_frame(Id, Req) of
+        {too_large, Size} ->
+            %% (a write_many of large values, each within max-value-size)
+            {error, {too_large, Size}};
+        Frame when Async, Kind =:= write ->
+            case atomics:get(Counter, ?UNCONFIRMED) < ?ASYNC_MAX of
+                true ->
+                    %% Answered before the port sees it: what the port would
+                    %% refuse whatever the store holds is refused here.
+                    case async_check(Req) of
+                        ok -> send_async(Pid, Counter, Id, Kind, Frame);
+                        sync -> call_port(Pid, Id, Kind, Frame, Timeout);
+                        {error, _} = E -> E
+                    end;
+                false ->
+                    call_port(Pid, Id, Kind, Frame, Timeout)
             end;
-        false ->
-            call_port(Pid, Id, Kind, Req, Timeout)
+        Frame ->
+            call_port(Pid, Id, Kind, Frame, Timeout)
     end.
 
-call_port(Pid, Id, Kind, Req, Timeout) ->
-    Frame = frame(Id, Req),
+call_port(Pid, Id, Kind, Frame, Timeout) ->
     Alias = reply_alias(),
     Pid ! {req, Id, Alias, Kind, Frame},
     wait(Pid, Id, Alias, Timeout).
@@ -531,6 +548,34 @@ validate(Opts) when is_map(Opts) ->
 validate(_) ->
     {error, {bad_argument, store}}.
 
+%% @doc The options of `Opts' (validated into `Cfg') that the store's
+%% running server `Pid' was started with otherwise: options take effect
+%% when a store starts, so start/1 of a running store with, say,
+%% `<<"read-only">> => true' must not hand out a writable one.  Only the
+%% options given count (a map without `<<"durability">>' asks for no
+%% particular mode); a capacity is a starting size and never conflicts.
+-spec conflicts(cfg(), map()) -> [term()].
+conflicts(Cfg = #cfg{name = Name}, Opts) ->
+    case ets:lookup(?REGISTRY, {cfg, Name}) of
+        [{_, _, Running}] ->
+            [K || K <- lists:sort(maps:keys(Opts)), setting(K, Cfg) =/= setting(K, Running)];
+        [] ->
+            []
+    end.
+
+setting(<<"durability">>, C) -> C#cfg.durability;
+setting(<<"sync-interval">>, C) -> C#cfg.sync_interval;
+setting(<<"format">>, C) -> C#cfg.format;
+setting(<<"read-only">>, C) -> C#cfg.read_only;
+setting(<<"max-link-hops">>, C) -> C#cfg.max_hops;
+setting(<<"max-readers">>, C) -> C#cfg.max_readers;
+setting(<<"read-ahead">>, C) -> C#cfg.read_ahead;
+setting(<<"watchdog">>, C) -> C#cfg.watchdog;
+setting(<<"spin-us">>, C) -> C#cfg.spin_us;
+setting(<<"exclusive">>, C) -> C#cfg.exclusive;
+setting(<<"fault-injection">>, C) -> C#cfg.fault_injection;
+setting(_, _) -> same.
+
 name(N) when is_binary(N), N =/= <<>> ->
     case binary:match(N, <<0>>) of
         nomatch -> {ok, dir_key(N)};
@@ -613,20 +658,24 @@ set_other(<<"durability">>, V, C) ->
         _ ->
             error
     end;
-set_other(<<"sync-interval">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{sync_interval = V}};
+set_other(<<"sync-interval">>, V, C) when is_integer(V), V > 0, V =< ?MAX_INT32 ->
+    {ok, C#cfg{sync_interval = V}};
 set_other(<<"format">>, V, C) ->
     case to_bin(V) of
         F when F =:= <<"tagged">>; F =:= <<"hb_store_lmdb">> -> {ok, C#cfg{format = F}};
         _ -> error
     end;
 set_other(<<"read-only">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_only = V}};
-set_other(<<"max-link-hops">>, V, C) when is_integer(V), V >= 0 -> {ok, C#cfg{max_hops = V}};
-set_other(<<"max-readers">>, V, C) when is_integer(V), V > 0 -> {ok, C#cfg{max_readers = V}};
+set_other(<<"max-link-hops">>, V, C) when is_integer(V), V >= 0, V =< ?MAX_HOPS ->
+    {ok, C#cfg{max_hops = V}};
+set_other(<<"max-readers">>, V, C) when is_integer(V), V > 0, V =< ?MAX_READERS ->
+    {ok, C#cfg{max_readers = V}};
 set_other(<<"read-ahead">>, V, C) when is_boolean(V) -> {ok, C#cfg{read_ahead = V}};
 %% checked here, applied by hyper_lmdb on each call (they are per caller)
 set_other(<<"max-value-size">>, V, C) when is_integer(V), V > 0, V =< (1 bsl 30) - (1 bsl 16) -> {ok, C};
-set_other(<<"timeout">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C};
-set_other(<<"watchdog">>, V, C) when is_integer(V), V > 0; V =:= infinity -> {ok, C#cfg{watchdog = V}};
+set_other(<<"timeout">>, V, C) when is_integer(V), V > 0, V =< ?MAX_AFTER; V =:= infinity -> {ok, C};
+set_other(<<"watchdog">>, V, C) when is_integer(V), V > 0, V =< ?MAX_AFTER; V =:= infinity ->
+    {ok, C#cfg{watchdog = V}};
 set_other(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
 set_other(<<"exclusive">>, V, C) when is_boolean(V) -> {ok, C#cfg{exclusive = V}};
 set_other(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};
@@ -653,6 +702,7 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
     %% store race here, and only one opens it.
     case ets:insert_new(?REGISTRY, {Name, self(), starting, false}) of
         true ->
+            ets:insert(?REGISTRY, {{cfg, Name}, self(), Cfg}),
             Open;
         false ->
             case ets:lookup(?REGISTRY, Name) of
@@ -667,10 +717,12 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
                             %% reference look again (find/1).
                             _ = Old =/= starting andalso atomics:add(Old, ?STOPPING, ?STOP_BIT) =:= ok,
                             ets:insert(?REGISTRY, {Name, self(), starting, false}),
+                            ets:insert(?REGISTRY, {{cfg, Name}, self(), Cfg}),
                             Open
                     end;
                 _ ->
                     ets:insert(?REGISTRY, {Name, self(), starting, false}),
+                    ets:insert(?REGISTRY, {{cfg, Name}, self(), Cfg}),
                     Open
             end
     end.
@@ -682,6 +734,9 @@ handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
     case open_port(Cfg) of
         {ok, Port, Format, _} ->
             S2 = S#state{port = Port, format = Format, last_progress = now_ms()},
+            %% the format found, for conflicts/2
+            ets:insert(?REGISTRY, {{cfg, Cfg#cfg.name}, self(),
+                                   Cfg#cfg{format = atom_to_binary(Format)}}),
             %% A read-only store answers every write read_only: never early.
             ets:insert(?REGISTRY, {Cfg#cfg.name, self(), S2#state.async_count,
                                    Cfg#cfg.durability =:= <<"async">> andalso
@@ -691,6 +746,7 @@ handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
             {noreply, S2};
         {error, Reason} ->
             ets:delete_object(?REGISTRY, {Cfg#cfg.name, self(), starting, false}),
+            ets:match_delete(?REGISTRY, {{cfg, Cfg#cfg.name}, self(), '_'}),
             Requester ! {?MODULE, opened, self(), {error, Reason}},
             %% {shutdown, _}: an expected failure, reported to the caller
             %% as a value, not logged as a crash.
@@ -773,6 +829,7 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% (request/4).  Then no new callers: they find no store and start one.
     atomics:add(A, ?STOPPING, ?STOP_BIT),
     catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
+    catch ets:match_delete(?REGISTRY, {{cfg, Cfg#cfg.name}, self(), '_'}),
     Until = now_ms() + ?STOP_CONFIRM_MS,
     senders_done(A, now_ms() + 1000),
     %% Requests still in the mailbox: async writes were answered ok, so
@@ -905,6 +962,28 @@ frame(Id, Req) ->
     <<131, 104, Arity, Rest/binary>> = term_to_binary(Req),
     Head = <<131, 104, (Arity + 1), 110, 8, 0, Id:64/little>>,
     [<<(byte_size(Head) + byte_size(Rest)):32>>, Head, Rest].
+
+%% A request's frame, or {too_large, Bytes} for one the port would not
+%% take (past ?MAX_FRAME; past 4 GiB its head could not even say its length).
+checked_frame(Id, {read, _} = Req) -> sized(frame(Id, Req));
+checked_frame(Id, {write, _, _} = Req) -> sized(frame(Id, Req));
+checked_frame(Id, Req) ->
+    %% Sized before term_to_binary/1 would copy every value into one binary
+    %% (external_size/1 is an upper bound; 11 bytes for the id).
+    case erlang:external_size(Req) + 11 of
+        Size when Size > ?MAX_FRAME -> {too_large, Size};
+        _ -> frame(Id, Req)
+    end.
+
+sized(Frame) ->
+    case frame_size(Frame) of
+        Size when Size > ?MAX_FRAME -> {too_large, Size};
+        _ -> Frame
+    end.
+
+%% The length a frame's head says, before it is cut to 32 bits.
+frame_size(Frame) when is_binary(Frame) -> byte_size(Frame) - 4;
+frame_size([_, Head, Value]) -> byte_size(Head) + byte_size(Value).
 
 %% Splits the port's output into frames.  The port runs in stream mode:
 %% one message carries whatever one read returned (many replies at once,
@@ -1072,6 +1151,7 @@ port_args(#cfg{dir = Dir} = C) ->
      "--read-ahead", bool(C#cfg.read_ahead),
      "--read-only", bool(C#cfg.read_only),
      "--max-hops", integer_to_list(C#cfg.max_hops),
+     "--max-frame", integer_to_list(?MAX_FRAME),
      "--durability", binary_to_list(C#cfg.durability),
      "--sync-interval", integer_to_list(C#cfg.sync_interval),
      "--format", case C#cfg.format of auto -> "auto"; F -> binary_to_list(F) end,

@@ -448,11 +448,14 @@ convert(Src, Dst, Format, Opts) when is_map(Opts) ->
                 true ->
                     {error, {exists, Dst}};
                 false ->
-                    From = #{<<"name">> => to_bin(Src), <<"read-only">> => true},
-                    To = #{<<"name">> => to_bin(Dst), <<"format">> => Format},
                     %% A source this node serves already is read through
-                    %% its server, and left running afterwards.
+                    %% its server (as it runs), and left running afterwards.
                     Served = hyper_lmdb_server:lookup(to_bin(Src)) =/= error,
+                    From = case Served of
+                               true -> #{<<"name">> => to_bin(Src)};
+                               false -> #{<<"name">> => to_bin(Src), <<"read-only">> => true}
+                           end,
+                    To = #{<<"name">> => to_bin(Dst), <<"format">> => Format},
                     Made = made_by_us(Dst),
                     _ = filelib:ensure_dir(filename:join(Dst, "x")),
                     R = try convert_open(From, To, Format)

@@ -9,7 +9,7 @@
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([catalogue/1, options_catalogue/1, hyperbeam_store_maps/1, deep_chains/1, broken_stream/1, load_1000_callers/1,
-         random_arguments/1]).
+         random_arguments/1, running_store_options/1, oversized_requests/1]).
 
 suite() -> [{timetrap, {seconds, 240 + load_seconds()}}].
 
@@ -18,8 +18,8 @@ load_seconds() ->
         false -> 30;
         V -> list_to_integer(V)
     end.
-all() -> [catalogue, options_catalogue, hyperbeam_store_maps, random_arguments, deep_chains, broken_stream,
-          load_1000_callers].
+all() -> [catalogue, options_catalogue, hyperbeam_store_maps, running_store_options, oversized_requests,
+          random_arguments, deep_chains, broken_stream, load_1000_callers].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -254,6 +254,20 @@ options_catalogue(Config) ->
         {"max-link-hops negative", Bad(<<"max-link-hops">>, -1), {error, {bad_option, <<"max-link-hops">>}}},
         {"max-readers zero", Bad(<<"max-readers">>, 0), {error, {bad_option, <<"max-readers">>}}},
         {"read-ahead not boolean", Bad(<<"read-ahead">>, yes), {error, {bad_option, <<"read-ahead">>}}},
+        %% past what the port holds in a C integer, or a receive timeout
+        %% takes: refused, not cut down to another number (2^32 hops were 0)
+        {"max-link-hops past its bound", Bad(<<"max-link-hops">>, 1 bsl 32),
+         {error, {bad_option, <<"max-link-hops">>}}},
+        {"max-link-hops one past", Bad(<<"max-link-hops">>, 1000001),
+         {error, {bad_option, <<"max-link-hops">>}}},
+        {"max-readers past 32 bits", Bad(<<"max-readers">>, (1 bsl 32) + 1),
+         {error, {bad_option, <<"max-readers">>}}},
+        {"sync-interval past an int", Bad(<<"sync-interval">>, 1 bsl 31),
+         {error, {bad_option, <<"sync-interval">>}}},
+        {"sync-interval as digits past an int", Bad(<<"sync-interval">>, <<"4294968296">>),
+         {error, {bad_option, <<"sync-interval">>}}},
+        {"watchdog past a timer", Bad(<<"watchdog">>, 1 bsl 70), {error, {bad_option, <<"watchdog">>}}},
+        {"timeout past a timer", Bad(<<"timeout">>, 1 bsl 32), {error, {bad_option, <<"timeout">>}}},
         {"missing name", hyper_lmdb:start(#{}), {error, {bad_option, <<"name">>}}},
         {"name not a path", hyper_lmdb:start(#{<<"name">> => 42}), {error, {bad_option, <<"name">>}}},
         %% (a writable port takes the directory's lock first: port_src/main.c)
@@ -271,6 +285,15 @@ options_catalogue(Config) ->
     ],
     Failed = [{N, W, G} || {N, G, W} <- Cases, begin ct:pal("~-34s -> ~p", [N, G]), G =/= W end],
     ?assertEqual([], Failed),
+    %% the bounds themselves are taken, and the port runs with them
+    Edge = #{<<"name">> => Dir("edges"), <<"max-link-hops">> => 1000000,
+             <<"max-readers">> => 65536, <<"sync-interval">> => 16#7fffffff,
+             <<"watchdog">> => 16#ffffffff, <<"timeout">> => 16#ffffffff},
+    ok = hyper_lmdb:write(Edge, <<"d/x">>, <<"v">>),
+    ok = hyper_lmdb:make_link(Edge, <<"d">>, <<"l">>),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(Edge, <<"l/x">>)),
+    ?assertMatch(#{max_readers := 65536}, hyper_lmdb:stats(Edge)),
+    ok = hyper_lmdb:stop(Edge),
     %% paths with .., //, NUL and non-UTF-8 bytes are keys like any other
     S = #{<<"name">> => Dir("bytes")},
     Keys = [<<"../x">>, <<"a/../b">>, <<"nul", 0, "byte">>, <<255, 254, "/", 0>>, <<"é/ü"/utf8>>],
@@ -293,6 +316,59 @@ options_catalogue(Config) ->
     ok = hyper_lmdb:stop(S),
     {ok, <<"../x">>} = hyper_lmdb:read(S, <<"../x">>),
     hyper_lmdb:stop(S).
+
+%% Options take effect when a store starts: start/1 of a running store
+%% with other settings (read-only, durability, ...) is refused, not
+%% answered with the store as it runs (a read-only caller got a writable
+%% store).  Options not given, a capacity and per-call options never
+%% conflict.  stats/1 starts a store whose server was killed, as every
+%% other call does.
+running_store_options(Config) ->
+    Name = list_to_binary(filename:join(?config(priv_dir, Config), "running")),
+    S = #{<<"name">> => Name, <<"durability">> => <<"fsync">>},
+    {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+    ?assertEqual({error, {already_started, [<<"read-only">>]}},
+                 hyper_lmdb:start(S#{<<"read-only">> => true})),
+    ?assertEqual({error, {already_started, [<<"durability">>, <<"max-link-hops">>]}},
+                 hyper_lmdb:start(S#{<<"durability">> => <<"async">>, <<"max-link-hops">> => 3})),
+    ?assertEqual({error, {already_started, [<<"format">>]}},
+                 hyper_lmdb:start(S#{<<"format">> => <<"hb_store_lmdb">>})),
+    ?assertEqual({error, {bad_option, <<"colour">>}}, hyper_lmdb:start(S#{<<"colour">> => 1})),
+    Same = [#{<<"name">> => Name}, S#{<<"capacity">> => 1 bsl 20}, S#{<<"timeout">> => 100},
+            S#{<<"format">> => <<"tagged">>}, S#{<<"durability">> => fsync},
+            S#{<<"read-only">> => false, <<"access">> => [<<"read">>]}],
+    [?assertMatch({ok, #{<<"pid">> := Pid}}, hyper_lmdb:start(M)) || M <- Same],
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    exit(Pid, kill),
+    timer:sleep(50),
+    ?assertMatch(#{entries := 1}, hyper_lmdb:stats(S)),
+    {ok, #{<<"pid">> := Pid2}} = hyper_lmdb:start(S),
+    ?assertNotEqual(Pid, Pid2),
+    ok = hyper_lmdb:stop(S),
+    %% stopped, it starts with what it is given
+    {ok, _} = hyper_lmdb:start(S#{<<"read-only">> => true}),
+    ?assertEqual({error, read_only}, hyper_lmdb:write(S, <<"k">>, <<"w">>)),
+    ok = hyper_lmdb:stop(S).
+
+%% A request the port cannot take as one frame (over 1 GiB: two values
+%% each within max-value-size) is refused before it is sent.  It killed the
+%% port, with the writes of other callers in flight; in async mode it was
+%% answered ok, then dropped after 20 deaths.
+oversized_requests(Config) ->
+    Big = binary:copy(<<7>>, 600 bsl 20),
+    [begin
+         Name = list_to_binary(filename:join(?config(priv_dir, Config), "big_" ++ binary_to_list(D))),
+         S = #{<<"name">> => Name, <<"durability">> => D},
+         ok = hyper_lmdb:write(S, <<"keep">>, <<"1">>),
+         ?assertMatch({error, {too_large, N}} when N > 1 bsl 30,
+                      hyper_lmdb:write_many(S, [{write, <<"a">>, Big}, {write, <<"b">>, Big}])),
+         ok = hyper_lmdb:sync(S),
+         ?assertEqual([not_found, not_found, {ok, <<"1">>}],
+                      hyper_lmdb:read_many(S, [<<"a">>, <<"b">>, <<"keep">>])),
+         ?assertMatch(#{port_restarts := 0}, hyper_lmdb:stats(S)),
+         ok = hyper_lmdb:stop(S)
+     end || D <- [<<"commit">>, <<"async">>]],
+    ok.
 
 %% A chain of 10,000 links: past the default cap of 1000 it is not_found,
 %% promptly; with the cap raised it resolves.
