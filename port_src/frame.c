@@ -113,16 +113,19 @@ size_t frame_begin(struct codec_enc *out)
     return start;
 }
 
-void frame_end(struct codec_enc *out, size_t start)
+int frame_end(struct codec_enc *out, size_t start)
 {
     if (out->err)
-        return;
+        return out->err;
     size_t n = out->len - start - 4;
+    if (n > FRAME_MAX_PAYLOAD)
+        return HL_ETOOBIG;
     uint8_t *p = out->buf + start;
     p[0] = (uint8_t)(n >> 24);
     p[1] = (uint8_t)(n >> 16);
     p[2] = (uint8_t)(n >> 8);
     p[3] = (uint8_t)n;
+    return 0;
 }
 
 void frame_cancel(struct codec_enc *out, size_t start)

@@ -43,10 +43,17 @@ int frame_in_next(struct frame_in *in, size_t *off, size_t *len);
 /* Drops the frames handed out, moving a partial frame to the front. */
 void frame_in_compact(struct frame_in *in);
 
+/* The longest payload a frame can carry: its length field is 32 bits. */
+#define FRAME_MAX_PAYLOAD ((size_t)UINT32_MAX)
+
 /* Starts a frame in out; returns where it starts (pass it to frame_end). */
 size_t frame_begin(struct codec_enc *out);
-/* Fills in the length of the frame started at `start`. */
-void frame_end(struct codec_enc *out, size_t start);
+/* Fills in the length of the frame started at `start`.  Returns 0;
+ * out->err if encoding failed; or HL_ETOOBIG, the length left unwritten,
+ * when the payload is longer than FRAME_MAX_PAYLOAD (its low 32 bits
+ * would announce a shorter frame and desynchronise the stream).  On an
+ * error the caller must frame_cancel the frame. */
+int frame_end(struct codec_enc *out, size_t start);
 /* Drops a half-encoded frame started at `start` and clears out->err. */
 void frame_cancel(struct codec_enc *out, size_t start);
 

@@ -246,13 +246,13 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
 
 /* The short reason store_open gives for rc.  LMDB's codes (MDB_KEYEXIST
  * = -30799 up to MDB_LAST_ERRCODE) and errno values (positive) have
- * mdb_strerror's text; only the project's own HL_E* codes (-1 .. HL_ELOOP,
+ * mdb_strerror's text; only the project's own HL_E* codes (-1 .. HL_ETOOBIG,
  * errors.h) are "internal".  The old test, -30800 < rc < 0, also caught
  * every LMDB code, so a map too small for the metadata said "internal"
  * instead of MDB_MAP_FULL. */
 static const char *open_reason(int rc)
 {
-    if (rc < 0 && rc >= HL_ELOOP)
+    if (rc < 0 && rc >= HL_ETOOBIG)
         return "internal";
     return mdb_strerror(rc);
 }

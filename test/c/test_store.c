@@ -20,7 +20,8 @@
  *     group of 20,000 "c-<N>" children paged 100 at a time: the pages join
  *     up, and each costs about one cursor call per name;
  *   - map growth from the smallest map, through the batch and dispatch;
- *   - dispatch: truncated and lying frames are answered bad_request.
+ *   - dispatch: truncated and lying frames are answered bad_request; a
+ *     reply too long for a frame is answered too_large, in step.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -2526,6 +2527,54 @@ static void map_growth_dispatch(size_t map)
     free(pr);
 }
 
+/* A reply longer than a frame can carry (d.max_reply, lowered here from
+ * the 32-bit limit so no 4 GiB is needed) is answered {error, {too_large,
+ * Bytes}} with its true size, and the replies after it stay in step. */
+static void dispatch_too_large(void)
+{
+    struct proto *pr = malloc(sizeof *pr);
+    if (!CHECK_EQ_INT(proto_open(pr, 1 << 20), 0)) {
+        free(pr);
+        return;
+    }
+    char v[101];
+    memset(v, 'v', 100);
+    v[100] = 0;
+    w_req(pr, 1, "a", v);
+    w_req(pr, 2, "b", v);
+    w_req(pr, 3, "c", v);
+    run(pr);
+    /* read_many of two: 1 + 2 + 11 (id) + 2 + 8 (packed) + 5 + 2 * 105 */
+    pr->d.max_reply = 239;
+    req(pr, 10, "read_many", 1);
+    codec_enc_list(&pr->in, 2);
+    bin(pr, "a");
+    bin(pr, "b");
+    codec_enc_nil(&pr->in);
+    req_end(pr);
+    req(pr, 11, "read_many", 1); /* of three: 105 bytes more */
+    codec_enc_list(&pr->in, 3);
+    bin(pr, "a");
+    bin(pr, "b");
+    bin(pr, "c");
+    codec_enc_nil(&pr->in);
+    req_end(pr);
+    req(pr, 12, "scan", 2);
+    codec_enc_atom(&pr->in, "undefined");
+    codec_enc_u64(&pr->in, 0);
+    req_end(pr);
+    req(pr, 13, "ping", 0);
+    req_end(pr);
+    run(pr);
+    CHECK_EQ_INT(count_replies(pr), 4);
+    CHECK(reply_starts(pr, 10, "{packed,<<\"\\x01\\x00\\x00\\x00dvvv"));
+    CHECK(reply_is(pr, 11, "{error,{too_large,344}}"));
+    CHECK(reply_starts(pr, 12, "{error,{too_large,"));
+    CHECK(reply_is(pr, 13, "pong"));
+    proto_close(pr);
+    free(pr);
+}
+
 int main(void)
 {
     open_close();
@@ -2554,5 +2603,6 @@ int main(void)
     dispatch_truncation();
     dispatch_lying();
     dispatch_long_paths();
+    dispatch_too_large();
     return check_summary();
 }
