@@ -26,6 +26,10 @@ static int begin(struct store *s)
 {
     s->wtxn_links = 0;
     int rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
+    /* Another process (a store beside us with exclusive false, the command
+     * line) grew the map past ours: take its size and begin again. */
+    if (rc == MDB_MAP_RESIZED && (rc = store_adopt_map(s)) == 0)
+        rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
     if (rc) {
         s->wtxn = NULL;
         return rc;

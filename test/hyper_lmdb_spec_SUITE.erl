@@ -20,6 +20,7 @@ all() ->
      key_sizes, long_path_through_link, link_target_sizes, empty_path, bad_arguments, read_many_snapshot, write_many_atomic, delete_one,
      cache_stale_after_overwrite, cache_stale_after_delete, cache_stale_after_make_link,
      cache_stale_after_reset, cache_stale_after_relink_chain, sync_and_stats,
+     map_grown_by_another_writer,
      concurrent_writers_and_readers].
 
 init_per_suite(Config) ->
@@ -535,6 +536,44 @@ sync_and_stats(C) ->
         hyper_lmdb:stats(S),
     ?assert(Commits >= 1),
     ?assert(Map >= 16 bsl 30).
+
+%% Another process writing the directory (a store beside this one with
+%% exclusive false, as the command line's put is) grows the map past this
+%% store's: LMDB then answers MDB_MAP_RESIZED to every transaction this
+%% store begins until it adopts the new size.  Reads and writes through
+%% the first store must go on as if nothing happened, whether a write
+%% (a write transaction) or a read (the pooled read transaction) meets
+%% the grown map first.
+map_grown_by_another_writer(C) ->
+    Dir = <<(maps:get(<<"name">>, s(C)))/binary, "-small">>,
+    S = #{<<"name">> => Dir, <<"capacity">> => 1 bsl 20, <<"format">> => <<"tagged">>},
+    {ok, _} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+    #{map_size := Before} = hyper_lmdb:stats(S),
+    Alias = <<Dir/binary, "-alias">>,
+    ok = file:make_symlink(Dir, Alias),
+    Beside = #{<<"name">> => Alias, <<"exclusive">> => false, <<"capacity">> => 1 bsl 20},
+    Big = binary:copy(<<"b">>, 1 bsl 20),
+    Grow = fun(Ns) ->
+        {ok, _} = hyper_lmdb:start(Beside),
+        [ok = hyper_lmdb:write(Beside, [<<"big">>, N], Big) || N <- Ns],
+        ok = hyper_lmdb:stop(Beside)
+    end,
+    Grow(lists:seq(1, 6)),
+    ok = hyper_lmdb:write(S, <<"k2">>, <<"v2">>),
+    {ok, <<"v2">>} = hyper_lmdb:read(S, <<"k2">>),
+    {ok, Big} = hyper_lmdb:read(S, <<"big/6">>),
+    #{map_size := Grown} = hyper_lmdb:stats(S),
+    ?assert(Grown >= Before + 6 * byte_size(Big)),
+    Grow(lists:seq(7, 20)),
+    {ok, Big} = hyper_lmdb:read(S, <<"big/20">>),
+    {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+    ok = hyper_lmdb:write(S, <<"big/21">>, Big),
+    {ok, Big} = hyper_lmdb:read(S, <<"big/21">>),
+    #{map_size := After} = hyper_lmdb:stats(S),
+    ?assert(After >= Before + 20 * byte_size(Big)),
+    ok = hyper_lmdb:stop(S).
 
 %%% many processes
 
