@@ -20,7 +20,7 @@ all() ->
      key_sizes, long_path_through_link, link_target_sizes, empty_path, bad_arguments, read_many_snapshot, write_many_atomic, delete_one,
      cache_stale_after_overwrite, cache_stale_after_delete, cache_stale_after_make_link,
      cache_stale_after_reset, cache_stale_after_relink_chain, sync_and_stats,
-     map_grown_by_another_writer,
+     map_grown_by_another_writer, port_refuses_numbers_out_of_range,
      concurrent_writers_and_readers].
 
 init_per_suite(Config) ->
@@ -574,6 +574,39 @@ map_grown_by_another_writer(C) ->
     #{map_size := After} = hyper_lmdb:stats(S),
     ?assert(After >= Before + 20 * byte_size(Big)),
     ok = hyper_lmdb:stop(S).
+
+%% The port's numeric options are range-checked, not cast: a number its
+%% field cannot hold (or that makes no sense) ends the port with the usage
+%% status (2) before it opens anything, where a cast used to run it with
+%% another setting (--max-hops 2^32 as 0, --max-readers 2^32 + 1 as 1) or
+%% hang it (--cache-slots above 2^63).  The largest sane values still run.
+port_refuses_numbers_out_of_range(C) ->
+    Dir = binary_to_list(maps:get(<<"name">>, s(C))) ++ "-cli",
+    Bad = [{"--max-hops", "4294967296"}, {"--sync-interval", "2147483648"},
+           {"--cache-slots", "9223372036854775809"}, {"--max-readers", "4294967297"},
+           {"--max-frame", "4294967296"}, {"--spin-us", "4294967296"},
+           {"--batch-max", "18446744073709551615"}, {"--map-size", "0"},
+           {"--read-only", "2"}, {"--sync-interval", "0"}],
+    [?assertEqual({Opt, Val, {exit_status, 2}}, {Opt, Val, run_port(["--dir", Dir, Opt, Val])})
+     || {Opt, Val} <- Bad],
+    false = filelib:is_dir(Dir),
+    hello = run_port(["--dir", Dir, "--max-hops", "1048576", "--sync-interval", "86400000",
+                      "--max-readers", "1048576", "--cache-slots", "16777216",
+                      "--max-frame", "4294967295", "--spin-us", "1000000"]).
+
+%% Runs the port with Args: {exit_status, N} if it exits first, hello if
+%% it opens and says hello (it is then closed).
+run_port(Args) ->
+    Exe = filename:join(code:priv_dir(hyper_lmdb), "hyper_lmdb_port"),
+    Port = open_port({spawn_executable, Exe}, [stream, binary, exit_status, use_stdio,
+                                                 {args, Args}]),
+    receive
+        {Port, {exit_status, St}} -> {exit_status, St};
+        {Port, {data, _}} -> port_close(Port), hello
+    after 10000 ->
+        port_close(Port),
+        timeout
+    end.
 
 %%% many processes
 

@@ -2575,8 +2575,19 @@ static void dispatch_too_large(void)
     free(pr);
 }
 
+/* A slot count no power of two can hold is refused, not looped on. */
+static void link_cache_bounds(void)
+{
+    CHECK(link_cache_new(SIZE_MAX) == NULL);
+    CHECK(link_cache_new(((size_t)1 << 63) + 1) == NULL);
+    struct link_cache *c = link_cache_new(3);
+    CHECK(c != NULL);
+    link_cache_free(c);
+}
+
 int main(void)
 {
+    link_cache_bounds();
     open_close();
     write_read(FORMAT_TAGGED);
     write_read(FORMAT_HB);
