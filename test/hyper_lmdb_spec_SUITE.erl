@@ -21,6 +21,7 @@ all() ->
      cache_stale_after_overwrite, cache_stale_after_delete, cache_stale_after_make_link,
      cache_stale_after_reset, cache_stale_after_relink_chain, sync_and_stats,
      map_grown_by_another_writer, port_refuses_numbers_out_of_range,
+     refused_write_commits_nothing,
      concurrent_writers_and_readers].
 
 init_per_suite(Config) ->
@@ -607,6 +608,17 @@ run_port(Args) ->
         port_close(Port),
         timeout
     end.
+
+%% A write the port refuses (a key over LMDB's 511 bytes) changes nothing,
+%% and commits nothing either: not even an empty transaction.
+refused_write_commits_nothing(C) ->
+    S = s(C),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    #{commits := Commits} = hyper_lmdb:stats(S),
+    Long = binary:copy(<<"x">>, 600),
+    {error, {key_too_long, 600}} = hyper_lmdb:write(S, Long, <<"v">>),
+    {error, {key_too_long, 600}} = hyper_lmdb:write(S, Long, <<"v">>),
+    ?assertMatch(#{commits := Commits, entries := 1}, hyper_lmdb:stats(S)).
 
 %%% many processes
 

@@ -2527,6 +2527,50 @@ static void map_growth_dispatch(size_t map)
     free(pr);
 }
 
+/* A write refused before it changed anything, first in its batch, leaves
+ * no transaction open: nothing is committed for it (an empty commit would
+ * count, set off a background sync, and in fsync mode make the main loop
+ * wait for more writers to join a batch of none). */
+static void dispatch_refused_first_write(void)
+{
+    struct proto *pr = malloc(sizeof *pr);
+    if (!CHECK_EQ_INT(proto_open(pr, 1 << 20), 0)) {
+        free(pr);
+        return;
+    }
+    char longkey[601];
+    memset(longkey, 'k', 600);
+    longkey[600] = 0;
+    w_req(pr, 1, "k", "v");
+    run(pr);
+    uint64_t commits = pr->d.batch.commits;
+    w_req(pr, 2, "", "v");
+    CHECK_EQ_INT(pr->in.err, 0);
+    pr->d.out.len = 0;
+    dispatch_frame(&pr->d, pr->in.buf, pr->offs[0], pr->lens[0]);
+    CHECK(!batch_open(&pr->e.s)); /* before the end of input commits it */
+    dispatch_end_of_input(&pr->d);
+    CHECK(reply_is(pr, 2, "{error,empty_path}"));
+    pr->in.len = 0;
+    pr->n = 0;
+    w_req(pr, 3, longkey, "v");
+    run(pr);
+    CHECK(reply_is(pr, 3, "{error,{key_too_long,600}}"));
+    CHECK(!batch_open(&pr->e.s));
+    CHECK_EQ_INT(pr->d.batch.commits, commits);
+    /* refused after another write: that one still commits, once */
+    w_req(pr, 4, "k2", "v2");
+    w_req(pr, 5, "", "v");
+    r_req(pr, 6, "k2");
+    run(pr);
+    CHECK(reply_is(pr, 4, "ok"));
+    CHECK(reply_is(pr, 5, "{error,empty_path}"));
+    CHECK(reply_is(pr, 6, "{ok,<<\"v2\">>}"));
+    CHECK_EQ_INT(pr->d.batch.commits, commits + 1);
+    proto_close(pr);
+    free(pr);
+}
+
 /* A reply longer than a frame can carry (d.max_reply, lowered here from
  * the 32-bit limit so no 4 GiB is needed) is answered {error, {too_large,
  * Bytes}} with its true size, and the replies after it stay in step. */
@@ -2615,5 +2659,6 @@ int main(void)
     dispatch_lying();
     dispatch_long_paths();
     dispatch_too_large();
+    dispatch_refused_first_write();
     return check_summary();
 }
