@@ -29,10 +29,11 @@ struct frame_in {
 void frame_in_init(struct frame_in *in, size_t max_frame);
 void frame_in_free(struct frame_in *in);
 
-/* Reads what fd has (one read call, retrying on EINTR) into the buffer,
- * growing it to hold at least the frame in progress.  Returns the number
- * of bytes read, 0 at end of file, or a negative value on error
- * (HL_ENOMEM, or -errno). */
+/* Reads what fd has (one read call, retrying on EINTR, and waiting in
+ * poll when a non-blocking fd has nothing yet) into the buffer, growing
+ * it to hold at least the frame in progress.  Returns the number of bytes
+ * read, 0 at end of file, or a negative value on error (HL_ENOMEM, or
+ * -errno). */
 long frame_in_read(struct frame_in *in, int fd);
 
 /* Hands out the next complete frame: returns 1 and sets *off, *len (the
@@ -57,8 +58,9 @@ int frame_end(struct codec_enc *out, size_t start);
 /* Drops a half-encoded frame started at `start` and clears out->err. */
 void frame_cancel(struct codec_enc *out, size_t start);
 
-/* Writes all of out to fd (looping on short writes and EINTR) and empties
- * it.  Returns 0 or -errno. */
+/* Writes all of out to fd (looping on short writes and EINTR, and waiting
+ * in poll while a non-blocking fd is full) and empties it.  Returns 0 or
+ * -errno: EPIPE when the reader is gone. */
 int frame_flush(struct codec_enc *out, int fd);
 
 #endif
