@@ -26,6 +26,10 @@ static int begin(struct store *s)
 {
     s->wtxn_links = 0;
     int rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
+    /* Another process (a store beside us with exclusive false, the command
+     * line) grew the map past ours: take its size and begin again. */
+    if (rc == MDB_MAP_RESIZED && (rc = store_adopt_map(s)) == 0)
+        rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
     if (rc) {
         s->wtxn = NULL;
         return rc;
@@ -84,6 +88,21 @@ again:
     return 0;
 }
 
+/* Takes a failed request's changes back out of the transaction: replays
+ * the others into a fresh one, or, when it was the only one, drops the
+ * transaction.  An empty transaction left open would be committed at the
+ * end of input: a commit counted for nothing, a background sync after
+ * it, and in fsync mode the main loop waiting up to 2 ms for writers to
+ * join a batch that holds none. */
+static int take_back(struct batch *b, struct store *s, const uint8_t *base)
+{
+    if (b->n == 0) {
+        abort_txn(s);
+        return 0;
+    }
+    return replay(b, s, base, 0);
+}
+
 int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id, size_t off,
               size_t len)
 {
@@ -101,13 +120,14 @@ int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id
                 return rrc; /* the transaction is gone: batch_commit fails too */
             continue;
         }
-        if (touched || !(rc < 0 && rc >= HL_ELOOP)) {
+        if (b->n == 0 || touched || !(rc < 0 && rc >= HL_ELOOP)) {
             /* Undo this request's partial changes, keep the others.  An
              * LMDB or system error (not one of our refusals, which come
              * before any change) may also have left the transaction
              * unusable (MDB_TXN_ERROR): every write batched with this one
-             * would then fail at commit for nothing. */
-            int rrc = replay(b, s, base, 0);
+             * would then fail at commit for nothing.  A refusal that was
+             * first in its batch leaves an empty transaction: drop it. */
+            int rrc = take_back(b, s, base);
             if (rrc)
                 return rrc;
         }
@@ -118,7 +138,7 @@ int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id
         struct batch_entry *v = realloc(b->v, cap * sizeof *v);
         if (!v) {
             /* Cannot remember it for a replay: take it back out. */
-            rc = replay(b, s, base, 0);
+            rc = take_back(b, s, base);
             return rc ? rc : HL_ENOMEM;
         }
         b->v = v;

@@ -47,7 +47,9 @@ int batch_open(const struct store *s);
 /* Applies the request <base + off, len> with id `id` inside the batch,
  * opening the write transaction if needed.  Returns 0 when it is applied
  * (its reply waits for batch_commit), or the error to answer it with now;
- * the other requests of the batch are unaffected, unless a replay failed:
+ * the other requests of the batch are unaffected (a refused request that
+ * would have been the batch's first leaves no transaction open), unless a
+ * replay failed:
  * then the transaction is gone (batch_open is false) and the caller must
  * answer the remembered requests at once through batch_commit. */
 int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id, size_t off,

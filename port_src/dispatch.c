@@ -168,19 +168,32 @@ static void encode_reason(struct dispatch *d, int rc)
     }
 }
 
-/* Finishes a reply; if it could not be encoded (out of memory), answers
- * {Id, {error, nomem}} instead so the caller still hears back. */
+/* Finishes a reply.  One that could not be encoded (out of memory) is
+ * answered {Id, {error, nomem}} instead, and one longer than d->max_reply
+ * (a read_many or scan of large values: the frame's 32-bit length cannot
+ * say more) {Id, {error, {too_large, Bytes}}}, so the caller still hears
+ * back and every later frame stays in step. */
 static void reply_end(struct dispatch *d, size_t start, uint64_t id)
 {
-    if (!d->out.err) {
-        frame_end(&d->out, start);
-        return;
+    size_t n = 0;
+    int rc = d->out.err;
+    if (!rc) {
+        n = d->out.len - start - 4;
+        rc = n > d->max_reply ? HL_ETOOBIG : frame_end(&d->out, start);
     }
+    if (!rc)
+        return;
     frame_cancel(&d->out, start);
     start = reply_begin(d, id);
     codec_enc_tuple(&d->out, 2);
     codec_enc_atom(&d->out, "error");
-    codec_enc_atom(&d->out, "nomem");
+    if (rc == HL_ETOOBIG) {
+        codec_enc_tuple(&d->out, 2);
+        codec_enc_atom(&d->out, "too_large");
+        codec_enc_u64(&d->out, n);
+    } else {
+        codec_enc_atom(&d->out, "nomem");
+    }
     frame_end(&d->out, start);
 }
 
@@ -216,6 +229,9 @@ static void reply_atom(struct dispatch *d, uint64_t id, const char *atom)
 /* Raw bytes inside a packed binary (do_read_many). */
 static void put_u8(struct codec_enc *o, uint8_t b) { codec_enc_raw(o, &b, 1); }
 
+/* put_len and patch_len write 32 bits of a length that may be longer in a
+ * read_many of huge values; each such length lies inside the reply, so the
+ * reply is longer still and reply_end refuses it whole (too_large). */
 static void put_len(struct codec_enc *o, size_t n)
 {
     uint8_t b[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
@@ -751,6 +767,7 @@ void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max)
 {
     memset(d, 0, sizeof *d);
     d->store = s;
+    d->max_reply = FRAME_MAX_PAYLOAD;
     d->batch_max = batch_max ? batch_max : 1;
     batch_init(&d->batch, apply_frame, d);
     codec_enc_init(&d->out);

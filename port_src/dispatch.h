@@ -36,6 +36,8 @@ struct dispatch {
     const uint8_t *base;   /* input buffer the current frames live in */
     const char *bad_what;  /* detail for the last HL_EBADREQ */
     size_t batch_max;      /* writes per group commit */
+    size_t max_reply;      /* longest reply payload: FRAME_MAX_PAYLOAD (tests
+                              lower it to reach too_large without 4 GiB) */
     int faults_enabled;    /* --fault-injection: accept {fault, Point} */
     int fault;             /* the armed enum dispatch_fault */
     int fault_next;        /* armed once the reply to {fault, _} is out */

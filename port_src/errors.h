@@ -19,6 +19,7 @@ enum hl_error {
     HL_ERDONLY = -6,    /* write to a read-only store */
     HL_ENOTFOUND = -7,  /* no such key (ordinary miss, not a failure) */
     HL_ELOOP = -8,      /* link loop or more than max-link-hops links */
+    HL_ETOOBIG = -9,    /* a reply longer than a frame can carry */
 };
 
 #endif

@@ -2,6 +2,7 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,23 @@ static size_t be32(const uint8_t *p)
 {
     return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
 }
+
+/* Waits until fd is ready for `events` (POLLIN or POLLOUT).  A descriptor
+ * we were handed may be non-blocking (O_NONBLOCK lives in the open file
+ * description, which the process that started us may share): its EAGAIN
+ * means "not yet", not "closed", so the I/O below waits and tries again
+ * as a blocking descriptor would have.  A hang-up or an error wakes poll
+ * too, and the retried call reports it.  Returns 0 or -errno. */
+static int wait_ready(int fd, short events)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+static int would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
 void frame_in_init(struct frame_in *in, size_t max_frame)
 {
@@ -67,8 +85,13 @@ long frame_in_read(struct frame_in *in, int fd)
             in->len += (size_t)n;
             return (long)n;
         }
-        if (errno != EINTR)
+        if (would_block(errno)) {
+            int rc = wait_ready(fd, POLLIN);
+            if (rc)
+                return rc;
+        } else if (errno != EINTR) {
             return -errno;
+        }
     }
 }
 
@@ -113,16 +136,19 @@ size_t frame_begin(struct codec_enc *out)
     return start;
 }
 
-void frame_end(struct codec_enc *out, size_t start)
+int frame_end(struct codec_enc *out, size_t start)
 {
     if (out->err)
-        return;
+        return out->err;
     size_t n = out->len - start - 4;
+    if (n > FRAME_MAX_PAYLOAD)
+        return HL_ETOOBIG;
     uint8_t *p = out->buf + start;
     p[0] = (uint8_t)(n >> 24);
     p[1] = (uint8_t)(n >> 16);
     p[2] = (uint8_t)(n >> 8);
     p[3] = (uint8_t)n;
+    return 0;
 }
 
 void frame_cancel(struct codec_enc *out, size_t start)
@@ -139,6 +165,14 @@ int frame_flush(struct codec_enc *out, int fd)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (would_block(errno)) {
+                /* a full pipe to a busy BEAM: wait for room (the server's
+                 * watchdog ends a port that waits for good) */
+                int rc = wait_ready(fd, POLLOUT);
+                if (rc)
+                    return rc;
+                continue;
+            }
             return -errno;
         }
         done += (size_t)n;

@@ -29,10 +29,11 @@ struct frame_in {
 void frame_in_init(struct frame_in *in, size_t max_frame);
 void frame_in_free(struct frame_in *in);
 
-/* Reads what fd has (one read call, retrying on EINTR) into the buffer,
- * growing it to hold at least the frame in progress.  Returns the number
- * of bytes read, 0 at end of file, or a negative value on error
- * (HL_ENOMEM, or -errno). */
+/* Reads what fd has (one read call, retrying on EINTR, and waiting in
+ * poll when a non-blocking fd has nothing yet) into the buffer, growing
+ * it to hold at least the frame in progress.  Returns the number of bytes
+ * read, 0 at end of file, or a negative value on error (HL_ENOMEM, or
+ * -errno). */
 long frame_in_read(struct frame_in *in, int fd);
 
 /* Hands out the next complete frame: returns 1 and sets *off, *len (the
@@ -43,15 +44,23 @@ int frame_in_next(struct frame_in *in, size_t *off, size_t *len);
 /* Drops the frames handed out, moving a partial frame to the front. */
 void frame_in_compact(struct frame_in *in);
 
+/* The longest payload a frame can carry: its length field is 32 bits. */
+#define FRAME_MAX_PAYLOAD ((size_t)UINT32_MAX)
+
 /* Starts a frame in out; returns where it starts (pass it to frame_end). */
 size_t frame_begin(struct codec_enc *out);
-/* Fills in the length of the frame started at `start`. */
-void frame_end(struct codec_enc *out, size_t start);
+/* Fills in the length of the frame started at `start`.  Returns 0;
+ * out->err if encoding failed; or HL_ETOOBIG, the length left unwritten,
+ * when the payload is longer than FRAME_MAX_PAYLOAD (its low 32 bits
+ * would announce a shorter frame and desynchronise the stream).  On an
+ * error the caller must frame_cancel the frame. */
+int frame_end(struct codec_enc *out, size_t start);
 /* Drops a half-encoded frame started at `start` and clears out->err. */
 void frame_cancel(struct codec_enc *out, size_t start);
 
-/* Writes all of out to fd (looping on short writes and EINTR) and empties
- * it.  Returns 0 or -errno. */
+/* Writes all of out to fd (looping on short writes and EINTR, and waiting
+ * in poll while a non-blocking fd is full) and empties it.  Returns 0 or
+ * -errno: EPIPE when the reader is gone. */
 int frame_flush(struct codec_enc *out, int fd);
 
 #endif

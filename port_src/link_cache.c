@@ -39,9 +39,9 @@ struct link_cache *link_cache_new(size_t slots)
     c->gen = 1; /* calloc'd slots have gen 0: all start stale */
     if (slots) {
         size_t n = 1;
-        while (n < slots)
-            n <<= 1;
-        c->slots = calloc(n, sizeof *c->slots);
+        while (n < slots && n <= SIZE_MAX / 2 / sizeof *c->slots)
+            n <<= 1; /* (bounded: above 2^63 it would shift to 0 and loop) */
+        c->slots = n < slots ? NULL : calloc(n, sizeof *c->slots);
         if (!c->slots) {
             free(c);
             return NULL;

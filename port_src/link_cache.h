@@ -23,7 +23,8 @@
 struct link_cache;
 
 /* Creates a cache of `slots` entries (rounded up to a power of two; 0
- * disables caching).  Returns NULL when out of memory. */
+ * disables caching).  Returns NULL when out of memory, or when so many
+ * slots could not be allocated at all. */
 struct link_cache *link_cache_new(size_t slots);
 void link_cache_free(struct link_cache *c);
 

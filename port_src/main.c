@@ -9,6 +9,9 @@
  *          [--spin-us MICROSECONDS] [--exclusive 0|1] [--fault-injection 0|1]
  *          [--session N]
  *
+ * A number outside its option's bound (number(), below) exits with
+ * EXIT_USAGE before anything is opened.
+ *
  * The loop: wait for input (or for the sync interval to pass), read what
  * is there, serve every complete frame in order, commit the batch of
  * writes those frames made, write the replies, repeat.  The protocol is
@@ -312,7 +315,14 @@ static void usage(const char *why)
     exit(EXIT_USAGE);
 }
 
-static unsigned long long number(const char *s, const char *name)
+/* A decimal number for option `name`, within [min, max]; anything else
+ * ends the port with EXIT_USAGE.  Each option's bound is checked here,
+ * before a cast to its field's type: a cast would wrap (--max-hops
+ * 4294967296 became 0, --sync-interval 2147483648 a negative interval,
+ * --max-readers 2^32 + 1 one reader slot) and run the port with a
+ * setting nobody asked for. */
+static unsigned long long number(const char *s, const char *name, unsigned long long min,
+                                 unsigned long long max)
 {
     char *end;
     errno = 0;
@@ -321,8 +331,38 @@ static unsigned long long number(const char *s, const char *name)
         fprintf(stderr, "hyper_lmdb_port: bad number for %s: %s\n", name, s);
         exit(EXIT_USAGE);
     }
+    if (v < min || v > max) {
+        fprintf(stderr, "hyper_lmdb_port: %s %s is outside [%llu, %llu]\n", name, s, min, max);
+        exit(EXIT_USAGE);
+    }
     return v;
 }
+
+static int flag(const char *s, const char *name) { return number(s, name, 0, 1) != 0; }
+
+/* The bounds.  Beyond each, the setting is a mistake, not a wish: */
+/* a map beyond 2^62 bytes can never be mapped, and doubling it
+ * (store_grow_map) must not overflow */
+#define MAX_MAP_SIZE ((unsigned long long)1 << 62)
+/* each reader slot is a cache line of the lock file, and more slots than
+ * a machine has threads are never used */
+#define MAX_READERS (1u << 20)
+/* a link loop is walked max-hops times before it is not_found: a million
+ * hops is about a second of one read, and the hop counter must not wrap */
+#define MAX_HOPS (1u << 20)
+/* link cache slots are rounded up to a power of two and calloc'd */
+#define MAX_CACHE_SLOTS ((unsigned long long)1 << 24)
+/* a frame's length is 32 bits */
+#define MAX_FRAME_LIMIT 0xffffffffull
+/* a batch holds its writes' frames and answers until it commits */
+#define MAX_BATCH (1u << 20)
+/* ms: a day between flushes to disk; poll takes an int */
+#define MAX_SYNC_INTERVAL_MS (24u * 3600 * 1000)
+/* a spin longer than a second is a busy loop, not a spin */
+#define MAX_SPIN_US 1000000u
+/* the size_t options' bounds fit size_t (the port is 64-bit only: its
+ * default map is 16 GiB) */
+_Static_assert(SIZE_MAX >= MAX_MAP_SIZE, "size_t narrower than 64 bits");
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
@@ -346,31 +386,31 @@ static void parse_args(int argc, char **argv, struct options *o)
         if (!strcmp(k, "--dir"))
             o->store.dir = v;
         else if (!strcmp(k, "--map-size"))
-            o->store.map_size = number(v, k);
+            o->store.map_size = (size_t)number(v, k, 1, MAX_MAP_SIZE);
         else if (!strcmp(k, "--max-readers"))
-            o->store.max_readers = (unsigned)number(v, k);
+            o->store.max_readers = (unsigned)number(v, k, 1, MAX_READERS);
         else if (!strcmp(k, "--read-ahead"))
-            o->store.read_ahead = number(v, k) != 0;
+            o->store.read_ahead = flag(v, k);
         else if (!strcmp(k, "--read-only"))
-            o->store.read_only = number(v, k) != 0;
+            o->store.read_only = flag(v, k);
         else if (!strcmp(k, "--max-hops"))
-            o->store.max_hops = (unsigned)number(v, k);
+            o->store.max_hops = (unsigned)number(v, k, 0, MAX_HOPS);
         else if (!strcmp(k, "--cache-slots"))
-            o->store.cache_slots = number(v, k);
+            o->store.cache_slots = (size_t)number(v, k, 0, MAX_CACHE_SLOTS);
         else if (!strcmp(k, "--max-frame"))
-            o->max_frame = number(v, k);
+            o->max_frame = (size_t)number(v, k, 1, MAX_FRAME_LIMIT);
         else if (!strcmp(k, "--batch-max"))
-            o->batch_max = number(v, k);
+            o->batch_max = (size_t)number(v, k, 0, MAX_BATCH);
         else if (!strcmp(k, "--sync-interval"))
-            o->sync_interval_ms = (int)number(v, k);
+            o->sync_interval_ms = (int)number(v, k, 1, MAX_SYNC_INTERVAL_MS);
         else if (!strcmp(k, "--exclusive"))
-            o->exclusive = number(v, k) != 0;
+            o->exclusive = flag(v, k);
         else if (!strcmp(k, "--spin-us"))
-            o->spin_us = (unsigned)number(v, k);
+            o->spin_us = (unsigned)number(v, k, 0, MAX_SPIN_US);
         else if (!strcmp(k, "--session"))
-            o->store.session = number(v, k);
+            o->store.session = number(v, k, 0, UINT64_MAX);
         else if (!strcmp(k, "--fault-injection"))
-            o->fault_injection = number(v, k) != 0;
+            o->fault_injection = flag(v, k);
         else if (!strcmp(k, "--format")) {
             if (!strcmp(v, "auto"))
                 o->store.format = FORMAT_AUTO;
@@ -395,8 +435,6 @@ static void parse_args(int argc, char **argv, struct options *o)
     }
     if (!o->store.dir)
         usage("--dir is required");
-    if (o->store.max_readers == 0 || o->max_frame == 0 || o->sync_interval_ms <= 0)
-        usage("zero where a positive number is needed");
 }
 
 int main(int argc, char **argv)

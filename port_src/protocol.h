@@ -87,6 +87,9 @@
  *     {bad_request, What}   malformed term, unknown op, wrong arity/type
  *                           (Id is 0 when even the Id could not be read),
  *     {lmdb, Code, Text}    an LMDB error code and its mdb_strerror text,
+ *     {too_large, Bytes}    the reply would be Bytes long, more than a
+ *                           frame's 32-bit length can say (a read_many or
+ *                           scan of large values: ask for fewer),
  *     nomem.
  *
  * ORDERING AND BATCHING

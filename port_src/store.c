@@ -246,13 +246,13 @@ static int detect_format(struct store *s, MDB_txn *txn, enum store_format want, 
 
 /* The short reason store_open gives for rc.  LMDB's codes (MDB_KEYEXIST
  * = -30799 up to MDB_LAST_ERRCODE) and errno values (positive) have
- * mdb_strerror's text; only the project's own HL_E* codes (-1 .. HL_ELOOP,
+ * mdb_strerror's text; only the project's own HL_E* codes (-1 .. HL_ETOOBIG,
  * errors.h) are "internal".  The old test, -30800 < rc < 0, also caught
  * every LMDB code, so a map too small for the metadata said "internal"
  * instead of MDB_MAP_FULL. */
 static const char *open_reason(int rc)
 {
-    if (rc < 0 && rc >= HL_ELOOP)
+    if (rc < 0 && rc >= HL_ETOOBIG)
         return "internal";
     return mdb_strerror(rc);
 }
@@ -372,6 +372,21 @@ int store_grow_map(struct store *s)
     return 0;
 }
 
+int store_adopt_map(struct store *s)
+{
+    if (s->wtxn)
+        return MDB_MAP_RESIZED; /* cannot remap under it (the callers have none) */
+    txn_pool_close(&s->pool);
+    int rc = mdb_env_set_mapsize(s->env, 0); /* 0: the size in the meta page */
+    if (rc)
+        return rc;
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) == 0)
+        fprintf(stderr, "hyper_lmdb_port: map grown by another process to %zu bytes; adopted\n",
+                info.me_mapsize);
+    return 0;
+}
+
 int store_read_txn(struct store *s, MDB_txn **txn)
 {
     /* The pooled snapshot is let go after our own commits (batch.c) and
@@ -386,6 +401,10 @@ int store_read_txn(struct store *s, MDB_txn **txn)
             txn_pool_release(&s->pool);
     }
     int rc = txn_pool_read(&s->pool, txn);
+    /* Another process grew the map past ours; the pool has dropped the
+     * transaction that failed, so the new size can be taken now. */
+    if (rc == MDB_MAP_RESIZED && (rc = store_adopt_map(s)) == 0)
+        rc = txn_pool_read(&s->pool, txn);
     if (rc)
         return rc;
     uint64_t id = (uint64_t)mdb_txn_id(*txn);

@@ -83,7 +83,8 @@ void store_close(struct store *s);
 
 /* Sets *txn to the pooled read transaction on the latest snapshot.  A
  * snapshot committed by another process (a CLI writing the same
- * directory) drops the link cache, whose entries may no longer hold. */
+ * directory) drops the link cache, whose entries may no longer hold; a
+ * map that process grew past ours is adopted (store_adopt_map). */
 int store_read_txn(struct store *s, MDB_txn **txn);
 
 /* Resolves every link at every prefix and at the whole of <path, len>
@@ -185,6 +186,13 @@ int store_check_path(size_t len);
 /* Doubles the map size.  No transaction may be open: the caller aborts
  * the write transaction and closes the read pool first. */
 int store_grow_map(struct store *s);
+
+/* Takes the map size another process grew the environment to, after
+ * mdb_txn_begin answered MDB_MAP_RESIZED (until then every transaction
+ * this process begins fails so).  Closes the read pool itself; the write
+ * transaction must not be open.  Returns 0 (the caller begins again once)
+ * or an LMDB error. */
+int store_adopt_map(struct store *s);
 
 struct store_info {
     uint64_t entries, map_size, map_used, last_txnid;

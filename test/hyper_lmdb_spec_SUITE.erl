@@ -20,6 +20,8 @@ all() ->
      key_sizes, long_path_through_link, link_target_sizes, empty_path, bad_arguments, read_many_snapshot, write_many_atomic, delete_one,
      cache_stale_after_overwrite, cache_stale_after_delete, cache_stale_after_make_link,
      cache_stale_after_reset, cache_stale_after_relink_chain, sync_and_stats,
+     map_grown_by_another_writer, port_refuses_numbers_out_of_range,
+     refused_write_commits_nothing,
      concurrent_writers_and_readers].
 
 init_per_suite(Config) ->
@@ -535,6 +537,88 @@ sync_and_stats(C) ->
         hyper_lmdb:stats(S),
     ?assert(Commits >= 1),
     ?assert(Map >= 16 bsl 30).
+
+%% Another process writing the directory (a store beside this one with
+%% exclusive false, as the command line's put is) grows the map past this
+%% store's: LMDB then answers MDB_MAP_RESIZED to every transaction this
+%% store begins until it adopts the new size.  Reads and writes through
+%% the first store must go on as if nothing happened, whether a write
+%% (a write transaction) or a read (the pooled read transaction) meets
+%% the grown map first.
+map_grown_by_another_writer(C) ->
+    Dir = <<(maps:get(<<"name">>, s(C)))/binary, "-small">>,
+    S = #{<<"name">> => Dir, <<"capacity">> => 1 bsl 20, <<"format">> => <<"tagged">>},
+    {ok, _} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+    #{map_size := Before} = hyper_lmdb:stats(S),
+    Alias = <<Dir/binary, "-alias">>,
+    ok = file:make_symlink(Dir, Alias),
+    Beside = #{<<"name">> => Alias, <<"exclusive">> => false, <<"capacity">> => 1 bsl 20},
+    Big = binary:copy(<<"b">>, 1 bsl 20),
+    Grow = fun(Ns) ->
+        {ok, _} = hyper_lmdb:start(Beside),
+        [ok = hyper_lmdb:write(Beside, [<<"big">>, N], Big) || N <- Ns],
+        ok = hyper_lmdb:stop(Beside)
+    end,
+    Grow(lists:seq(1, 6)),
+    ok = hyper_lmdb:write(S, <<"k2">>, <<"v2">>),
+    {ok, <<"v2">>} = hyper_lmdb:read(S, <<"k2">>),
+    {ok, Big} = hyper_lmdb:read(S, <<"big/6">>),
+    #{map_size := Grown} = hyper_lmdb:stats(S),
+    ?assert(Grown >= Before + 6 * byte_size(Big)),
+    Grow(lists:seq(7, 20)),
+    {ok, Big} = hyper_lmdb:read(S, <<"big/20">>),
+    {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+    ok = hyper_lmdb:write(S, <<"big/21">>, Big),
+    {ok, Big} = hyper_lmdb:read(S, <<"big/21">>),
+    #{map_size := After} = hyper_lmdb:stats(S),
+    ?assert(After >= Before + 20 * byte_size(Big)),
+    ok = hyper_lmdb:stop(S).
+
+%% The port's numeric options are range-checked, not cast: a number its
+%% field cannot hold (or that makes no sense) ends the port with the usage
+%% status (2) before it opens anything, where a cast used to run it with
+%% another setting (--max-hops 2^32 as 0, --max-readers 2^32 + 1 as 1) or
+%% hang it (--cache-slots above 2^63).  The largest sane values still run.
+port_refuses_numbers_out_of_range(C) ->
+    Dir = binary_to_list(maps:get(<<"name">>, s(C))) ++ "-cli",
+    Bad = [{"--max-hops", "4294967296"}, {"--sync-interval", "2147483648"},
+           {"--cache-slots", "9223372036854775809"}, {"--max-readers", "4294967297"},
+           {"--max-frame", "4294967296"}, {"--spin-us", "4294967296"},
+           {"--batch-max", "18446744073709551615"}, {"--map-size", "0"},
+           {"--read-only", "2"}, {"--sync-interval", "0"}],
+    [?assertEqual({Opt, Val, {exit_status, 2}}, {Opt, Val, run_port(["--dir", Dir, Opt, Val])})
+     || {Opt, Val} <- Bad],
+    false = filelib:is_dir(Dir),
+    hello = run_port(["--dir", Dir, "--max-hops", "1048576", "--sync-interval", "86400000",
+                      "--max-readers", "1048576", "--cache-slots", "16777216",
+                      "--max-frame", "4294967295", "--spin-us", "1000000"]).
+
+%% Runs the port with Args: {exit_status, N} if it exits first, hello if
+%% it opens and says hello (it is then closed).
+run_port(Args) ->
+    Exe = filename:join(code:priv_dir(hyper_lmdb), "hyper_lmdb_port"),
+    Port = open_port({spawn_executable, Exe}, [stream, binary, exit_status, use_stdio,
+                                                 {args, Args}]),
+    receive
+        {Port, {exit_status, St}} -> {exit_status, St};
+        {Port, {data, _}} -> port_close(Port), hello
+    after 10000 ->
+        port_close(Port),
+        timeout
+    end.
+
+%% A write the port refuses (a key over LMDB's 511 bytes) changes nothing,
+%% and commits nothing either: not even an empty transaction.
+refused_write_commits_nothing(C) ->
+    S = s(C),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    #{commits := Commits} = hyper_lmdb:stats(S),
+    Long = binary:copy(<<"x">>, 600),
+    {error, {key_too_long, 600}} = hyper_lmdb:write(S, Long, <<"v">>),
+    {error, {key_too_long, 600}} = hyper_lmdb:write(S, Long, <<"v">>),
+    ?assertMatch(#{commits := Commits, entries := 1}, hyper_lmdb:stats(S)).
 
 %%% many processes
 

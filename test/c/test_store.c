@@ -20,7 +20,8 @@
  *     group of 20,000 "c-<N>" children paged 100 at a time: the pages join
  *     up, and each costs about one cursor call per name;
  *   - map growth from the smallest map, through the batch and dispatch;
- *   - dispatch: truncated and lying frames are answered bad_request.
+ *   - dispatch: truncated and lying frames are answered bad_request; a
+ *     reply too long for a frame is answered too_large, in step.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -2526,8 +2527,111 @@ static void map_growth_dispatch(size_t map)
     free(pr);
 }
 
+/* A write refused before it changed anything, first in its batch, leaves
+ * no transaction open: nothing is committed for it (an empty commit would
+ * count, set off a background sync, and in fsync mode make the main loop
+ * wait for more writers to join a batch of none). */
+static void dispatch_refused_first_write(void)
+{
+    struct proto *pr = malloc(sizeof *pr);
+    if (!CHECK_EQ_INT(proto_open(pr, 1 << 20), 0)) {
+        free(pr);
+        return;
+    }
+    char longkey[601];
+    memset(longkey, 'k', 600);
+    longkey[600] = 0;
+    w_req(pr, 1, "k", "v");
+    run(pr);
+    uint64_t commits = pr->d.batch.commits;
+    w_req(pr, 2, "", "v");
+    CHECK_EQ_INT(pr->in.err, 0);
+    pr->d.out.len = 0;
+    dispatch_frame(&pr->d, pr->in.buf, pr->offs[0], pr->lens[0]);
+    CHECK(!batch_open(&pr->e.s)); /* before the end of input commits it */
+    dispatch_end_of_input(&pr->d);
+    CHECK(reply_is(pr, 2, "{error,empty_path}"));
+    pr->in.len = 0;
+    pr->n = 0;
+    w_req(pr, 3, longkey, "v");
+    run(pr);
+    CHECK(reply_is(pr, 3, "{error,{key_too_long,600}}"));
+    CHECK(!batch_open(&pr->e.s));
+    CHECK_EQ_INT(pr->d.batch.commits, commits);
+    /* refused after another write: that one still commits, once */
+    w_req(pr, 4, "k2", "v2");
+    w_req(pr, 5, "", "v");
+    r_req(pr, 6, "k2");
+    run(pr);
+    CHECK(reply_is(pr, 4, "ok"));
+    CHECK(reply_is(pr, 5, "{error,empty_path}"));
+    CHECK(reply_is(pr, 6, "{ok,<<\"v2\">>}"));
+    CHECK_EQ_INT(pr->d.batch.commits, commits + 1);
+    proto_close(pr);
+    free(pr);
+}
+
+/* A reply longer than a frame can carry (d.max_reply, lowered here from
+ * the 32-bit limit so no 4 GiB is needed) is answered {error, {too_large,
+ * Bytes}} with its true size, and the replies after it stay in step. */
+static void dispatch_too_large(void)
+{
+    struct proto *pr = malloc(sizeof *pr);
+    if (!CHECK_EQ_INT(proto_open(pr, 1 << 20), 0)) {
+        free(pr);
+        return;
+    }
+    char v[101];
+    memset(v, 'v', 100);
+    v[100] = 0;
+    w_req(pr, 1, "a", v);
+    w_req(pr, 2, "b", v);
+    w_req(pr, 3, "c", v);
+    run(pr);
+    /* read_many of two: 1 + 2 + 11 (id) + 2 + 8 (packed) + 5 + 2 * 105 */
+    pr->d.max_reply = 239;
+    req(pr, 10, "read_many", 1);
+    codec_enc_list(&pr->in, 2);
+    bin(pr, "a");
+    bin(pr, "b");
+    codec_enc_nil(&pr->in);
+    req_end(pr);
+    req(pr, 11, "read_many", 1); /* of three: 105 bytes more */
+    codec_enc_list(&pr->in, 3);
+    bin(pr, "a");
+    bin(pr, "b");
+    bin(pr, "c");
+    codec_enc_nil(&pr->in);
+    req_end(pr);
+    req(pr, 12, "scan", 2);
+    codec_enc_atom(&pr->in, "undefined");
+    codec_enc_u64(&pr->in, 0);
+    req_end(pr);
+    req(pr, 13, "ping", 0);
+    req_end(pr);
+    run(pr);
+    CHECK_EQ_INT(count_replies(pr), 4);
+    CHECK(reply_starts(pr, 10, "{packed,<<\"\\x01\\x00\\x00\\x00dvvv"));
+    CHECK(reply_is(pr, 11, "{error,{too_large,344}}"));
+    CHECK(reply_starts(pr, 12, "{error,{too_large,"));
+    CHECK(reply_is(pr, 13, "pong"));
+    proto_close(pr);
+    free(pr);
+}
+
+/* A slot count no power of two can hold is refused, not looped on. */
+static void link_cache_bounds(void)
+{
+    CHECK(link_cache_new(SIZE_MAX) == NULL);
+    CHECK(link_cache_new(((size_t)1 << 63) + 1) == NULL);
+    struct link_cache *c = link_cache_new(3);
+    CHECK(c != NULL);
+    link_cache_free(c);
+}
+
 int main(void)
 {
+    link_cache_bounds();
     open_close();
     write_read(FORMAT_TAGGED);
     write_read(FORMAT_HB);
@@ -2554,5 +2658,7 @@ int main(void)
     dispatch_truncation();
     dispatch_lying();
     dispatch_long_paths();
+    dispatch_too_large();
+    dispatch_refused_first_write();
     return check_summary();
 }
