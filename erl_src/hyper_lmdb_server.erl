@@ -81,10 +81,10 @@
 %% The longest request frame the port takes (--max-frame): a longer one
 %% would end its stream, and one past 4 GiB would not even say its length.
 -define(MAX_FRAME, (1 bsl 30)).
-%% Bounds of options the port keeps in C integers, or that become a
-%% receive timeout (at most 2^32 - 1 ms): past them an option is refused,
-%% not cut down to a different number.
--define(MAX_INT32, 16#7fffffff).
+%% Bounds of options the port keeps in C integers (within its own bounds,
+%% port_src/main.c), or that become a receive timeout (at most 2^32 - 1
+%% ms): past them an option is refused, not cut down to another number.
+-define(DAY_MS, 86400000).
 -define(MAX_AFTER, 16#ffffffff).
 -define(MAX_HOPS, 1000000).
 -define(MAX_READERS, 65536).
@@ -649,7 +649,7 @@ digits(V) ->
 
 %% A map smaller than LMDB needs to work in (1 MiB) starts at 1 MiB: it
 %% grows when it fills up anyway.
-set_other(<<"capacity">>, V, C) when is_integer(V), V > 0, V < 1 bsl 63 ->
+set_other(<<"capacity">>, V, C) when is_integer(V), V > 0, V =< 1 bsl 62 ->
     {ok, C#cfg{capacity = max(V, 1 bsl 20)}};
 set_other(<<"durability">>, V, C) ->
     case to_bin(V) of
@@ -658,7 +658,7 @@ set_other(<<"durability">>, V, C) ->
         _ ->
             error
     end;
-set_other(<<"sync-interval">>, V, C) when is_integer(V), V > 0, V =< ?MAX_INT32 ->
+set_other(<<"sync-interval">>, V, C) when is_integer(V), V > 0, V =< ?DAY_MS ->
     {ok, C#cfg{sync_interval = V}};
 set_other(<<"format">>, V, C) ->
     case to_bin(V) of

@@ -264,6 +264,9 @@ options_catalogue(Config) ->
          {error, {bad_option, <<"max-readers">>}}},
         {"sync-interval past an int", Bad(<<"sync-interval">>, 1 bsl 31),
          {error, {bad_option, <<"sync-interval">>}}},
+        {"sync-interval past a day", Bad(<<"sync-interval">>, 86400001),
+         {error, {bad_option, <<"sync-interval">>}}},
+        {"capacity past 2^62", Bad(<<"capacity">>, (1 bsl 62) + 1), {error, {bad_option, <<"capacity">>}}},
         {"sync-interval as digits past an int", Bad(<<"sync-interval">>, <<"4294968296">>),
          {error, {bad_option, <<"sync-interval">>}}},
         {"watchdog past a timer", Bad(<<"watchdog">>, 1 bsl 70), {error, {bad_option, <<"watchdog">>}}},
@@ -287,7 +290,7 @@ options_catalogue(Config) ->
     ?assertEqual([], Failed),
     %% the bounds themselves are taken, and the port runs with them
     Edge = #{<<"name">> => Dir("edges"), <<"max-link-hops">> => 1000000,
-             <<"max-readers">> => 65536, <<"sync-interval">> => 16#7fffffff,
+             <<"max-readers">> => 65536, <<"sync-interval">> => 86400000,
              <<"watchdog">> => 16#ffffffff, <<"timeout">> => 16#ffffffff},
     ok = hyper_lmdb:write(Edge, <<"d/x">>, <<"v">>),
     ok = hyper_lmdb:make_link(Edge, <<"d">>, <<"l">>),
