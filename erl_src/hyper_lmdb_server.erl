@@ -37,6 +37,8 @@
 -export([new_id/0, frame/2]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
+-include_lib("kernel/include/file.hrl").
+
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
 -define(PROTOCOL_VERSION, 3).
@@ -731,7 +733,7 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
 -spec handle_continue({open, pid()}, #state{}) ->
     {noreply, #state{}} | {stop, {shutdown, term()}, #state{}}.
 handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
-    case open_port(Cfg) of
+    case open_once(Cfg) of
         {ok, Port, Format, _} ->
             S2 = S#state{port = Port, format = Format, last_progress = now_ms()},
             %% the format found, for conflicts/2
@@ -747,10 +749,57 @@ handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
         {error, Reason} ->
             ets:delete_object(?REGISTRY, {Cfg#cfg.name, self(), starting, false}),
             ets:match_delete(?REGISTRY, {{cfg, Cfg#cfg.name}, self(), '_'}),
+            ets:match_delete(?REGISTRY, {{dir, '_'}, self(), '_'}),
             Requester ! {?MODULE, opened, self(), {error, Reason}},
             %% {shutdown, _}: an expected failure, reported to the caller
             %% as a value, not logged as a crash.
             {stop, {shutdown, Reason}, S}
+    end.
+
+%% One writable port per directory, whatever it is called: a second name
+%% for a directory this node serves already ("d/./x", a symbolic link) would
+%% make its port wait 40 s on the first one's lock and then fail, and every
+%% call through that name again.  Known by the directory's device and inode
+%% (one missing yet is made by the port, and has no other name in use).
+open_once(Cfg = #cfg{name = Name, dir = Dir}) ->
+    Id = case Cfg of
+             #cfg{read_only = false, exclusive = true} -> dir_id(Dir);
+             _ -> none
+         end,
+    case Id =:= none orelse claim_dir(Id, Name) of
+        true ->
+            case open_port(Cfg) of
+                {ok, _, _, _} = Ok when Id =:= none, Cfg#cfg.exclusive, not Cfg#cfg.read_only ->
+                    _ = [claim_dir(Made, Name) || Made <- [dir_id(Dir)], Made =/= none],
+                    Ok;
+                Other ->
+                    Other
+            end;
+        {served_as, Other} ->
+            {error, {open_failed, ebusy, <<"this node serves the directory as ", Other/binary>>}}
+    end.
+
+dir_id(Dir) ->
+    case file:read_file_info(Dir, [raw]) of
+        {ok, #file_info{type = directory, major_device = Dev, inode = Ino}} -> {Dev, Ino};
+        _ -> none
+    end.
+
+claim_dir(Id, Name) ->
+    case ets:insert_new(?REGISTRY, {{dir, Id}, self(), Name}) of
+        true ->
+            true;
+        false ->
+            case ets:lookup(?REGISTRY, {dir, Id}) of
+                [{_, Pid, Other}] when Pid =/= self() ->
+                    case is_process_alive(Pid) of
+                        true -> {served_as, Other};
+                        false -> ets:insert(?REGISTRY, {{dir, Id}, self(), Name}), true
+                    end;
+                _ ->
+                    ets:insert(?REGISTRY, {{dir, Id}, self(), Name}),
+                    true
+            end
     end.
 
 %% @private
@@ -830,6 +879,7 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     atomics:add(A, ?STOPPING, ?STOP_BIT),
     catch ets:match_delete(?REGISTRY, {Cfg#cfg.name, self(), '_', '_'}),
     catch ets:match_delete(?REGISTRY, {{cfg, Cfg#cfg.name}, self(), '_'}),
+    catch ets:match_delete(?REGISTRY, {{dir, '_'}, self(), '_'}),
     Until = now_ms() + ?STOP_CONFIRM_MS,
     senders_done(A, now_ms() + 1000),
     %% Requests still in the mailbox: async writes were answered ok, so

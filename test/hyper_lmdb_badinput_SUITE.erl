@@ -341,6 +341,20 @@ running_store_options(Config) ->
             S#{<<"format">> => <<"tagged">>}, S#{<<"durability">> => fsync},
             S#{<<"read-only">> => false, <<"access">> => [<<"read">>]}],
     [?assertMatch({ok, #{<<"pid">> := Pid}}, hyper_lmdb:start(M)) || M <- Same],
+    %% another name of its directory is refused at once (its port waited
+    %% 40 s on the lock, then failed; and so did every call through it)
+    Link = <<Name/binary, "-link">>,
+    ok = file:make_symlink(Name, Link),
+    T0 = erlang:monotonic_time(millisecond),
+    Detail = <<"this node serves the directory as ", Name/binary>>,
+    [?assertEqual({error, {open_failed, ebusy, Detail}}, hyper_lmdb:start(#{<<"name">> => Other}))
+     || Other <- [<<Name/binary, "/.">>, Link]],
+    ?assertEqual({error, {open_failed, ebusy, Detail}}, hyper_lmdb:read(#{<<"name">> => Link}, <<"k">>)),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 5000),
+    %% beside it, not exclusive (the command line's put), or read-only: served
+    Beside = #{<<"name">> => Link, <<"exclusive">> => false},
+    ok = hyper_lmdb:write(Beside, <<"k">>, <<"v">>),
+    ok = hyper_lmdb:stop(Beside),
     ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
     exit(Pid, kill),
     timer:sleep(50),
@@ -348,10 +362,12 @@ running_store_options(Config) ->
     {ok, #{<<"pid">> := Pid2}} = hyper_lmdb:start(S),
     ?assertNotEqual(Pid, Pid2),
     ok = hyper_lmdb:stop(S),
-    %% stopped, it starts with what it is given
+    %% stopped, it starts with what it is given, and under its other name
     {ok, _} = hyper_lmdb:start(S#{<<"read-only">> => true}),
     ?assertEqual({error, read_only}, hyper_lmdb:write(S, <<"k">>, <<"w">>)),
-    ok = hyper_lmdb:stop(S).
+    ok = hyper_lmdb:stop(S),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(#{<<"name">> => Link}, <<"k">>)),
+    ok = hyper_lmdb:stop(#{<<"name">> => Link}).
 
 %% A request the port cannot take as one frame (over 1 GiB: two values
 %% each within max-value-size) is refused before it is sent.  It killed the

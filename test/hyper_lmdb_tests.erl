@@ -325,16 +325,25 @@ restart_waits_for_old_port_test_() ->
         done(S)
     end}.
 
-%% The same directory served twice at once, under two names (here a
-%% symbolic link): the second port waits for the first, and gives up with
-%% a clear error when the first stays.  Here the first leaves while the
-%% second waits, and the second then opens.  (Names that differ only in
-%% slashes name one store: same_store_whatever_the_slashes.)
+%% The same directory served twice at once: this node refuses a second
+%% name for a directory it serves (here a symbolic link) at once, and a
+%% port whose directory's lock another process holds (another node, or a
+%% port still finishing its input after its store stopped; here flock(1))
+%% waits for it, and opens once it is let go.  Meanwhile other stores start
+%% as ever.  (Names that differ only in slashes name one store:
+%% same_store_whatever_the_slashes.)
 second_port_waits_test_() ->
     {timeout, 120, fun() ->
         S = store(twice),
+        #{<<"name">> := Dir} = S,
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
         S2 = S#{<<"name">> => alias_of(S)},
+        ?assertMatch({error, {open_failed, ebusy, _}}, hyper_lmdb:start(S2)),
+        ok = hyper_lmdb:stop(S),
+        Lock = binary_to_list(Dir) ++ "/hyper_lmdb.lock",
+        Holder = open_port({spawn_executable, os:find_executable("flock")},
+                           [{args, [Lock, "sh", "-c", "echo held; read x"]}, binary, use_stdio]),
+        receive {Holder, {data, <<"held\n">>}} -> ok after 10000 -> ?assert(false) end,
         Self = self(),
         spawn_link(fun() -> Self ! {second, hyper_lmdb:start(S2)} end),
         timer:sleep(300),
@@ -345,7 +354,7 @@ second_port_waits_test_() ->
         ?assertEqual(ok, hyper_lmdb:write(Other, <<"k">>, <<"v">>)),
         done(Other),
         receive {second, Early2} -> ?assertEqual(still_waiting, Early2) after 0 -> ok end,
-        ok = hyper_lmdb:stop(S),
+        port_close(Holder),  % (its shell reads end of input and exits: the lock goes)
         receive {second, R} -> ?assertMatch({ok, _}, R) after 20000 -> ?assert(false) end,
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S2, <<"k">>)),
         ok = hyper_lmdb:stop(S2),
