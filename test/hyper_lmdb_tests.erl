@@ -3,6 +3,7 @@
 %%% hyper_lmdb_api_SUITE (Common Test).
 -module(hyper_lmdb_tests).
 -include_lib("eunit/include/eunit.hrl").
+-export([base_dir/0]).  % (also hyper_lmdb_tools_tests' fixture)
 
 %%% ---------------------------------------------------------------------
 %%% fixtures
@@ -12,10 +13,7 @@ store(Tag) ->
 
 store(Tag, Extra) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
-    Dir = filename:join(["/tmp", "hyper_lmdb_eunit",
-                         atom_to_list(Tag) ++ "_" ++ integer_to_list(erlang:unique_integer([positive]))]),
-    %% (unique within this run only: clear what an earlier run left)
-    _ = os:cmd("rm -rf '" ++ Dir ++ "' '" ++ Dir ++ "-alias'"),
+    Dir = fresh_dir(Tag),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     S = maps:merge(#{<<"name">> => list_to_binary(Dir)}, Extra),
     {ok, _} = hyper_lmdb:start(S),
@@ -23,7 +21,37 @@ store(Tag, Extra) ->
 
 done(S = #{<<"name">> := Dir}) ->
     ok = hyper_lmdb:stop(S),
-    os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "' '" ++ binary_to_list(Dir) ++ "-alias'").
+    _ = os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "' '" ++ binary_to_list(Dir) ++ "-alias'"),
+    _ = file:del_dir(base_dir()),  % (once the run's last store is gone)
+    ok.
+
+%% A directory name under this run's base directory that nothing uses yet.
+fresh_dir(Tag) ->
+    filename:join(base_dir(), atom_to_list(Tag) ++ "_" ++
+                                  integer_to_list(erlang:unique_integer([positive]))).
+
+%% One directory per run of the tests, made on first use: under $TMPDIR
+%% (or /tmp), named by this VM's OS pid and its start time, so that runs
+%% side by side (a single test beside `make test`) never share, and never
+%% clear, each other's stores (unique_integer/1 alone starts alike in
+%% every fresh VM).  hyper_lmdb_tools_tests shares it.  It is removed
+%% once empty; a failed test's store stays in it to be looked at.
+base_dir() ->
+    Base = case persistent_term:get(hyper_lmdb_eunit_base, undefined) of
+               undefined ->
+                   Tmp = case os:getenv("TMPDIR") of
+                             T when is_list(T), T =/= "" -> T;
+                             _ -> "/tmp"
+                         end,
+                   B = filename:join(Tmp, "hyper_lmdb_eunit." ++ os:getpid() ++ "." ++
+                                         integer_to_list(erlang:system_time(millisecond))),
+                   persistent_term:put(hyper_lmdb_eunit_base, B),
+                   B;
+               B ->
+                   B
+           end,
+    ok = filelib:ensure_dir(filename:join(Base, "x")),
+    Base.
 
 %%% ---------------------------------------------------------------------
 %%% pure helpers
@@ -45,7 +73,7 @@ path_test_() ->
 
 options_test_() ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
-    N = <<"/tmp/hyper_lmdb_eunit/opts">>,
+    N = list_to_binary(fresh_dir(opts)),
     [?_assertEqual({error, {bad_option, <<"name">>}}, hyper_lmdb:start(#{})),
      ?_assertEqual({error, {bad_option, <<"name">>}}, hyper_lmdb:start(#{<<"name">> => 42})),
      ?_assertEqual({error, {bad_option, <<"bogus">>}},
@@ -414,7 +442,7 @@ async_refuses_what_commit_refuses_test_() ->
         ?assertEqual([], [A || A <- Commit, A =:= ok]),
         ?assertEqual({Commit, not_found}, Answers(#{<<"durability">> => <<"async">>})),
         %% read-only
-        Dir = "/tmp/hyper_lmdb_eunit/asyncro_" ++ integer_to_list(erlang:unique_integer([positive])),
+        Dir = fresh_dir(asyncro),
         W = #{<<"name">> => list_to_binary(Dir)},
         {ok, _} = hyper_lmdb:start(W),
         ok = hyper_lmdb:stop(W),
