@@ -340,11 +340,42 @@ drain_acks(Node, Last) ->
     after 10000 -> exit(node_did_not_exit)
     end.
 
+%% Whether the OS process OsPid has ended, asked N times 10 ms apart.
 gone(_, 0) -> false;
 gone(OsPid, N) ->
-    case os:cmd("kill -0 " ++ integer_to_list(OsPid) ++ " 2>/dev/null && echo alive") of
-        "alive\n" -> timer:sleep(10), gone(OsPid, N - 1);
-        _ -> true
+    case os_proc(OsPid) of
+        gone -> true;
+        {alive, _} -> timer:sleep(10), gone(OsPid, N - 1)
+    end.
+
+%% {alive, StartTime} of a running process, from /proc/PID/stat; gone
+%% when there is none, or only a zombie: kill -0 succeeds on one, and a
+%% process whose parent died is reparented to PID 1, which in some
+%% containers never reaps it.  Without /proc (not Linux), kill -0.
+os_proc(OsPid) ->
+    P = integer_to_list(OsPid),
+    case file:read_file("/proc/" ++ P ++ "/stat") of
+        {ok, B} ->
+            try
+                [_, Rest] = string:split(B, <<") ">>, trailing),  % (the name may hold one)
+                [State | F] = binary:split(Rest, <<" ">>, [global]),
+                case State of
+                    <<"Z">> -> gone;
+                    <<"X">> -> gone;
+                    _ -> {alive, lists:nth(19, F)}
+                end
+            catch
+                error:_ -> gone  % (it ended while we read)
+            end;
+        {error, _} ->
+            case filelib:is_dir("/proc/self") of
+                true -> gone;
+                false ->
+                    case os:cmd("kill -0 " ++ P ++ " 2>/dev/null && echo alive") of
+                        "alive\n" -> {alive, unknown};
+                        _ -> gone
+                    end
+            end
     end.
 
 %% Exit codes and signals become reasons a person can read; each restart
