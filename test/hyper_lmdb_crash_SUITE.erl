@@ -265,6 +265,7 @@ hung_port_is_replaced(Config) ->
     {ok, _} = hyper_lmdb:start(S),
     ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
     OsPid = os_pid(S),
+    kill_at_end(OsPid),
     ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
     Parent = self(),
     T0 = erlang:monotonic_time(millisecond),
@@ -282,11 +283,16 @@ hung_port_is_replaced(Config) ->
 %% every write it had acknowledged (in commit mode) is there, its port
 %% exited by itself on stdin EOF, and it left no stale reader slot (looked
 %% for before anything opens the store again: an open clears stale slots).
+%% The node would write for ever if the case failed before its kill: it
+%% halts when its stdin closes (this case's process, owning the port that
+%% feeds it, ended), and kill_at_end/1 kills it regardless.
 beam_killed_during_writes(Config) ->
     S = maps:remove(<<"fault-injection">>, ?config(store, Config)),
     Dir = binary_to_list(maps:get(<<"name">>, S)),
     Ebin = filename:join(code:lib_dir(hyper_lmdb), "ebin"),
     Code = lists:flatten(io_lib:format(
+        "spawn(fun() -> fun In() -> case io:get_line('') of Line when is_list(Line) -> In();"
+        "                                                  _ -> halt(1) end end() end),"
         "{ok, _} = application:ensure_all_started(hyper_lmdb),"
         "S = #{<<\"name\">> => <<~p>>},"
         "{ok, _} = hyper_lmdb:start(S),"
@@ -300,6 +306,7 @@ beam_killed_during_writes(Config) ->
                      [{args, ["-noshell", "-pa", Ebin, "-eval", Code]},
                       {line, 256}, exit_status, use_stdio, stderr_to_stdout]),
     {os_pid, NodePid} = erlang:port_info(Node, os_pid),
+    kill_at_end(NodePid),
     PortPid = receive_port_pid(Node),
     Acked0 = collect_acks(Node, erlang:monotonic_time(millisecond) + 1500, -1),
     _ = os:cmd("kill -9 " ++ integer_to_list(NodePid)),
@@ -338,6 +345,26 @@ drain_acks(Node, Last) ->
         {Node, {data, _}} -> drain_acks(Node, Last);
         {Node, {exit_status, _}} -> Last
     after 10000 -> exit(node_did_not_exit)
+    end.
+
+%% OsPid (a port made to hang, a node this case started) is killed when
+%% this case's process ends, pass, fail or timetrap, unless it has ended
+%% by then: nothing else would end it.
+kill_at_end(OsPid) ->
+    Case = self(),
+    {alive, Start} = os_proc(OsPid),
+    _ = spawn(fun() ->
+                  Ref = monitor(process, Case),
+                  receive {'DOWN', Ref, process, _, _} -> kill_if_same(OsPid, Start) end
+              end),
+    ok.
+
+%% kill -9 OsPid if it still runs and is the process that started at
+%% Start (its pid, once free, may name another process).
+kill_if_same(OsPid, Start) ->
+    case os_proc(OsPid) of
+        {alive, Start} -> _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)), ok;
+        _ -> ok
     end.
 
 %% Whether the OS process OsPid has ended, asked N times 10 ms apart.

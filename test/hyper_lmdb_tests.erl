@@ -209,6 +209,36 @@ port_exits_on_stop_test() ->
     ?assert(gone(OsPid, 200)),
     os:cmd("rm -rf '" ++ binary_to_list(maps:get(<<"name">>, S)) ++ "'").
 
+%% Runs Fun, then kills OsPid if it still runs: a port that Fun makes
+%% hang never reads its input to the end, so once its store is gone
+%% nothing else would end it.  Pass or fail; and a test that outlives its
+%% timeout is killed (EUnit kills the process running the module's
+%% tests), skipping the after clause: a guard watching it kills it then.
+with_hung_port(OsPid, Fun) ->
+    {alive, Start} = os_proc(OsPid),
+    Self = self(),
+    Guard = spawn(fun() ->
+                      Ref = monitor(process, Self),
+                      receive
+                          done -> ok;
+                          {'DOWN', Ref, process, _, _} -> kill_if_same(OsPid, Start)
+                      end
+                  end),
+    try
+        Fun()
+    after
+        kill_if_same(OsPid, Start),
+        Guard ! done
+    end.
+
+%% kill -9 OsPid if it still runs and is the process that started at
+%% Start (its pid, once free, may name another process).
+kill_if_same(OsPid, Start) ->
+    case os_proc(OsPid) of
+        {alive, Start} -> _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)), ok;
+        _ -> ok
+    end.
+
 %% Whether the OS process OsPid has ended, asked N times 10 ms apart.
 gone(_, 0) -> false;
 gone(OsPid, N) ->
@@ -319,15 +349,18 @@ timeout_leaves_no_message_test_() ->
         S = store(timeout, #{<<"fault-injection">> => true, <<"timeout">> => 200,
                              <<"watchdog">> => 1000}),
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
-        ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
-        ?assertEqual({error, timeout}, hyper_lmdb:read(S, <<"k">>)),
-        %% the watchdog kills the hung port and the server retries the
-        %% reads it held; the answer to ours must be dropped
-        timer:sleep(2000),
-        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
-        receive Stray -> ?assertEqual(no_stray_message, Stray)
-        after 100 -> ok
-        end,
+        #{os_pid := OsPid} = hyper_lmdb:stats(S),
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+            ?assertEqual({error, timeout}, hyper_lmdb:read(S, <<"k">>)),
+            %% the watchdog kills the hung port and the server retries the
+            %% reads it held; the answer to ours must be dropped
+            timer:sleep(2000),
+            ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+            receive Stray -> ?assertEqual(no_stray_message, Stray)
+            after 100 -> ok
+            end
+        end),
         done(S)
     end}.
 
@@ -695,13 +728,15 @@ async_writes_wait_for_a_restart_test_() ->
         ok = hyper_lmdb:sync(S),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
         #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
-        ok = hyper_lmdb_server:inject_fault(Name, hang),
         Keys = [[<<"k">>, I] || I <- lists:seq(1, 5)],
-        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
         Dir = binary_to_list(Name),
-        ok = file:rename(Dir, Dir ++ ".away"),
-        ok = file:write_file(Dir, <<"not a directory">>),
-        _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(Name, hang),
+            [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
+            ok = file:rename(Dir, Dir ++ ".away"),
+            ok = file:write_file(Dir, <<"not a directory">>),
+            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid))
+        end),
         timer:sleep(500),
         %% back in one step (a retry must never find no name there: it
         %% would make a new, empty store): a link to the directory
@@ -765,18 +800,20 @@ hung_port_at_stop_is_reaped_test_() ->
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
         #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
-        ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
-        Self = self(),
-        spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
-                  hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
-        timer:sleep(100),
-        ok = hyper_lmdb:stop(S),
-        receive {reader, _} -> ok after 5000 -> ?assert(false) end,
-        T0 = erlang:monotonic_time(millisecond),
-        ?assertMatch({ok, _}, hyper_lmdb:start(S)),
-        Took = erlang:monotonic_time(millisecond) - T0,
-        ?assert(Took < 10000),
-        ?assert(gone(OsPid, 10)),
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+            Self = self(),
+            spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
+                      hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
+            timer:sleep(100),
+            ok = hyper_lmdb:stop(S),
+            receive {reader, _} -> ok after 5000 -> ?assert(false) end,
+            T0 = erlang:monotonic_time(millisecond),
+            ?assertMatch({ok, _}, hyper_lmdb:start(S)),
+            Took = erlang:monotonic_time(millisecond) - T0,
+            ?assert(Took < 10000),
+            ?assert(gone(OsPid, 10))
+        end),
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
         done(S)
     end}.
@@ -794,13 +831,13 @@ unanswered_at_stop_timeout_test_() ->
         {ok, Ref} = hyper_lmdb_server:find(Name),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
         #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
-        ok = hyper_lmdb_server:inject_fault(Name, hang),
         Self = self(),
         Ask = fun(Tag, Kind, Req) ->
                   spawn(fun() -> Self ! {Tag, hyper_lmdb_server:request(Ref, Kind, Req, 30000)} end)
               end,
         %% (nothing would ever kill the hung port: the test does, pass or fail)
-        try
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(Name, hang),
             Ask(reader, read, {read, <<"k">>}),
             Ask(writer, write, {write, <<"k">>, <<"w">>}),
             timer:sleep(200),
@@ -808,9 +845,7 @@ unanswered_at_stop_timeout_test_() ->
             Got = fun(Tag) -> receive {Tag, R} -> R after 5000 -> no_answer end end,
             ?assertEqual({error, not_started}, Got(reader)),
             ?assertEqual({error, {port_exit, stop_timeout}}, Got(writer))
-        after
-            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid))
-        end,
+        end),
         ?assert(gone(OsPid, 100)),
         done(S)
     end}.
