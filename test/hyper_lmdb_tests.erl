@@ -194,6 +194,15 @@ killed_port_test_() ->
         done(S)
     end}.
 
+%% Polls Pred every 10 ms until it holds, for at most Ms: whether it did.
+wait_until(Pred, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    fun Poll() ->
+        Pred() orelse
+            (erlang:monotonic_time(millisecond) < Deadline andalso
+                 begin timer:sleep(10), Poll() end)
+    end().
+
 wait_read(S, K, 0) -> hyper_lmdb:read(S, K);
 wait_read(S, K, N) ->
     case hyper_lmdb:read(S, K) of
@@ -346,16 +355,20 @@ expected_result(_) -> false.
 %% reaches the caller's mailbox; the caller's next call works.
 timeout_leaves_no_message_test_() ->
     {timeout, 60, fun() ->
-        S = store(timeout, #{<<"fault-injection">> => true, <<"timeout">> => 200,
-                             <<"watchdog">> => 1000}),
+        S = store(timeout, #{<<"fault-injection">> => true, <<"watchdog">> => 1000}),
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
-        #{os_pid := OsPid} = hyper_lmdb:stats(S),
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
         with_hung_port(OsPid, fun() ->
             ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
-            ?assertEqual({error, timeout}, hyper_lmdb:read(S, <<"k">>)),
+            %% (the call under test; the others have the default timeout)
+            ?assertEqual({error, timeout}, hyper_lmdb:read(S#{<<"timeout">> => 200}, <<"k">>)),
             %% the watchdog kills the hung port and the server retries the
-            %% reads it held; the answer to ours must be dropped
-            timer:sleep(2000),
+            %% reads it held; the answer to ours must be dropped.  The retry
+            %% reaches the new port before the next read, so a stray
+            %% answer would be in the mailbox before that read's.
+            ?assert(wait_until(fun() -> maps:get(restarts, hyper_lmdb_server:port_info(Pid)) >= 1 end,
+                               10000)),
             ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
             receive Stray -> ?assertEqual(no_stray_message, Stray)
             after 100 -> ok
