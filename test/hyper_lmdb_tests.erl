@@ -598,19 +598,24 @@ writes_across_stops_apply_once_test_() ->
 across_stops(Durability) ->
         S = store(asyncgate, #{<<"durability">> => Durability}),
         Parent = self(),
-        Until = erlang:monotonic_time(millisecond) + 2000,
+        %% Writes and stops for 2 s, and then on until there were more
+        %% than 10 stops and 500 writes answered ok (a slow machine gets
+        %% there later), for at most 60 s.
+        T0 = erlang:monotonic_time(millisecond),
+        Done = atomics:new(1, []),
+        Oks = counters:new(1, [write_concurrency]),
         Writer = fun(W) ->
             spawn_link(fun() ->
                 Loop = fun L(I, Acc) ->
-                           case erlang:monotonic_time(millisecond) < Until of
-                               false ->
+                           case atomics:get(Done, 1) of
+                               1 ->
                                    Acc;
-                               true ->
+                               0 ->
                                    N = iolist_to_binary(io_lib:format("w~b-~b", [W, I])),
                                    Ops = [{write, <<N/binary, "/a/b">>, <<"1">>},
                                           {make_link, <<N/binary, "/d">>, <<N/binary, "/a">>}],
                                    case hyper_lmdb:write_many(S, Ops) of
-                                       ok -> L(I + 1, [N | Acc]);
+                                       ok -> counters:add(Oks, 1, 1), L(I + 1, [N | Acc]);
                                        _ -> L(I + 1, Acc)
                                    end
                            end
@@ -620,11 +625,14 @@ across_stops(Durability) ->
         end,
         Pids = [Writer(W) || W <- lists:seq(1, 8)],
         Stops = fun St(K) ->
-                    case erlang:monotonic_time(millisecond) < Until of
-                        true -> timer:sleep(40), ok = hyper_lmdb:stop(S), St(K + 1);
-                        false -> K
+                    Ms = erlang:monotonic_time(millisecond) - T0,
+                    Enough = Ms >= 2000 andalso K > 10 andalso counters:get(Oks, 1) > 500,
+                    case Enough orelse Ms >= 60000 of
+                        false -> timer:sleep(40), ok = hyper_lmdb:stop(S), St(K + 1);
+                        true -> K
                     end
                 end(0),
+        atomics:put(Done, 1, 1),
         ?assert(Stops > 10),
         Written = lists:append([receive {written, P, D} -> D end || P <- Pids]),
         ok = hyper_lmdb:sync(S),
