@@ -203,6 +203,12 @@ wait_until(Pred, Ms) ->
                  begin timer:sleep(10), Poll() end)
     end().
 
+%% exit(Pid, kill), returning once Pid is dead.
+kill_and_wait(Pid) ->
+    Ref = monitor(process, Pid),
+    exit(Pid, kill),
+    receive {'DOWN', Ref, process, Pid, _} -> ok end.
+
 wait_read(S, K, 0) -> hyper_lmdb:read(S, K);
 wait_read(S, K, N) ->
     case hyper_lmdb:read(S, K) of
@@ -711,8 +717,7 @@ async_write_after_server_killed_test_() ->
         ok = hyper_lmdb:write(S, <<"before">>, <<"1">>),
         ok = hyper_lmdb:sync(S),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-        exit(Pid, kill),
-        timer:sleep(50),
+        kill_and_wait(Pid),
         Acks = [hyper_lmdb:write(S, [<<"after">>, I], <<"v">>) || I <- lists:seq(1, 200)],
         ?assertEqual([ok], lists:usort(Acks)),
         ok = hyper_lmdb:sync(S),
@@ -968,29 +973,27 @@ cached_reference_follows_restarts_test_() ->
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
         Self = self(),
         %% B holds a cached reference, then waits for its turn
-        B = spawn_link(fun() ->
-                {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
-                receive go -> ok end,
-                {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
-                Self ! {self(), T div 1000, R}
-            end),
-        timer:sleep(50),
+        Cached = fun() ->
+                     spawn_link(fun() ->
+                         {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+                         Self ! {self(), cached},
+                         receive go -> ok end,
+                         {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
+                         Self ! {self(), T div 1000, R}
+                     end)
+                 end,
+        B = Cached(),
+        receive {B, cached} -> ok end,
         %% stopped and started again
         ok = hyper_lmdb:stop(S),
         {ok, _} = hyper_lmdb:start(S),
         B ! go,
         receive {B, Ms1, R1} -> ?assertEqual({ok, <<"v">>}, R1), ?assert(Ms1 < 300) end,
         %% killed outright; this process restarts it with one call
-        B2 = spawn_link(fun() ->
-                {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
-                receive go -> ok end,
-                {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
-                Self ! {self(), T div 1000, R}
-            end),
-        timer:sleep(50),
+        B2 = Cached(),
+        receive {B2, cached} -> ok end,
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-        exit(Pid, kill),
-        timer:sleep(20),
+        kill_and_wait(Pid),
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),  % probes, restarts
         B2 ! go,
         receive {B2, Ms2, R2} -> ?assertEqual({ok, <<"v">>}, R2), ?assert(Ms2 < 300) end,
