@@ -203,6 +203,10 @@ wait_until(Pred, Ms) ->
                  begin timer:sleep(10), Poll() end)
     end().
 
+%% Requests the store's server has sent its port and not had answered.
+pending(Pid) ->
+    maps:get(pending, hyper_lmdb_server:port_info(Pid)).
+
 %% exit(Pid, kill), returning once Pid is dead.
 kill_and_wait(Pid) ->
     Ref = monitor(process, Pid),
@@ -841,7 +845,8 @@ hung_port_at_stop_is_reaped_test_() ->
             Self = self(),
             spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
                       hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
-            timer:sleep(100),
+            %% (the port hangs on that read: it must be at the port first)
+            ?assert(wait_until(fun() -> pending(Pid) >= 1 end, 10000)),
             ok = hyper_lmdb:stop(S),
             receive {reader, _} -> ok after 5000 -> ?assert(false) end,
             T0 = erlang:monotonic_time(millisecond),
@@ -876,7 +881,7 @@ unanswered_at_stop_timeout_test_() ->
             ok = hyper_lmdb_server:inject_fault(Name, hang),
             Ask(reader, read, {read, <<"k">>}),
             Ask(writer, write, {write, <<"k">>, <<"w">>}),
-            timer:sleep(200),
+            ?assert(wait_until(fun() -> pending(Pid) >= 2 end, 10000)),
             ok = hyper_lmdb:stop(S),
             Got = fun(Tag) -> receive {Tag, R} -> R after 5000 -> no_answer end end,
             ?assertEqual({error, not_started}, Got(reader)),
