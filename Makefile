@@ -67,8 +67,10 @@ clean:
 	       _build/valgrind _build/test-logs _build/.deps-ok
 
 # ---- tests --------------------------------------------------------------
-# Every test target prints its own counts; `make test` runs them all and
-# closes with one "N passed, N failed" line (test/summary.sh).
+# Every test target prints its own counts; `make test` runs them all, each
+# stage with a time limit, and closes with one "N passed, N failed" line
+# (test/run_all.sh), the last on stdout; when something failed, make's own
+# "Error 1" line follows on stderr.
 
 C_TESTS := $(patsubst test/c/%.c,_build/c/%,$(wildcard test/c/test_*.c))
 
@@ -77,6 +79,7 @@ _build/c/%: test/c/%.c $(LIB_SRCS) $(PORT_HDRS) test/c/check.h | _build/.deps-ok
 	$(CLANG) $(CSTD) -O1 -g $(WARN) $(SAN) -Iport_src -Itest/c -o $@ $< $(LIB_SRCS) -llmdb -lei -lpthread
 
 # C unit tests of the codec, paths, cache and store under ASan + UBSan.
+# Stops at the first program that fails; `make test` runs and counts each.
 test-c: $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 

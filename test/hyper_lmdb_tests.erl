@@ -3,6 +3,7 @@
 %%% hyper_lmdb_api_SUITE (Common Test).
 -module(hyper_lmdb_tests).
 -include_lib("eunit/include/eunit.hrl").
+-export([base_dir/0]).  % (also hyper_lmdb_tools_tests' fixture)
 
 %%% ---------------------------------------------------------------------
 %%% fixtures
@@ -12,10 +13,7 @@ store(Tag) ->
 
 store(Tag, Extra) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
-    Dir = filename:join(["/tmp", "hyper_lmdb_eunit",
-                         atom_to_list(Tag) ++ "_" ++ integer_to_list(erlang:unique_integer([positive]))]),
-    %% (unique within this run only: clear what an earlier run left)
-    _ = os:cmd("rm -rf '" ++ Dir ++ "' '" ++ Dir ++ "-alias'"),
+    Dir = fresh_dir(Tag),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     S = maps:merge(#{<<"name">> => list_to_binary(Dir)}, Extra),
     {ok, _} = hyper_lmdb:start(S),
@@ -23,7 +21,37 @@ store(Tag, Extra) ->
 
 done(S = #{<<"name">> := Dir}) ->
     ok = hyper_lmdb:stop(S),
-    os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "' '" ++ binary_to_list(Dir) ++ "-alias'").
+    _ = os:cmd("rm -rf '" ++ binary_to_list(Dir) ++ "' '" ++ binary_to_list(Dir) ++ "-alias'"),
+    _ = file:del_dir(base_dir()),  % (once the run's last store is gone)
+    ok.
+
+%% A directory name under this run's base directory that nothing uses yet.
+fresh_dir(Tag) ->
+    filename:join(base_dir(), atom_to_list(Tag) ++ "_" ++
+                                  integer_to_list(erlang:unique_integer([positive]))).
+
+%% One directory per run of the tests, made on first use: under $TMPDIR
+%% (or /tmp), named by this VM's OS pid and its start time, so that runs
+%% side by side (a single test beside `make test`) never share, and never
+%% clear, each other's stores (unique_integer/1 alone starts alike in
+%% every fresh VM).  hyper_lmdb_tools_tests shares it.  It is removed
+%% once empty; a failed test's store stays in it to be looked at.
+base_dir() ->
+    Base = case persistent_term:get(hyper_lmdb_eunit_base, undefined) of
+               undefined ->
+                   Tmp = case os:getenv("TMPDIR") of
+                             T when is_list(T), T =/= "" -> T;
+                             _ -> "/tmp"
+                         end,
+                   B = filename:join(Tmp, "hyper_lmdb_eunit." ++ os:getpid() ++ "." ++
+                                         integer_to_list(erlang:system_time(millisecond))),
+                   persistent_term:put(hyper_lmdb_eunit_base, B),
+                   B;
+               B ->
+                   B
+           end,
+    ok = filelib:ensure_dir(filename:join(Base, "x")),
+    Base.
 
 %%% ---------------------------------------------------------------------
 %%% pure helpers
@@ -45,7 +73,7 @@ path_test_() ->
 
 options_test_() ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
-    N = <<"/tmp/hyper_lmdb_eunit/opts">>,
+    N = list_to_binary(fresh_dir(opts)),
     [?_assertEqual({error, {bad_option, <<"name">>}}, hyper_lmdb:start(#{})),
      ?_assertEqual({error, {bad_option, <<"name">>}}, hyper_lmdb:start(#{<<"name">> => 42})),
      ?_assertEqual({error, {bad_option, <<"bogus">>}},
@@ -166,6 +194,25 @@ killed_port_test_() ->
         done(S)
     end}.
 
+%% Polls Pred every 10 ms until it holds, for at most Ms: whether it did.
+wait_until(Pred, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    fun Poll() ->
+        Pred() orelse
+            (erlang:monotonic_time(millisecond) < Deadline andalso
+                 begin timer:sleep(10), Poll() end)
+    end().
+
+%% Requests the store's server has sent its port and not had answered.
+pending(Pid) ->
+    maps:get(pending, hyper_lmdb_server:port_info(Pid)).
+
+%% exit(Pid, kill), returning once Pid is dead.
+kill_and_wait(Pid) ->
+    Ref = monitor(process, Pid),
+    exit(Pid, kill),
+    receive {'DOWN', Ref, process, Pid, _} -> ok end.
+
 wait_read(S, K, 0) -> hyper_lmdb:read(S, K);
 wait_read(S, K, N) ->
     case hyper_lmdb:read(S, K) of
@@ -181,11 +228,72 @@ port_exits_on_stop_test() ->
     ?assert(gone(OsPid, 200)),
     os:cmd("rm -rf '" ++ binary_to_list(maps:get(<<"name">>, S)) ++ "'").
 
+%% Runs Fun, then kills OsPid if it still runs: a port that Fun makes
+%% hang never reads its input to the end, so once its store is gone
+%% nothing else would end it.  Pass or fail; and a test that outlives its
+%% timeout is killed (EUnit kills the process running the module's
+%% tests), skipping the after clause: a guard watching it kills it then.
+with_hung_port(OsPid, Fun) ->
+    {alive, Start} = os_proc(OsPid),
+    Self = self(),
+    Guard = spawn(fun() ->
+                      Ref = monitor(process, Self),
+                      receive
+                          done -> ok;
+                          {'DOWN', Ref, process, _, _} -> kill_if_same(OsPid, Start)
+                      end
+                  end),
+    try
+        Fun()
+    after
+        kill_if_same(OsPid, Start),
+        Guard ! done
+    end.
+
+%% kill -9 OsPid if it still runs and is the process that started at
+%% Start (its pid, once free, may name another process).
+kill_if_same(OsPid, Start) ->
+    case os_proc(OsPid) of
+        {alive, Start} -> _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)), ok;
+        _ -> ok
+    end.
+
+%% Whether the OS process OsPid has ended, asked N times 10 ms apart.
 gone(_, 0) -> false;
 gone(OsPid, N) ->
-    case os:cmd("kill -0 " ++ integer_to_list(OsPid) ++ " 2>/dev/null && echo alive") of
-        "alive\n" -> timer:sleep(10), gone(OsPid, N - 1);
-        _ -> true
+    case os_proc(OsPid) of
+        gone -> true;
+        {alive, _} -> timer:sleep(10), gone(OsPid, N - 1)
+    end.
+
+%% {alive, StartTime} of a running process, from /proc/PID/stat; gone
+%% when there is none, or only a zombie: kill -0 succeeds on one, and a
+%% process whose parent died is reparented to PID 1, which in some
+%% containers never reaps it.  Without /proc (not Linux), kill -0.
+os_proc(OsPid) ->
+    P = integer_to_list(OsPid),
+    case file:read_file("/proc/" ++ P ++ "/stat") of
+        {ok, B} ->
+            try
+                [_, Rest] = string:split(B, <<") ">>, trailing),  % (the name may hold one)
+                [State | F] = binary:split(Rest, <<" ">>, [global]),
+                case State of
+                    <<"Z">> -> gone;
+                    <<"X">> -> gone;
+                    _ -> {alive, lists:nth(19, F)}
+                end
+            catch
+                error:_ -> gone  % (it ended while we read)
+            end;
+        {error, _} ->
+            case filelib:is_dir("/proc/self") of
+                true -> gone;
+                false ->
+                    case os:cmd("kill -0 " ++ P ++ " 2>/dev/null && echo alive") of
+                        "alive\n" -> {alive, unknown};
+                        _ -> gone
+                    end
+            end
     end.
 
 async_durability_test() ->
@@ -257,18 +365,25 @@ expected_result(_) -> false.
 %% reaches the caller's mailbox; the caller's next call works.
 timeout_leaves_no_message_test_() ->
     {timeout, 60, fun() ->
-        S = store(timeout, #{<<"fault-injection">> => true, <<"timeout">> => 200,
-                             <<"watchdog">> => 1000}),
+        S = store(timeout, #{<<"fault-injection">> => true, <<"watchdog">> => 1000}),
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
-        ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
-        ?assertEqual({error, timeout}, hyper_lmdb:read(S, <<"k">>)),
-        %% the watchdog kills the hung port and the server retries the
-        %% reads it held; the answer to ours must be dropped
-        timer:sleep(2000),
-        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
-        receive Stray -> ?assertEqual(no_stray_message, Stray)
-        after 100 -> ok
-        end,
+        {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
+        #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+            %% (the call under test; the others have the default timeout)
+            ?assertEqual({error, timeout}, hyper_lmdb:read(S#{<<"timeout">> => 200}, <<"k">>)),
+            %% the watchdog kills the hung port and the server retries the
+            %% reads it held; the answer to ours must be dropped.  The retry
+            %% reaches the new port before the next read, so a stray
+            %% answer would be in the mailbox before that read's.
+            ?assert(wait_until(fun() -> maps:get(restarts, hyper_lmdb_server:port_info(Pid)) >= 1 end,
+                               10000)),
+            ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
+            receive Stray -> ?assertEqual(no_stray_message, Stray)
+            after 100 -> ok
+            end
+        end),
         done(S)
     end}.
 
@@ -423,7 +538,7 @@ async_refuses_what_commit_refuses_test_() ->
         ?assertEqual([], [A || A <- Commit, A =:= ok]),
         ?assertEqual({Commit, not_found}, Answers(#{<<"durability">> => <<"async">>})),
         %% read-only
-        Dir = "/tmp/hyper_lmdb_eunit/asyncro_" ++ integer_to_list(erlang:unique_integer([positive])),
+        Dir = fresh_dir(asyncro),
         W = #{<<"name">> => list_to_binary(Dir)},
         {ok, _} = hyper_lmdb:start(W),
         ok = hyper_lmdb:stop(W),
@@ -502,19 +617,24 @@ writes_across_stops_apply_once_test_() ->
 across_stops(Durability) ->
         S = store(asyncgate, #{<<"durability">> => Durability}),
         Parent = self(),
-        Until = erlang:monotonic_time(millisecond) + 2000,
+        %% Writes and stops for 2 s, and then on until there were more
+        %% than 10 stops and 500 writes answered ok (a slow machine gets
+        %% there later), for at most 60 s.
+        T0 = erlang:monotonic_time(millisecond),
+        Done = atomics:new(1, []),
+        Oks = counters:new(1, [write_concurrency]),
         Writer = fun(W) ->
             spawn_link(fun() ->
                 Loop = fun L(I, Acc) ->
-                           case erlang:monotonic_time(millisecond) < Until of
-                               false ->
+                           case atomics:get(Done, 1) of
+                               1 ->
                                    Acc;
-                               true ->
+                               0 ->
                                    N = iolist_to_binary(io_lib:format("w~b-~b", [W, I])),
                                    Ops = [{write, <<N/binary, "/a/b">>, <<"1">>},
                                           {make_link, <<N/binary, "/d">>, <<N/binary, "/a">>}],
                                    case hyper_lmdb:write_many(S, Ops) of
-                                       ok -> L(I + 1, [N | Acc]);
+                                       ok -> counters:add(Oks, 1, 1), L(I + 1, [N | Acc]);
                                        _ -> L(I + 1, Acc)
                                    end
                            end
@@ -524,11 +644,14 @@ across_stops(Durability) ->
         end,
         Pids = [Writer(W) || W <- lists:seq(1, 8)],
         Stops = fun St(K) ->
-                    case erlang:monotonic_time(millisecond) < Until of
-                        true -> timer:sleep(40), ok = hyper_lmdb:stop(S), St(K + 1);
-                        false -> K
+                    Ms = erlang:monotonic_time(millisecond) - T0,
+                    Enough = Ms >= 2000 andalso K > 10 andalso counters:get(Oks, 1) > 500,
+                    case Enough orelse Ms >= 60000 of
+                        false -> timer:sleep(40), ok = hyper_lmdb:stop(S), St(K + 1);
+                        true -> K
                     end
                 end(0),
+        atomics:put(Done, 1, 1),
         ?assert(Stops > 10),
         Written = lists:append([receive {written, P, D} -> D end || P <- Pids]),
         ok = hyper_lmdb:sync(S),
@@ -607,8 +730,7 @@ async_write_after_server_killed_test_() ->
         ok = hyper_lmdb:write(S, <<"before">>, <<"1">>),
         ok = hyper_lmdb:sync(S),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-        exit(Pid, kill),
-        timer:sleep(50),
+        kill_and_wait(Pid),
         Acks = [hyper_lmdb:write(S, [<<"after">>, I], <<"v">>) || I <- lists:seq(1, 200)],
         ?assertEqual([ok], lists:usort(Acks)),
         ok = hyper_lmdb:sync(S),
@@ -645,13 +767,15 @@ async_writes_wait_for_a_restart_test_() ->
         ok = hyper_lmdb:sync(S),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
         #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
-        ok = hyper_lmdb_server:inject_fault(Name, hang),
         Keys = [[<<"k">>, I] || I <- lists:seq(1, 5)],
-        [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
         Dir = binary_to_list(Name),
-        ok = file:rename(Dir, Dir ++ ".away"),
-        ok = file:write_file(Dir, <<"not a directory">>),
-        _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(Name, hang),
+            [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
+            ok = file:rename(Dir, Dir ++ ".away"),
+            ok = file:write_file(Dir, <<"not a directory">>),
+            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid))
+        end),
         timer:sleep(500),
         %% back in one step (a retry must never find no name there: it
         %% would make a new, empty store): a link to the directory
@@ -671,18 +795,28 @@ sync_interval_holds_under_load_test_() ->
     {timeout, 60, fun() ->
         S = store(syncload, #{<<"sync-interval">> => 100}),
         #{background_syncs := B0} = hyper_lmdb:stats(S),
-        T0 = erlang:monotonic_time(millisecond),
-        write_for(S, T0 + 1500, 0),
-        #{background_syncs := B1} = hyper_lmdb:stats(S),
-        %% every 100 ms if the disk keeps up; the old idle timer made none
+        %% every 100 ms if the disk keeps up; the old idle timer made none.
+        %% Writes without a pause until there were three (a slow disk
+        %% takes longer), for at most 20 s.
+        Until = erlang:monotonic_time(millisecond) + 20000,
+        B1 = write_until_syncs(S, B0 + 3, Until, 0),
         ?assert(B1 - B0 >= 2),
         done(S)
     end}.
 
-write_for(S, Until, I) ->
-    case erlang:monotonic_time(millisecond) < Until of
-        true -> ok = hyper_lmdb:write(S, [<<"w">>, I rem 1000], <<"v">>), write_for(S, Until, I + 1);
-        false -> ok
+%% Writes until the store has made Syncs background syncs or Until has
+%% come; the count then.
+write_until_syncs(S, Syncs, Until, I) ->
+    ok = hyper_lmdb:write(S, [<<"w">>, I rem 1000], <<"v">>),
+    case I rem 50 of
+        49 ->
+            #{background_syncs := B} = hyper_lmdb:stats(S),
+            case B >= Syncs orelse erlang:monotonic_time(millisecond) >= Until of
+                true -> B;
+                false -> write_until_syncs(S, Syncs, Until, I + 1)
+            end;
+        _ ->
+            write_until_syncs(S, Syncs, Until, I + 1)
     end.
 
 %% A write made beside a busy store (the command line's put opens its own
@@ -715,18 +849,21 @@ hung_port_at_stop_is_reaped_test_() ->
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
         #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
-        ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
-        Self = self(),
-        spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
-                  hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
-        timer:sleep(100),
-        ok = hyper_lmdb:stop(S),
-        receive {reader, _} -> ok after 5000 -> ?assert(false) end,
-        T0 = erlang:monotonic_time(millisecond),
-        ?assertMatch({ok, _}, hyper_lmdb:start(S)),
-        Took = erlang:monotonic_time(millisecond) - T0,
-        ?assert(Took < 10000),
-        ?assert(gone(OsPid, 10)),
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+            Self = self(),
+            spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
+                      hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
+            %% (the port hangs on that read: it must be at the port first)
+            ?assert(wait_until(fun() -> pending(Pid) >= 1 end, 10000)),
+            ok = hyper_lmdb:stop(S),
+            receive {reader, _} -> ok after 5000 -> ?assert(false) end,
+            T0 = erlang:monotonic_time(millisecond),
+            ?assertMatch({ok, _}, hyper_lmdb:start(S)),
+            Took = erlang:monotonic_time(millisecond) - T0,
+            ?assert(Took < 10000),
+            ?assert(gone(OsPid, 10))
+        end),
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
         done(S)
     end}.
@@ -744,23 +881,21 @@ unanswered_at_stop_timeout_test_() ->
         {ok, Ref} = hyper_lmdb_server:find(Name),
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
         #{os_pid := OsPid} = hyper_lmdb_server:port_info(Pid),
-        ok = hyper_lmdb_server:inject_fault(Name, hang),
         Self = self(),
         Ask = fun(Tag, Kind, Req) ->
                   spawn(fun() -> Self ! {Tag, hyper_lmdb_server:request(Ref, Kind, Req, 30000)} end)
               end,
         %% (nothing would ever kill the hung port: the test does, pass or fail)
-        try
+        with_hung_port(OsPid, fun() ->
+            ok = hyper_lmdb_server:inject_fault(Name, hang),
             Ask(reader, read, {read, <<"k">>}),
             Ask(writer, write, {write, <<"k">>, <<"w">>}),
-            timer:sleep(200),
+            ?assert(wait_until(fun() -> pending(Pid) >= 2 end, 10000)),
             ok = hyper_lmdb:stop(S),
             Got = fun(Tag) -> receive {Tag, R} -> R after 5000 -> no_answer end end,
             ?assertEqual({error, not_started}, Got(reader)),
             ?assertEqual({error, {port_exit, stop_timeout}}, Got(writer))
-        after
-            _ = os:cmd("kill -9 " ++ integer_to_list(OsPid))
-        end,
+        end),
         ?assert(gone(OsPid, 100)),
         done(S)
     end}.
@@ -852,29 +987,27 @@ cached_reference_follows_restarts_test_() ->
         ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
         Self = self(),
         %% B holds a cached reference, then waits for its turn
-        B = spawn_link(fun() ->
-                {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
-                receive go -> ok end,
-                {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
-                Self ! {self(), T div 1000, R}
-            end),
-        timer:sleep(50),
+        Cached = fun() ->
+                     spawn_link(fun() ->
+                         {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+                         Self ! {self(), cached},
+                         receive go -> ok end,
+                         {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
+                         Self ! {self(), T div 1000, R}
+                     end)
+                 end,
+        B = Cached(),
+        receive {B, cached} -> ok end,
         %% stopped and started again
         ok = hyper_lmdb:stop(S),
         {ok, _} = hyper_lmdb:start(S),
         B ! go,
         receive {B, Ms1, R1} -> ?assertEqual({ok, <<"v">>}, R1), ?assert(Ms1 < 300) end,
         %% killed outright; this process restarts it with one call
-        B2 = spawn_link(fun() ->
-                {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
-                receive go -> ok end,
-                {T, R} = timer:tc(hyper_lmdb, read, [S, <<"k">>]),
-                Self ! {self(), T div 1000, R}
-            end),
-        timer:sleep(50),
+        B2 = Cached(),
+        receive {B2, cached} -> ok end,
         {ok, #{<<"pid">> := Pid}} = hyper_lmdb:start(S),
-        exit(Pid, kill),
-        timer:sleep(20),
+        kill_and_wait(Pid),
         ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),  % probes, restarts
         B2 ! go,
         receive {B2, Ms2, R2} -> ?assertEqual({ok, <<"v">>}, R2), ?assert(Ms2 < 300) end,

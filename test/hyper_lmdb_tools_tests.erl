@@ -17,15 +17,14 @@ store(Tag, Extra) ->
     {ok, _} = hyper_lmdb:start(S),
     S.
 
-%% A directory name that nothing uses yet (and nothing is in).
+%% A directory name that nothing uses yet (and nothing is in), under
+%% the run's own base directory (hyper_lmdb_tests:base_dir/0: another run
+%% beside this one never clears it).
 fresh_dir(Tag) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
-    Dir = filename:join(["/tmp", "hyper_lmdb_eunit",
-                         "tools_" ++ atom_to_list(Tag) ++ "_" ++
-                             integer_to_list(erlang:unique_integer([positive]))]),
-    %% (unique within this run only: clear what an earlier run left)
-    _ = os:cmd("rm -rf '" ++ Dir ++ "' '" ++ Dir ++ "'.*"),
-    Dir.
+    filename:join(hyper_lmdb_tests:base_dir(),
+                  "tools_" ++ atom_to_list(Tag) ++ "_" ++
+                      integer_to_list(erlang:unique_integer([positive]))).
 
 done(S = #{<<"name">> := Dir}) ->
     ok = hyper_lmdb:stop(S),
@@ -33,6 +32,7 @@ done(S = #{<<"name">> := Dir}) ->
 
 rm(Dir) ->
     _ = os:cmd("rm -rf '" ++ Dir ++ "' '" ++ Dir ++ "'.*"),
+    _ = file:del_dir(hyper_lmdb_tests:base_dir()),  % (once the run's last store is gone)
     ok.
 
 dump_file(#{<<"name">> := Dir}) ->
