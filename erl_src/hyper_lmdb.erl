@@ -50,17 +50,22 @@
 %% `{error, {already_started, Keys}}': stop it first.
 -spec start(store()) -> {ok, store()} | error().
 start(Opts) ->
+    start(Opts, check).
+
+%% `check': a running store with other settings is refused (start/1);
+%% `any': calls use the store as it runs, and start it if it is not.
+start(Opts, Running) ->
     case hyper_lmdb_server:validate(Opts) of
         {ok, Cfg} ->
             {ok, _} = application:ensure_all_started(hyper_lmdb),
             {ok, Name} = name(Opts),
             case hyper_lmdb_server:lookup(Name) of
                 {ok, Pid} ->
-                    running(Cfg, Opts, Pid);
+                    running(Running, Cfg, Opts, Pid);
                 error ->
                     case hyper_lmdb_sup:start_store(Cfg) of
                         {ok, Pid} -> {ok, Opts#{<<"pid">> => Pid}};
-                        {error, {shutdown, {already_started, Pid}}} -> running(Cfg, Opts, Pid);
+                        {error, {shutdown, {already_started, Pid}}} -> running(Running, Cfg, Opts, Pid);
                         {error, {shutdown, Reason}} -> {error, Reason};
                         {error, _} = E -> E
                     end
@@ -71,7 +76,9 @@ start(Opts) ->
 
 %% Options take effect when a store starts: one already running with other
 %% settings is not handed out as if it had these.
-running(Cfg, Opts, Pid) ->
+running(any, _Cfg, Opts, Pid) ->
+    {ok, Opts#{<<"pid">> => Pid}};
+running(check, Cfg, Opts, Pid) ->
     case hyper_lmdb_server:conflicts(Cfg, Opts) of
         [] -> {ok, Opts#{<<"pid">> => Pid}};
         Keys -> {error, {already_started, Keys}}
@@ -570,7 +577,7 @@ call(Opts, Kind, Req) ->
 call_again(Opts, Kind, Req, Tries) ->
     {ok, Name} = name(Opts),  % (server/1 found it by this name)
     ok = hyper_lmdb_server:forget(Name),
-    case start(Opts) of
+    case start(Opts, any) of
         {ok, #{<<"pid">> := Pid}} ->
             case started(Name, Pid) of
                 {ok, Ref} ->
@@ -597,7 +604,7 @@ server(Opts) ->
                 {ok, Ref} ->
                     {ok, Ref};
                 error ->
-                    case start(Opts) of
+                    case start(Opts, any) of
                         {ok, #{<<"pid">> := Pid}} -> started(Name, Pid);
                         {error, _} = E -> E
                     end
@@ -636,7 +643,7 @@ name(_) -> error.
 
 timeout(Opts) when is_map(Opts) ->
     case maps:get(<<"timeout">>, Opts, ?DEFAULT_TIMEOUT) of
-        T when is_integer(T), T > 0; T =:= infinity -> T;
+        T when is_integer(T), T > 0, T =< 16#ffffffff; T =:= infinity -> T;  % (a receive's bound)
         _ -> ?DEFAULT_TIMEOUT
     end;
 timeout(_) ->

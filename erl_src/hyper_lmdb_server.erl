@@ -560,10 +560,14 @@ validate(_) ->
 conflicts(Cfg = #cfg{name = Name}, Opts) ->
     case ets:lookup(?REGISTRY, {cfg, Name}) of
         [{_, _, Running}] ->
-            [K || K <- lists:sort(maps:keys(Opts)), setting(K, Cfg) =/= setting(K, Running)];
+            [K || K <- lists:sort(maps:keys(Opts)), differs(setting(K, Cfg), setting(K, Running))];
         [] ->
             []
     end.
+
+%% (a store still opening has not found its format yet: none conflicts)
+differs(_, auto) -> false;
+differs(Asked, Runs) -> Asked =/= Runs.
 
 setting(<<"durability">>, C) -> C#cfg.durability;
 setting(<<"sync-interval">>, C) -> C#cfg.sync_interval;
@@ -791,14 +795,20 @@ claim_dir(Id, Name) ->
             true;
         false ->
             case ets:lookup(?REGISTRY, {dir, Id}) of
-                [{_, Pid, Other}] when Pid =/= self() ->
+                [{_, Pid, Other} = Dead] when Pid =/= self() ->
                     case is_process_alive(Pid) of
-                        true -> {served_as, Other};
-                        false -> ets:insert(?REGISTRY, {{dir, Id}, self(), Name}), true
+                        true ->
+                            {served_as, Other};
+                        false ->
+                            %% a server killed outright left it: taken over
+                            %% by one of those who find it so, not by each
+                            ets:delete_object(?REGISTRY, Dead),
+                            claim_dir(Id, Name)
                     end;
-                _ ->
-                    ets:insert(?REGISTRY, {{dir, Id}, self(), Name}),
-                    true
+                [_] ->
+                    true;  % ours already
+                [] ->
+                    claim_dir(Id, Name)  % let go meanwhile
             end
     end.
 

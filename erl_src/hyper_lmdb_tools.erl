@@ -389,13 +389,20 @@ write_ops(S, Ops) ->
 
 write_ops(S, [], Batch, _, _, Done) ->
     flush(S, Batch, Done);
-write_ops(S, Ops, Batch, NOps, Bytes, Done) when NOps >= ?BATCH_OPS; Bytes >= ?BATCH_BYTES ->
-    case flush(S, Batch, Done) of
-        {ok, Done2} -> write_ops(S, Ops, [], 0, 0, Done2);
-        {error, _} = E -> E
-    end;
-write_ops(S, [Op | T], Batch, NOps, Bytes, Done) ->
-    write_ops(S, T, [Op | Batch], NOps + 1, Bytes + op_size(Op), Done).
+write_ops(S, [Op | T] = Ops, Batch, NOps, Bytes, Done) ->
+    Size = op_size(Op),
+    %% Flushed before an op would take the batch past its bound (not
+    %% after): a batch just under it plus a value near max-value-size would
+    %% be a request larger than the port takes (too_large).
+    case Batch =/= [] andalso (NOps >= ?BATCH_OPS orelse Bytes + Size > ?BATCH_BYTES) of
+        true ->
+            case flush(S, Batch, Done) of
+                {ok, Done2} -> write_ops(S, Ops, [], 0, 0, Done2);
+                {error, _} = E -> E
+            end;
+        false ->
+            write_ops(S, T, [Op | Batch], NOps + 1, Bytes + Size, Done)
+    end.
 
 op_size({write, K, V}) -> byte_size(K) + byte_size(V);
 op_size({make_link, T, K}) -> byte_size(K) + byte_size(T);

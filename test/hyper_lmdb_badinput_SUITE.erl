@@ -356,8 +356,9 @@ running_store_options(Config) ->
     ok = hyper_lmdb:write(Beside, <<"k">>, <<"v">>),
     ok = hyper_lmdb:stop(Beside),
     ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    Mon = monitor(process, Pid),
     exit(Pid, kill),
-    timer:sleep(50),
+    receive {'DOWN', Mon, _, _, _} -> ok end,
     ?assertMatch(#{entries := 1}, hyper_lmdb:stats(S)),
     {ok, #{<<"pid">> := Pid2}} = hyper_lmdb:start(S),
     ?assertNotEqual(Pid, Pid2),
@@ -367,7 +368,37 @@ running_store_options(Config) ->
     ?assertEqual({error, read_only}, hyper_lmdb:write(S, <<"k">>, <<"w">>)),
     ok = hyper_lmdb:stop(S),
     ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(#{<<"name">> => Link}, <<"k">>)),
-    ok = hyper_lmdb:stop(#{<<"name">> => Link}).
+    ok = hyper_lmdb:stop(#{<<"name">> => Link}),
+    %% While a store is still opening (here its port waits for the lock),
+    %% its format is not known yet: a start asking for one is no conflict,
+    %% and calls use the store as it will run, whatever their maps say.
+    Flock = os:find_executable("flock"),
+    ?assertNotEqual(false, Flock),  % (util-linux: on every Debian)
+    Holder = open_port({spawn_executable, Flock},
+                       [{args, [binary_to_list(Name) ++ "/hyper_lmdb.lock", "sh", "-c", "echo held; read x"]},
+                        binary, use_stdio]),
+    receive {Holder, {data, <<"held\n">>}} -> ok after 10000 -> ?assert(false) end,
+    Self = self(),
+    Ask = fun(Tag, F) -> spawn_link(fun() -> Self ! {Tag, F()} end) end,
+    Ask(first, fun() -> hyper_lmdb:start(S) end),
+    ?assert(wait_until(fun() -> hyper_lmdb_server:lookup(Name) =:= error andalso
+                                    ets:member(hyper_lmdb_server:registry(), Name) end, 10000)),
+    Ask(tagged, fun() -> hyper_lmdb:start(S#{<<"format">> => <<"tagged">>}) end),
+    Ask(read, fun() -> hyper_lmdb:read(S#{<<"durability">> => <<"async">>}, <<"k">>) end),
+    timer:sleep(200),
+    port_close(Holder),
+    Got = fun(Tag) -> receive {Tag, R} -> R after 30000 -> no_answer end end,
+    ?assertMatch({ok, _}, Got(first)),
+    ?assertMatch({ok, _}, Got(tagged)),
+    ?assertEqual({ok, <<"v">>}, Got(read)),
+    ok = hyper_lmdb:stop(S).
+
+wait_until(F, Ms) when Ms =< 0 -> F();
+wait_until(F, Ms) ->
+    case F() of
+        true -> true;
+        false -> timer:sleep(10), wait_until(F, Ms - 10)
+    end.
 
 %% A request the port cannot take as one frame (over 1 GiB: two values
 %% each within max-value-size) is refused before it is sent.  It killed the
