@@ -43,6 +43,14 @@
  * read_many of large values does not hold everything in memory. */
 #define FLUSH_AT (1u << 20)
 
+/* Answers leave mid-burst every this many frames (serve_frames).
+ * Measured against one write per burst (alternating 250 ms slices, two
+ * port builds, four pairs at each size): 16 readers 1.13-1.38x reads/s,
+ * 64 readers 0.99-1.12x with p50 latency 10-25% lower, 1 and 4 readers
+ * 0.99-1.03x; every 4 frames lost 5% at 4 readers, every 16 gained less,
+ * once per burst (after the first 8) nothing at 64. */
+#define EARLY_EVERY 8
+
 /* The spin before sleeping pays off for callers that ask again within
  * microseconds of their answers: a few callers, bursts of a few frames.
  * burst_avg is a moving average of frames per read, in 1/16ths; the port
@@ -101,7 +109,12 @@ static void flush_output(struct codec_enc *out, struct output *o)
 }
 
 /* Serves every complete frame in the input buffer.  Returns EXIT_OK, or
- * the exit status the loop must stop with; counts the frames in *served. */
+ * the exit status the loop must stop with; counts the frames in *served.
+ * The answers so far go out every EARLY_EVERY frames, so that the server
+ * routes them, and their callers ask again, while the port serves the
+ * rest (a write's answer waits for its commit, so this only sends reads').
+ * Not while a mid-reply crash is armed: the main loop must be the one to
+ * write that reply, half of it. */
 static int serve_frames(struct dispatch *d, struct frame_in *in, struct output *o, size_t *served)
 {
     size_t off, len;
@@ -109,7 +122,8 @@ static int serve_frames(struct dispatch *d, struct frame_in *in, struct output *
     while (!d->fatal && (rc = frame_in_next(in, &off, &len)) == 1) {
         (*served)++;
         dispatch_frame(d, in->buf, off, len);
-        if (d->out.len >= FLUSH_AT)
+        if (d->out.len >= FLUSH_AT ||
+            (*served % EARLY_EVERY == 0 && d->out.len && !d->crash_on_flush))
             flush_output(&d->out, o);
     }
     if (d->fatal)
