@@ -586,7 +586,7 @@ port_refuses_numbers_out_of_range(C) ->
     Bad = [{"--max-hops", "4294967296"}, {"--sync-interval", "2147483648"},
            {"--cache-slots", "9223372036854775809"}, {"--max-readers", "4294967297"},
            {"--max-frame", "4294967296"}, {"--spin-us", "4294967296"},
-           {"--batch-max", "18446744073709551615"}, {"--map-size", "0"},
+           {"--batch-max", "18446744073709551615"}, {"--batch-max", "0"}, {"--map-size", "0"},
            {"--read-only", "2"}, {"--sync-interval", "0"}],
     [?assertEqual({Opt, Val, {exit_status, 2}}, {Opt, Val, run_port(["--dir", Dir, Opt, Val])})
      || {Opt, Val} <- Bad],

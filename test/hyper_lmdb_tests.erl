@@ -305,6 +305,23 @@ async_durability_test() ->
     ?assertMatch(#{durability := async, entries := 500}, hyper_lmdb:stats(S)),
     done(S).
 
+%% In commit mode a burst's writes commit eight at a time (the port's
+%% BATCH_MAX_COMMIT), so that their answers leave while it serves the rest;
+%% every one of them is there all the same.
+commit_batches_of_eight_test() ->
+    S = store(commit_batches, #{}),
+    Self = self(),
+    Pids = [spawn_link(fun() ->
+                [ok = hyper_lmdb:write(S, [<<"w">>, N, I], <<"v">>) || I <- lists:seq(1, 50)],
+                Self ! {done, self()}
+            end) || N <- lists:seq(1, 32)],
+    [receive {done, P} -> ok end || P <- Pids],
+    #{batched_writes := 1600, max_batch := Max, entries := 1600} = hyper_lmdb:stats(S),
+    ?assert(Max =< 8),
+    ?assertEqual([{ok, <<"v">>}], lists:usort(hyper_lmdb:read_many(
+        S, [[<<"w">>, N, I] || N <- lists:seq(1, 32), I <- lists:seq(1, 50)]))),
+    done(S).
+
 fsync_durability_test() ->
     S = store(fsync, #{<<"durability">> => <<"fsync">>}),
     Self = self(),
