@@ -170,11 +170,12 @@ int store_reset(struct store *s);
 /* Checks a normalised path can be a key: HL_EEMPTY, HL_ETOOLONG or 0. */
 int store_check_key(size_t len);
 
-/* Tagged format with a session: records, inside s->wtxn, that the request
- * <id> of that session is the last one the transaction applies, so that
- * after a crash the server knows which of the writes it had not heard
- * back about were committed (and must not be applied twice: a write
- * replayed after a link it made lands elsewhere).  A no-op otherwise. */
+/* Tagged format, async mode, with a session: records, inside s->wtxn,
+ * that the request <id> of that session is the last one the transaction
+ * applies, so that after a crash the server knows which of the writes it
+ * had not heard back about were committed (and must not be applied twice:
+ * a write replayed after a link it made lands elsewhere).  A no-op
+ * otherwise. */
 int store_note_last(struct store *s, uint64_t id);
 /* What store_note_last recorded last, from the committed store: 1 and
  * <*session, *id>, or 0 when nothing is recorded (or not tagged). */
