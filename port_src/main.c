@@ -45,8 +45,8 @@
 
 /* Answers leave mid-burst every this many frames (serve_frames).
  * Measured against one write per burst (alternating 250 ms slices, two
- * port builds, four pairs at each size): 16 readers 1.13-1.38x reads/s,
- * 64 readers 0.99-1.12x with p50 latency 10-25% lower, 1 and 4 readers
+ * port builds, three pairs at each size): 16 readers 1.13-1.28x reads/s,
+ * 64 readers 1.00-1.10x with p50 latency 11-26% lower, 1 and 4 readers
  * 0.99-1.03x; every 4 frames lost 5% at 4 readers, every 16 gained less,
  * once per burst (after the first 8) nothing at 64. */
 #define EARLY_EVERY 8

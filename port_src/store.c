@@ -54,7 +54,7 @@ int store_check_key(size_t len)
 
 /* Only async mode's server asks which request a commit applied last (to
  * replay only what came after it); in the other modes the put would cost
- * every commit a page more to flush (fsync mode, 64 writers: 4-6% more
+ * every commit a page more to flush (fsync mode, 64 writers: 3-10% more
  * writes/s without it, alternating slices). */
 int store_note_last(struct store *s, uint64_t id)
 {
