@@ -69,9 +69,9 @@
  * commit costs no flush (a microsecond or two with the last request's id),
  * so a burst's writes commit every EARLY_EVERY and their answers leave
  * with the early ones (serve_frames): measured against one commit per
- * burst (alternating 250 ms slices, two port builds, two pairs), 16
- * writers 1.18-1.24x writes/s, 64 writers 1.03-1.09x with p50 9-16%
- * lower, 1 and 4 writers 0.98-1.01x; sixteen a commit gained less.  In
+ * burst (alternating 250 ms slices, two port builds, three pairs), 16
+ * writers 1.18-1.32x writes/s, 64 writers 1.03-1.09x with p50 9-16%
+ * lower, 1 and 4 writers 0.98-1.05x; sixteen a commit gained less.  In
  * fsync mode every commit is a disk flush, and async mode's answers went
  * out before the port saw the writes: a batch takes all a burst brings. */
 #define BATCH_MAX_COMMIT EARLY_EVERY
