@@ -835,10 +835,16 @@ handle_cast(_, S) ->
 handle_info({req, Id, Dest, Kind, Frame}, S) ->
     {noreply, handle_requests(Id, Dest, Kind, Frame, S)};
 handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
-    {Frames, Partial} = frames(Chunk, S#state.partial),
-    Pending = route_all(Frames, S#state.pending, S),
-    {noreply, solo_next(S#state{last_progress = now_ms(), partial = Partial, pending = Pending,
-                                answered = true})};
+    case frames(Chunk, S#state.partial) of
+        {[], none} ->
+            %% only wake-up calls (port_src/protocol.h): no answer, no
+            %% progress (a port that dies after one has answered nothing)
+            {noreply, S};
+        {Frames, Partial} ->
+            Pending = route_all(Frames, S#state.pending, S),
+            {noreply, solo_next(S#state{last_progress = now_ms(), partial = Partial,
+                                        pending = Pending, answered = true})}
+    end;
 handle_info({cancel, Id}, S = #state{pending = P}) ->
     %% Its caller gave up.  The request stays in the map, marked, until
     %% the port answers it: the watchdog must still see that the port owes
@@ -1057,6 +1063,8 @@ frames(Chunk, {Need, Have, Chunks}) when Have + byte_size(Chunk) < Need ->
     {[], {Need, Have + byte_size(Chunk), [Chunk | Chunks]}};
 frames(Chunk, {_, _, Chunks}) ->
     frames(iolist_to_binary(lists:reverse([Chunk | Chunks])), []);
+frames(<<0:32, Rest/binary>>, Acc) ->
+    frames(Rest, Acc);  % a wake-up call (port_src/protocol.h): no reply
 frames(<<Len:32, Frame:Len/binary, Rest/binary>>, Acc) ->
     frames(Rest, [Frame | Acc]);
 frames(<<>>, Acc) ->

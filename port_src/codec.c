@@ -358,6 +358,13 @@ void codec_enc_tuple(struct codec_enc *e, uint32_t arity)
 
 void codec_enc_list(struct codec_enc *e, uint32_t count) { put_tag_u32(e, TAG_LIST, count); }
 
+void codec_enc_list_count(struct codec_enc *e, size_t at, uint32_t count)
+{
+    if (e->err || at + 5 > e->len || e->buf[at] != TAG_LIST)
+        return;
+    put_u32(e->buf + at + 1, count);
+}
+
 void codec_enc_nil(struct codec_enc *e)
 {
     uint8_t b = TAG_NIL;

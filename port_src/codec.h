@@ -67,6 +67,9 @@ void codec_enc_raw(struct codec_enc *e, const void *p, size_t n);
 void codec_enc_version(struct codec_enc *e);
 void codec_enc_tuple(struct codec_enc *e, uint32_t arity);
 void codec_enc_list(struct codec_enc *e, uint32_t count); /* count > 0 */
+/* Sets the count of the list header codec_enc_list wrote at offset <at>
+ * (for a list whose length is known only once it is written). */
+void codec_enc_list_count(struct codec_enc *e, size_t at, uint32_t count);
 void codec_enc_nil(struct codec_enc *e);
 void codec_enc_atom(struct codec_enc *e, const char *name);
 void codec_enc_u64(struct codec_enc *e, uint64_t v);

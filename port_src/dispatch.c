@@ -503,15 +503,18 @@ out:
     return rc;
 }
 
-static void stat_u64(struct codec_enc *o, const char *key, uint64_t v)
+/* One {Key, Value} of the stats list, counted in *n. */
+static void stat_u64(struct codec_enc *o, uint32_t *n, const char *key, uint64_t v)
 {
+    ++*n;
     codec_enc_tuple(o, 2);
     codec_enc_atom(o, key);
     codec_enc_u64(o, v);
 }
 
-static void stat_atom(struct codec_enc *o, const char *key, const char *v)
+static void stat_atom(struct codec_enc *o, uint32_t *n, const char *key, const char *v)
 {
+    ++*n;
     codec_enc_tuple(o, 2);
     codec_enc_atom(o, key);
     codec_enc_atom(o, v);
@@ -528,36 +531,40 @@ static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
     link_cache_stats(s->cache, &cs);
     struct codec_enc *o = &d->out;
     size_t start = reply_begin(d, id);
-    codec_enc_list(o, 28);
-    stat_u64(o, "entries", info.entries);
-    stat_u64(o, "map_size", info.map_size);
-    stat_u64(o, "map_used", info.map_used);
-    stat_u64(o, "map_grows", s->map_grows);
-    stat_u64(o, "last_txnid", info.last_txnid);
-    stat_u64(o, "max_readers", info.max_readers);
-    stat_u64(o, "readers_used", info.readers_used);
-    stat_atom(o, "format", store_format_name(s->format));
-    stat_atom(o, "durability", store_durability_name(s->durability));
-    stat_atom(o, "read_only", s->read_only ? "true" : "false");
-    stat_u64(o, "max_link_hops", s->max_hops);
-    stat_u64(o, "commits", d->batch.commits);
-    stat_u64(o, "batched_writes", d->batch.writes);
-    stat_u64(o, "max_batch", d->batch.max_size);
-    stat_u64(o, "batch_replays", d->batch.replays);
-    stat_u64(o, "fsyncs", d->batch.syncs);
-    stat_u64(o, "commit_us", d->batch.commit_us);
-    stat_u64(o, "background_syncs", d->background_syncs);
-    stat_u64(o, "cache_hits", cs.hits);
-    stat_u64(o, "cache_misses", cs.misses);
-    stat_u64(o, "cache_invalidations", cs.invalidations);
-    stat_u64(o, "cache_slots", cs.slots);
-    stat_u64(o, "txn_renewals", s->pool.renewals);
-    stat_u64(o, "requests", d->requests);
-    stat_u64(o, "bad_requests", d->bad_requests);
-    stat_u64(o, "input_chunks", d->input_chunks);
-    stat_u64(o, "input_waits", d->input_waits);
-    stat_u64(o, "protocol_version", PROTOCOL_VERSION);
+    size_t head = o->len; /* the list's count, written once it is known */
+    uint32_t n = 0;
+    codec_enc_list(o, 1);
+    stat_u64(o, &n, "entries", info.entries);
+    stat_u64(o, &n, "map_size", info.map_size);
+    stat_u64(o, &n, "map_used", info.map_used);
+    stat_u64(o, &n, "map_grows", s->map_grows);
+    stat_u64(o, &n, "last_txnid", info.last_txnid);
+    stat_u64(o, &n, "max_readers", info.max_readers);
+    stat_u64(o, &n, "readers_used", info.readers_used);
+    stat_atom(o, &n, "format", store_format_name(s->format));
+    stat_atom(o, &n, "durability", store_durability_name(s->durability));
+    stat_atom(o, &n, "read_only", s->read_only ? "true" : "false");
+    stat_u64(o, &n, "max_link_hops", s->max_hops);
+    stat_u64(o, &n, "commits", d->batch.commits);
+    stat_u64(o, &n, "batched_writes", d->batch.writes);
+    stat_u64(o, &n, "max_batch", d->batch.max_size);
+    stat_u64(o, &n, "batch_replays", d->batch.replays);
+    stat_u64(o, &n, "fsyncs", d->batch.syncs);
+    stat_u64(o, &n, "commit_us", d->batch.commit_us);
+    stat_u64(o, &n, "background_syncs", d->background_syncs);
+    stat_u64(o, &n, "cache_hits", cs.hits);
+    stat_u64(o, &n, "cache_misses", cs.misses);
+    stat_u64(o, &n, "cache_invalidations", cs.invalidations);
+    stat_u64(o, &n, "cache_slots", cs.slots);
+    stat_u64(o, &n, "txn_renewals", s->pool.renewals);
+    stat_u64(o, &n, "requests", d->requests);
+    stat_u64(o, &n, "bad_requests", d->bad_requests);
+    stat_u64(o, &n, "input_chunks", d->input_chunks);
+    stat_u64(o, &n, "input_waits", d->input_waits);
+    stat_u64(o, &n, "wake_frames", d->wake_frames);
+    stat_u64(o, &n, "protocol_version", PROTOCOL_VERSION);
     codec_enc_nil(o);
+    codec_enc_list_count(o, head, n);
     reply_end(d, start, id);
     return 0;
 }

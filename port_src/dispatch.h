@@ -47,6 +47,7 @@ struct dispatch {
     /* input chunks that held frames, and the sleeps in poll between them:
      * requests / input_chunks is the burst size the server achieves */
     uint64_t input_chunks, input_waits;
+    uint64_t wake_frames; /* empty frames written ahead of serving (main.c) */
 };
 
 void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max);

@@ -51,6 +51,17 @@
  * once per burst (after the first 8) nothing at 64. */
 #define EARLY_EVERY 8
 
+/* 1 when the input buffer holds a whole frame not yet served. */
+static int frame_ready(const struct frame_in *in)
+{
+    size_t have = in->len - in->pos;
+    if (have < 4)
+        return 0;
+    const uint8_t *p = in->buf + in->pos;
+    uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return have - 4 >= len;
+}
+
 /* The spin before sleeping pays off for callers that ask again within
  * microseconds of their answers: a few callers, bursts of a few frames.
  * burst_avg is a moving average of frames per read, in 1/16ths; the port
@@ -570,6 +581,21 @@ int main(int argc, char **argv)
             fprintf(stderr, "hyper_lmdb_port: read: %s\n", strerror(got == HL_ENOMEM ? ENOMEM : (int)-got));
             status = got == HL_ENOMEM ? EXIT_NOMEM : EXIT_STREAM;
             break;
+        }
+        /* A wake-up call (protocol.h, WAKE-UPS): with a few callers the
+         * BEAM side has gone idle by now, and a reply that finds it asleep
+         * waits for it to wake up, several microseconds on this kind of
+         * machine.  An empty frame written now starts that wake-up, and
+         * the reply is usually there by the time the BEAM reads.  Measured
+         * with one caller in lockstep on a bare port, random keys of
+         * 10,000: 13.3-22.4 -> 10.2-13.1 us a read (three runs); commit
+         * mode writes 20.7-26.9 -> 17.0-18.8 us.  Not with many callers:
+         * the BEAM is busy then, and each one would be a message more. */
+        if (burst_avg < SPIN_BELOW_AVG && frame_ready(&in)) {
+            static const uint8_t wake[4] = {0, 0, 0, 0};
+            codec_enc_raw(&d.out, wake, sizeof wake);
+            flush_output(&d.out, &out);
+            d.wake_frames++;
         }
         last_burst = 0;
         status = serve_frames(&d, &in, &out, &last_burst);

@@ -15,7 +15,9 @@
  *                 131 followed by one term (no compression, no atom cache)
  *
  *   Requests arrive on fd 0, replies leave on fd 1.  Nothing but frames is
- *   ever written to fd 1; diagnostics go to fd 2.  A frame longer than
+ *   ever written to fd 1; diagnostics go to fd 2.  The port may also write
+ *   an empty frame (L = 0, four zero bytes) between replies: a wake-up
+ *   call, which the server skips (see WAKE-UPS).  A frame longer than
  *   --max-frame bytes, or a read error, breaks the stream: the port exits
  *   with EXIT_STREAM (below) without reading further.
  *
@@ -98,7 +100,8 @@
  *   transaction (group commit); their replies are sent only after that
  *   transaction has committed (and, with --durability fsync, after the
  *   environment was flushed to disk).  A batch is closed by the first
- *   non-write request, by an empty input pipe, or by --batch-max writes;
+ *   non-write request, by an empty input pipe, or by --batch-max writes
+ *   (by default 8 with --durability commit, 4096 otherwise);
  *   with --durability fsync an empty pipe first waits up to the last
  *   commit's duration (at most 2 ms) while the batch is smaller than the
  *   last one, so that concurrent writers share one flush (main.c).
@@ -107,6 +110,14 @@
  *   close are committed.
  *   Reads run on a pooled read transaction that is renewed after every
  *   commit, so a read always sees every write acknowledged before it.
+ *
+ * WAKE-UPS
+ *   While only a few requests come at a time (the port spins on its input
+ *   then, see main.c), the port writes an empty frame as soon as it has
+ *   read requests, before it serves them.  The BEAM side has gone idle
+ *   meanwhile, and waking it takes several microseconds; started by the
+ *   empty frame, that wake-up overlaps the serving, and the reply usually
+ *   arrives in the same read as the empty frame.
  *
  * EXIT STATUS (the server maps these to reasons; see exit_reason/1 there)
  */
