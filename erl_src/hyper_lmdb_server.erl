@@ -41,7 +41,7 @@
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
--define(PROTOCOL_VERSION, 3).
+-define(PROTOCOL_VERSION, 4).  % 4: the port writes empty frames (wake-ups)
 %% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
 %% once; beyond that each waits twice as long (at most a second); more
 %% than ?MAX_RESTARTS within ?RESTART_WINDOW ms and the server gives up.

@@ -124,7 +124,7 @@
 #ifndef HYPER_LMDB_PROTOCOL_H
 #define HYPER_LMDB_PROTOCOL_H
 
-#define PROTOCOL_VERSION 3
+#define PROTOCOL_VERSION 4 /* 4: empty frames (WAKE-UPS) */
 
 enum port_exit {
     EXIT_OK = 0,      /* stdin reached EOF: orderly shutdown */
