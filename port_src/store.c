@@ -55,7 +55,7 @@ int store_check_key(size_t len)
 /* Only async mode's server asks which request a commit applied last (to
  * replay only what came after it); in the other modes the put would cost
  * every commit a page more to flush (fsync mode, 64 writers: 3-10% more
- * writes/s without it, alternating slices). */
+ * writes/s without it, alternating slices, in both orders). */
 int store_note_last(struct store *s, uint64_t id)
 {
     if (!s->has_meta || !s->session || !s->wtxn || s->durability != DURABILITY_ASYNC)
