@@ -72,6 +72,7 @@
 -define(PROBE_MS, 500).
 -define(ALIAS_KEY, '$hyper_lmdb_reply_alias').
 -define(REF_KEY, '$hyper_lmdb_store').
+-define(LAST_KEY, '$hyper_lmdb_last_store').
 %% A reply frame taken from a port chunk larger than this is copied before
 %% it is sent on (see detach/1).
 -define(DETACH_CHUNK, 16384).
@@ -487,15 +488,33 @@ lookup(Name) ->
 %% cached reference is good while its ?STOP_BIT is down (stopping/1): a
 %% server raises it when it stops, and a new server raises it for a dead one whose
 %% name it takes over (init/1), so no process keeps talking to a server
-%% that is gone for longer than one probe (request/4).
+%% that is gone for longer than one probe (request/4).  The store used
+%% last is kept apart, under a fixed key: a caller that sticks to one
+%% store (the common case) then finds it without hashing its name, and
+%% the name it passes is usually the very term it passed before, which
+%% compares equal at once.
 -spec find(binary()) -> {ok, store_ref()} | error.
 find(Name) ->
+    case get(?LAST_KEY) of
+        {Name, {_, A, _} = Ref} ->
+            case stopping(A) of
+                false -> {ok, Ref};
+                true -> find_cached(Name)
+            end;
+        _ ->
+            find_cached(Name)
+    end.
+
+find_cached(Name) ->
     Key = {?REF_KEY, Name},
     case get(Key) of
         {_, A, _} = Ref ->
             case stopping(A) of
-                false -> {ok, Ref};
-                true -> find_registered(Key, Name)
+                false ->
+                    put(?LAST_KEY, {Name, Ref}),
+                    {ok, Ref};
+                true ->
+                    find_registered(Key, Name)
             end;
         _ ->
             find_registered(Key, Name)
@@ -512,13 +531,14 @@ find_registered(Key, Name) ->
                 false ->
                     Ref = {Pid, Counter, Async},
                     put(Key, Ref),
+                    put(?LAST_KEY, {Name, Ref}),
                     {ok, Ref};
                 true ->
-                    erase(Key),
+                    forget(Name),
                     error
             end;
         _ ->
-            erase(Key),
+            forget(Name),
             error
     catch
         error:badarg -> error
@@ -529,6 +549,10 @@ find_registered(Key, Name) ->
 -spec forget(binary()) -> ok.
 forget(Name) ->
     erase({?REF_KEY, Name}),
+    case get(?LAST_KEY) of
+        {Name, _} -> erase(?LAST_KEY);
+        _ -> ok
+    end,
     ok.
 
 %% @doc Checks a store-options map (SPEC section 1) and turns it into a

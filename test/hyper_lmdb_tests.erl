@@ -1030,3 +1030,31 @@ cached_reference_follows_restarts_test_() ->
         receive {B2, Ms2, R2} -> ?assertEqual({ok, <<"v">>}, R2), ?assert(Ms2 < 300) end,
         done(S)
     end}.
+
+%% The store used last is cached apart from the others (find/1): calls
+%% that alternate between two stores each reach their own, and one of
+%% them stopped and started again is found afresh, at once.
+cached_last_store_test_() ->
+    {timeout, 60, fun() ->
+        S1 = store(last1),
+        S2 = store(last2),
+        ok = hyper_lmdb:write(S1, <<"k">>, <<"one">>),
+        ok = hyper_lmdb:write(S2, <<"k">>, <<"two">>),
+        [begin
+             ?assertEqual({ok, <<"one">>}, hyper_lmdb:read(S1, <<"k">>)),
+             ?assertEqual({ok, <<"two">>}, hyper_lmdb:read(S2, <<"k">>)),
+             ?assertEqual({ok, <<"two">>}, hyper_lmdb:read(S2, <<"k">>))
+         end || _ <- lists:seq(1, 5)],
+        %% a name equal to the cached one, but another term
+        Copy = #{<<"name">> => binary:copy(maps:get(<<"name">>, S1))},
+        ?assertEqual({ok, <<"one">>}, hyper_lmdb:read(Copy, <<"k">>)),
+        ok = hyper_lmdb:stop(S1),
+        {ok, _} = hyper_lmdb:start(S1),
+        {T, R} = timer:tc(hyper_lmdb, read, [Copy, <<"k">>]),
+        ?assertEqual({ok, <<"one">>}, R),
+        ?assert(T < 300000),
+        ?assertEqual({ok, <<"two">>}, hyper_lmdb:read(S2, <<"k">>)),
+        ?assertEqual({ok, <<"one">>}, hyper_lmdb:read(S1, <<"k">>)),
+        done(S1),
+        done(S2)
+    end}.
