@@ -20,11 +20,12 @@
 %%%     decodes it.</li>
 %%% </ul>
 %%%
-%%% The server keeps every request until its reply, in a map from id.  If
-%%% the port dies the server restarts it at once and walks that map in id
-%%% order: reads are sent again (once), writes whose outcome is unknown are
-%%% answered `{error, {port_exit, Reason}}', and `async' writes (already
-%%% answered `ok') are replayed.  Requests still in its mailbox simply go to
+%%% The server keeps every request until its reply, by id, in its process
+%%% dictionary (pending/0).  If the port dies the server restarts it at
+%%% once and walks them in the order they reached it: reads are sent
+%%% again (once), writes whose outcome is unknown are answered
+%%% `{error, {port_exit, Reason}}', and `async' writes (already answered
+%%% `ok') are replayed.  Requests still in its mailbox simply go to
 %%% the new port.  A watchdog kills a port that has answered nothing for
 %%% `watchdog' ms while requests were waiting.  (The wire protocol is in
 %%% port_src/protocol.h.)
@@ -120,9 +121,10 @@
     cfg :: #cfg{},
     port :: port() | undefined,
     format :: atom(),
-    %% every request sent and not yet answered:
-    %% Id => {Dest, Kind, Frame, Tries, Seq}, Seq the order it reached us
-    pending = #{} :: #{integer() => {dest(), kind(), iodata(), non_neg_integer(), integer()}},
+    %% how many requests were sent and not yet answered: each is kept in
+    %% the process dictionary, Id => {Dest, Kind, Frame, Tries, Seq}, Seq
+    %% the order it reached us (see pending/0)
+    inflight = 0 :: non_neg_integer(),
     %% the Seq of the next request (ids give the order only within one
     %% caller: a caller can be preempted between taking its id and sending)
     seq = 0 :: integer(),
@@ -843,7 +845,7 @@ handle_call(stop, _From, S) ->
     {stop, normal, ok, S};
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
-              pending => map_size(S#state.pending) + length(held(S#state.solo)),
+              pending => S#state.inflight + length(held(S#state.solo)),
               format => S#state.format,
               last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->
@@ -865,19 +867,20 @@ handle_info({Port, {data, Chunk}}, S = #state{port = Port}) ->
             %% progress (a port that dies after one has answered nothing)
             {noreply, S};
         {Frames, Partial} ->
-            Pending = route_all(Frames, S#state.pending, S),
+            Done = route_all(Frames, S, 0),
             {noreply, solo_next(S#state{last_progress = now_ms(), partial = Partial,
-                                        pending = Pending, answered = true})}
+                                        inflight = S#state.inflight - Done, answered = true})}
     end;
-handle_info({cancel, Id}, S = #state{pending = P}) ->
-    %% Its caller gave up.  The request stays in the map, marked, until
+handle_info({cancel, Id}, S) when is_integer(Id) ->
+    %% Its caller gave up.  The request stays in flight, marked, until
     %% the port answers it: the watchdog must still see that the port owes
     %% an answer (a hung port whose every caller timed out is a hung port
     %% all the same), but the answer goes nowhere and it is not retried.
     %% One held back in solo mode (not sent yet) is simply dropped.
-    case P of
-        #{Id := {Dest, Kind, Frame, Tries, Seq}} when Dest =/= async ->
-            {noreply, S#state{pending = P#{Id := {cancelled, Kind, Frame, Tries, Seq}}}};
+    case get(Id) of
+        {Dest, Kind, Frame, Tries, Seq} when Dest =/= async ->
+            put(Id, {cancelled, Kind, Frame, Tries, Seq}),
+            {noreply, S};
         _ when S#state.solo =/= none ->
             {Suspects, Later} = S#state.solo,
             Keep = fun({I, {Dest, _, _, _, _}}) -> I =/= Id orelse Dest =:= async end,
@@ -885,15 +888,15 @@ handle_info({cancel, Id}, S = #state{pending = P}) ->
         _ ->
             {noreply, S}
     end;
-handle_info(watchdog, S = #state{cfg = Cfg, port = Port, pending = P}) ->
+handle_info(watchdog, S = #state{cfg = Cfg, port = Port, inflight = N}) ->
     watchdog_tick(Cfg),
     Silent = now_ms() - S#state.last_progress,
-    case map_size(P) > 0 andalso Silent > Cfg#cfg.watchdog of
+    case N > 0 andalso Silent > Cfg#cfg.watchdog of
         true ->
             %% Requests wait and nothing has come back for too long: the
             %% port is hung.  Kill it hard and restart as after a crash.
             logger:error("hyper_lmdb ~s: port silent for ~b ms with ~b requests waiting; "
-                         "killing it", [Cfg#cfg.name, Silent, map_size(P)]),
+                         "killing it", [Cfg#cfg.name, Silent, N]),
             kill_port(Port),
             port_died(hung, S);
         false ->
@@ -935,10 +938,11 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% after two deaths), as in service; a write that kills the port takes
     %% no other with it.  Bounded, within the supervisor's shutdown time;
     %% what is left then is handed to the port as it is.
-    #state{port = Port, pending = P, solo = Solo} = confirm_async(S1#state{deadline = Until}, Until),
+    #state{port = Port, solo = Solo} = confirm_async(S1#state{deadline = Until}, Until),
+    P = pending(),
     %% (the port gave up meanwhile: fail_all/3 logged those it held)
     _ = [logger:error("hyper_lmdb ~s: async write lost: the store stopped without a port",
-                      [Cfg#cfg.name]) || Port =:= undefined, {async, _, _, _, _} <- maps:values(P)],
+                      [Cfg#cfg.name]) || Port =:= undefined, {_, {async, _, _, _, _}} <- P],
     catch port_command(Port, [Frame || {_, {async, _, Frame, _, _}} <- held(Solo)]),
     OsPid = os_pid(Port),
     catch port_close(Port),
@@ -947,9 +951,10 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
     %% request/4).  Those never sent start the store again, and so do reads;
     %% a write the port was given may still be applied by it (it serves its
     %% input to the end), so its outcome is unknown, as after a crash.
-    maps:foreach(fun(Id, {Dest, read, _, _, _}) -> answer(Dest, Id, {error, not_started});
-                    (Id, {Dest, _, _, _, _}) -> answer(Dest, Id, {error, {port_exit, stop_timeout}})
-                 end, P),
+    [case Kind of
+         read -> answer(Dest, Id, {error, not_started});
+         _ -> answer(Dest, Id, {error, {port_exit, stop_timeout}})
+     end || {Id, {Dest, Kind, _, _, _}} <- P],
     [answer(Dest, Id, {error, not_started}) || {Id, {Dest, _, _, _, _}} <- held(Solo)],
     [answer(Dest, Id, {error, not_started}) || {Id, Dest, _, _} <- Unsent],
     ok.
@@ -958,8 +963,8 @@ terminate(_Reason, S0 = #state{cfg = Cfg, async_count = A}) ->
 %% was given is answered, or until Until: a write in flight would otherwise
 %% be answered not_started and sent again to the next store while this
 %% port, which serves its input to the end, applies it too.
-confirm_async(S = #state{port = Port, pending = P, solo = Solo}, Until) ->
-    Unconfirmed = map_size(P) > 0 orelse held(Solo) =/= [],
+confirm_async(S = #state{port = Port, inflight = N, solo = Solo}, Until) ->
+    Unconfirmed = N > 0 orelse held(Solo) =/= [],
     Left = Until - now_ms(),
     case Unconfirmed andalso Left > 0 andalso Port =/= undefined of
         false ->
@@ -1000,32 +1005,50 @@ drain_requests(Acc) ->
 %%% requests and replies
 
 %% Takes up to ?BURST requests waiting in the mailbox and writes them all
-%% to the port at once.  One pass: each request goes into the pending map
-%% and its frame into the iolist as it is taken (this runs in the one
+%% to the port at once.  One pass: each request is kept (pending/0) and
+%% its frame goes into the iolist as it is taken (this runs in the one
 %% process every caller waits on).
 handle_requests(Id, Dest, Kind, Frame, S = #state{solo = {Suspects, Later}, seq = Seq}) ->
     %% Behind the suspects, in order.
     S#state{solo = {Suspects, [{Id, {Dest, Kind, Frame, 0, Seq}} | Later]}, seq = Seq + 1};
-handle_requests(Id, Dest, Kind, Frame, S = #state{pending = P0, seq = Seq0}) ->
-    {P, Frames, Seq} = take_burst(P0#{Id => {Dest, Kind, Frame, 0, Seq0}}, [Frame], Seq0 + 1,
-                                  Seq0 + ?BURST),
+handle_requests(Id, Dest, Kind, Frame, S = #state{inflight = N0, seq = Seq0}) ->
+    put(Id, {Dest, Kind, Frame, 0, Seq0}),
+    {Frames, Seq} = take_burst([Frame], Seq0 + 1, Seq0 + ?BURST),
     %% A closed port's exit is on its way; port_died/2 then settles these
-    %% with the rest of the map.
+    %% with the rest.
     catch port_command(S#state.port, lists:reverse(Frames)),
-    case map_size(P0) of
-        0 -> S#state{pending = P, seq = Seq, last_progress = now_ms()};
-        _ -> S#state{pending = P, seq = Seq}
+    S1 = S#state{inflight = N0 + (Seq - Seq0), seq = Seq},
+    case N0 of
+        0 -> S1#state{last_progress = now_ms()};
+        _ -> S1
     end.
 
-take_burst(P, Frames, Seq, Last) when Seq < Last ->
+take_burst(Frames, Seq, Last) when Seq < Last ->
     receive
         {req, Id, Dest, Kind, Frame} ->
-            take_burst(P#{Id => {Dest, Kind, Frame, 0, Seq}}, [Frame | Frames], Seq + 1, Last)
+            put(Id, {Dest, Kind, Frame, 0, Seq}),
+            take_burst([Frame | Frames], Seq + 1, Last)
     after 0 ->
-        {P, Frames, Seq}
+        {Frames, Seq}
     end;
-take_burst(P, Frames, Seq, _) ->
-    {P, Frames, Seq}.
+take_burst(Frames, Seq, _) ->
+    {Frames, Seq}.
+
+%% The requests in flight, {Id, {Dest, Kind, Frame, Tries, Seq}}.  Kept in
+%% the process dictionary, by id, and counted in #state.inflight: every
+%% request goes in and out of this once, in the one process every caller
+%% waits on, and a map of that many entries costs several times more per
+%% insertion and removal than the dictionary (measured: 0.42 against
+%% 0.07 us with 64 in flight), and makes garbage.  Ids are integers, and
+%% nothing else the server keeps there is one.
+pending() ->
+    [E || {Id, _} = E <- get(), is_integer(Id)].
+
+%% Replaces the requests in flight with Entries.
+set_pending(Entries, S) ->
+    _ = [erase(Id) || {Id, _} <- pending()],
+    _ = [put(Id, V) || {Id, V} <- Entries],
+    S#state{inflight = length(Entries)}.
 
 answer(async, _Id, _Result) -> ok;
 answer(cancelled, _Id, _Result) -> ok;
@@ -1108,30 +1131,31 @@ reply_id(Frame) ->
         _ -> 0
     end.
 
-route_all([F | T], P, S) -> route_all(T, route(reply_id(F), F, P, S), S);
-route_all([], P, _) -> P.
+%% Sends each reply on; how many requests they answered.
+route_all([F | T], S, N) -> route_all(T, S, N + route(reply_id(F), F, S));
+route_all([], _, N) -> N.
 
-route(0, Frame, P, S) ->
+route(0, Frame, S) ->
     logger:warning("hyper_lmdb ~s: reply to no request: ~0p",
                    [S#state.cfg#cfg.name, catch binary_to_term(Frame)]),
-    P;
-route(Id, Frame, P, S) ->
-    case maps:take(Id, P) of
-        {{async, _, _, _, _}, P2} ->
+    0;
+route(Id, Frame, S) ->
+    case erase(Id) of
+        {async, _, _, _, _} ->
             atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
             case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
                 4 -> ok;
                 _ -> logger:error("hyper_lmdb ~s: async write failed: ~0p",
                                   [S#state.cfg#cfg.name, decode(Frame)])
             end,
-            P2;
-        {{cancelled, _, _, _, _}, P2} ->
-            P2;
-        {{Dest, _, _, _, _}, P2} ->
+            1;
+        {cancelled, _, _, _, _} ->
+            1;
+        {Dest, _, _, _, _} ->
             Dest ! {Dest, Id, detach(Frame)},
-            P2;
-        error ->
-            P  % its caller gave up (timeout)
+            1;
+        undefined ->
+            0  % none such (a port's bug)
     end.
 
 %% A reply that is a small part of a large chunk from the port is copied
@@ -1346,16 +1370,17 @@ exit_reason(S) -> {exit, S}.
 %% once (the directory briefly unreachable, no file descriptors left) is
 %% tried again for ?REOPEN_MS before the store gives up: giving up loses
 %% the unconfirmed async writes.
-port_died(Reason, S = #state{cfg = Cfg, pending = P}) ->
+port_died(Reason, S = #state{cfg = Cfg}) ->
+    P = pending(),
     Now = now_ms(),
     Recent = [R || {T, _} = R <- S#state.recent_restarts, Now - T < ?RESTART_WINDOW],
     logger:warning("hyper_lmdb ~s: port exited (~0p), restarting", [Cfg#cfg.name, Reason]),
     Held = held(S#state.solo),
-    S1 = S#state{port = undefined, partial = none, pending = #{}, solo = none,
+    S1 = (set_pending([], S))#state{port = undefined, partial = none, solo = none,
                  recent_restarts = [{Now, S#state.answered} | Recent], answered = false,
                  restarts = S#state.restarts + 1, last_exit = Reason},
     Sorted = [{Id, V} || {_, Id, V} <- lists:sort([{element(5, V), Id, V}
-                                                  || {Id, V} <- maps:to_list(P)])],
+                                                  || {Id, V} <- P])],
     %% While terminate/2 serves the port, within its deadline: no backoff,
     %% and no restart that could not finish in time.
     Left = case S#state.deadline of
@@ -1434,7 +1459,7 @@ settle(Sorted, Reason, S = #state{port = Port}) ->
     case S#state.solo of
         none when not Twice ->
             catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Again]),
-            S#state{pending = maps:from_list(Again)};
+            set_pending(Again, S);
         none ->
             %% The port died twice with some async write in flight: one
             %% that kills it (a port bug it sets off, or work that outlasts
@@ -1443,25 +1468,25 @@ settle(Sorted, Reason, S = #state{port = Port}) ->
             %% time, it dies alone.
             logger:warning("hyper_lmdb ~s: replaying ~b requests one at a time",
                            [S#state.cfg#cfg.name, length(Again)]),
-            solo_next(S#state{pending = #{}, solo = {Again, []}});
+            solo_next((set_pending([], S))#state{solo = {Again, []}});
         {Suspects, Later} ->
             %% The one in flight died again (or was dropped): it stays first.
-            solo_next(S#state{pending = #{}, solo = {by_seq(Again ++ Suspects), Later}})
+            solo_next((set_pending([], S))#state{solo = {by_seq(Again ++ Suspects), Later}})
     end.
 
 %% In solo mode with nothing in flight: the next suspect, alone; once none
 %% is left, every request that came meanwhile, and normal mode again.
 solo_next(S = #state{solo = none}) ->
     S;
-solo_next(S = #state{pending = P}) when map_size(P) > 0 ->
+solo_next(S = #state{inflight = N}) when N > 0 ->
     S;
 solo_next(S = #state{port = Port, solo = {[{Id, {_, _, Frame, _, _} = V} | Rest], Later}}) ->
     catch port_command(Port, Frame),
-    S#state{pending = #{Id => V}, solo = {Rest, Later}, last_progress = now_ms()};
+    (set_pending([{Id, V}], S))#state{solo = {Rest, Later}, last_progress = now_ms()};
 solo_next(S = #state{port = Port, solo = {[], Later}}) ->
     Entries = lists:reverse(Later),
     catch port_command(Port, [Frame || {_, {_, _, Frame, _, _}} <- Entries]),
-    S#state{pending = maps:from_list(Entries), solo = none, last_progress = now_ms()}.
+    (set_pending(Entries, S))#state{solo = none, last_progress = now_ms()}.
 
 by_seq(Entries) ->
     [E || {_, E} <- lists:sort([{element(5, V), {Id, V}} || {Id, V} <- Entries])].
