@@ -249,8 +249,14 @@ send_async(Pid, Counter, Id, Kind, Frame) ->
             atomics:sub(Counter, ?STOPPING, 1),
             {error, not_started};
         _ ->
-            atomics:add(Counter, ?UNCONFIRMED, 1),
             Pid ! {req, Id, async, Kind, Frame},
+            %% Counted once sent (the server may confirm it first: the
+            %% count dips below for a moment).  Counted before, a writer
+            %% killed in between would have left the count one too high for
+            %% good, and 10,000 of those would make every async write wait
+            %% for its commit; killed after the send, it leaves it one low,
+            %% which lets one more write through unconfirmed.
+            atomics:add(Counter, ?UNCONFIRMED, 1),
             %% Alive while we are counted in: a stopping server waits for
             %% us (senders_done/2), and takes the write.
             Alive = is_process_alive(Pid),
