@@ -946,6 +946,7 @@ report(Rows, Quick, TookMs) ->
              || #{name := N, callers := C, ops := Ops, p50 := P50, p99 := P99, p999 := P999,
                   ratio := Ra} <- Rows],
     Targets = targets(Rows),
+    mux_note(Rows),
     note("load average at the end (1, 5, 15 min): ~s", [loadavg()]),
     Notes = lists:reverse(notes()),
     Title = io_lib:format("hyper_lmdb benchmark, ~s mode, ~s; ~s; took ~.1f s",
@@ -994,6 +995,27 @@ target_value(ops, #{ratio := #{ops := O}}) -> O;
 target_value(p50, #{ratio := #{p50 := P}}) -> P;
 target_value(cost, #{ratio := #{ops := O}}) when O > 0 -> 1 / O;
 target_value(_, _) -> undefined.
+
+%% Our reads against the gen_server-mux echo of the same run: the floors
+%% are a process that owns its port, and how fast this machine passes
+%% messages between processes moves by a quarter between runs while they
+%% hardly move; the mux echo moves with it.  (Not a target: context.)
+mux_note(Rows) ->
+    Get = fun(Name, C) ->
+              case [R || R = #{name := N, callers := C2} <- Rows, N =:= Name, C2 =:= C] of
+                  [R | _] -> R;
+                  [] -> none
+              end
+          end,
+    case {Get("hyper_lmdb read", 64), Get("gen_server-mux echo", 64),
+          Get("hyper_lmdb read", 1), Get("gen_server-mux echo", 1)} of
+        {#{ops := O64}, #{ops := M64}, #{p50 := P1}, #{p50 := MP1}}
+          when M64 > 0, is_number(P1), is_number(MP1), MP1 > 0 ->
+            note("against the gen_server-mux echo: 64 readers ~.2fx its ops/s, "
+                 "1 reader's p50 ~.2fx its p50", [O64 / M64, P1 / MP1]);
+        _ ->
+            ok
+    end.
 
 text_targets(Targets) ->
     ["targets:\n" | [io_lib:format("  ~-58s ~9s  ~s~n", [D, V, M]) || {D, V, M} <- Targets]].
