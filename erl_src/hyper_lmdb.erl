@@ -18,11 +18,12 @@
          resolve/2, path/2, add_path/3]).
 -export([read_many/2, write_many/2, delete/2, sync/1, stats/1]).
 -export([match/2, scan/2]).
+-export([open_reader/1, close_reader/1]).
 %% HyperBEAM's device-style store API (2026): Fun(StoreOpts, Request, NodeOpts)
 -export([start/3, stop/3, reset/3, read/3, type/3, group/3, link/3, resolve/3, match/3,
          sync/3]).
 
--export_type([store/0, path/0, write_op/0, list_opts/0]).
+-export_type([store/0, reader/0, path/0, write_op/0, list_opts/0]).
 
 -type store() :: #{binary() => term()}.
 %% Store options (SPEC section 1) or an instance returned by start/1.
@@ -32,6 +33,8 @@
 -type list_opts() :: #{from => binary(), limit => non_neg_integer(),
                        direction => asc | desc}.
 -type error() :: {error, term()}.
+-opaque reader() :: {hyper_lmdb_reader, reference()}.
+%% A store's reader, for the process that opened it (open_reader/1).
 
 -define(DEFAULT_TIMEOUT, 60000).
 -define(DEFAULT_MAX_VALUE, (1 bsl 30) - (1 bsl 16)).
@@ -84,6 +87,38 @@ running(check, Cfg, Opts, Pid) ->
         Keys -> {error, {already_started, Keys}}
     end.
 
+%% @doc Opens a reader of the store for the calling process: a read-only
+%% port of the store's directory that this process owns and talks to
+%% directly.  Pass it instead of the store to read/2, read_many/2, list/2,3,
+%% type/2, resolve/2, match/2 and scan/2: their answers are the same
+%% (every write acknowledged before a read is seen by it), without the
+%% store's server between the caller and the port, which is most of a
+%% single caller's round trip.  Only the process that opened it may use
+%% it; it costs a port (an OS process and an LMDB reader slot, see
+%% `<<"max-readers">>') until close_reader/1 or the end of its owner.  A
+%% reader whose port dies is started again and the read retried.  Not for
+%% a store in `async' mode, whose writes may still be queued in the server
+%% (`{error, {bad_option, <<"durability">>}}').  Other calls with a reader,
+%% writes among them, answer `{error, {bad_argument, reader}}'.
+-spec open_reader(store()) -> {ok, reader()} | error().
+open_reader(Opts) ->
+    case server(Opts) of
+        {ok, {Pid, _, _}} ->
+            case hyper_lmdb_server:open_reader(Pid, ?OPEN_WAIT) of
+                {ok, Ref} -> {ok, {hyper_lmdb_reader, Ref}};
+                {error, _} = E -> E
+            end;
+        {error, _} = E ->
+            E
+    end.
+
+%% @doc Closes a reader opened by this process; `ok' also if it was closed.
+-spec close_reader(reader()) -> ok.
+close_reader({hyper_lmdb_reader, Ref}) ->
+    hyper_lmdb_server:close_reader(Ref);
+close_reader(_) ->
+    ok.
+
 %% @doc Stops the store; its data stays on disk.  `ok' also when it was
 %% not running.
 -spec stop(store()) -> ok.
@@ -117,7 +152,7 @@ scope(_) -> local.
 
 %% @doc Reads a value, following links at every prefix.  Groups, missing
 %% keys, dangling links and link loops read as `not_found'.
--spec read(store(), path()) -> {ok, binary()} | not_found | error().
+-spec read(store() | reader(), path()) -> {ok, binary()} | not_found | error().
 read(Opts, Path) when is_binary(Path) ->
     call(Opts, read, {read, Path});  % the common case, without a closure
 read(Opts, Path) ->
@@ -138,7 +173,7 @@ write(Opts, Path, Value) ->
 
 %% @doc The immediate children of a group, sorted bytewise and unique;
 %% `{ok, []}' for a missing path.
--spec list(store(), path()) -> {ok, [binary()]} | error().
+-spec list(store() | reader(), path()) -> {ok, [binary()]} | error().
 list(Opts, Path) ->
     list(Opts, Path, #{}).
 
@@ -147,7 +182,7 @@ list(Opts, Path) ->
 %% map as second argument, the device-style list: `#{<<"list">> => Path,
 %% <<"from">> => Name, <<"limit">> => N, <<"direction">> => <<"asc">> |
 %% <<"desc">>}'.
--spec list(store(), path() | map(), list_opts() | map()) -> {ok, [binary()]} | error().
+-spec list(store() | reader(), path() | map(), list_opts() | map()) -> {ok, [binary()]} | error().
 list(Opts, Req, _NodeOpts) when is_map(Req) ->
     dev_list(Opts, Req);
 list(Opts, Path, ListOpts) when is_map(ListOpts) ->
@@ -167,7 +202,7 @@ list(_, _, _) ->
 
 %% @doc `simple' for a value, `composite' for a group (explicit or
 %% implicit), `not_found' otherwise; links are followed as by read/2.
--spec type(store(), path()) -> simple | composite | not_found | error().
+-spec type(store() | reader(), path()) -> simple | composite | not_found | error().
 type(Opts, Path) ->
     with_path(Path, fun(P) -> call(Opts, read, {type, P}) end).
 
@@ -185,7 +220,7 @@ make_link(Opts, Existing, New) ->
 
 %% @doc The path with every link followed, at every prefix and the whole
 %% path; a path without links comes back normalised.
--spec resolve(store(), path()) -> binary() | error().
+-spec resolve(store() | reader(), path()) -> binary() | error().
 resolve(Opts, Path) ->
     with_path(Path, fun(P) -> call(Opts, read, {resolve, P}) end).
 
@@ -218,7 +253,7 @@ join_paths(A, B) ->
 %%% extensions
 
 %% @doc Reads many paths from one snapshot in one round trip.
--spec read_many(store(), [path()]) -> [{ok, binary()} | not_found | error()] | error().
+-spec read_many(store() | reader(), [path()]) -> [{ok, binary()} | not_found | error()] | error().
 read_many(Opts, Paths) when is_list(Paths) ->
     case all_binaries(Paths) orelse paths(Paths, []) of
         true -> call(Opts, read, {read_many, Paths});
@@ -248,7 +283,7 @@ delete(Opts, Path) ->
 %% `ID' with `ID/type' linking to `types/message'.  One pass over the keys.
 %% A map is the pattern of HyperBEAM's cache (classic hb_cache:match passes
 %% one): as match/3 with a map of `Key => Value'.
--spec match(store(), [{binary(), path()}] | map()) -> {ok, [binary()]} | error().
+-spec match(store() | reader(), [{binary(), path()}] | map()) -> {ok, [binary()]} | error().
 match(Opts, Pairs) when is_list(Pairs), Pairs =/= [] ->
     case match_pairs(Pairs, []) of
         {ok, Ps} -> call(Opts, read, {match, Ps});
@@ -272,7 +307,7 @@ match_pairs(_, _) -> error.
 %% `{ok, [{Key, value | link | group, Data}], Next}', at most `limit' keys
 %% (default 1000) from `from' (inclusive); pass `Next' as `from' to go on
 %% (`undefined' at the end).  For tools: dump, check, conversion.
--spec scan(store(), #{from => binary(), limit => pos_integer()}) ->
+-spec scan(store() | reader(), #{from => binary(), limit => pos_integer()}) ->
     {ok, [{binary(), value | link | group, binary()}], binary() | undefined} | error().
 scan(Opts, #{} = ScanOpts) ->
     From = maps:get(from, ScanOpts, undefined),
@@ -557,6 +592,10 @@ dev_limit(L) ->
 %%% ---------------------------------------------------------------------
 %%% internals
 
+call({hyper_lmdb_reader, Ref}, read, Req) ->
+    hyper_lmdb_server:reader_request(Ref, Req, ?DEFAULT_TIMEOUT);
+call({hyper_lmdb_reader, _}, _, _) ->
+    {error, {bad_argument, reader}};
 call(Opts, Kind, Req) ->
     case server(Opts) of
         {ok, Ref} ->

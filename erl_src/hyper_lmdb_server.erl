@@ -36,6 +36,7 @@
 -export([start_link/2, await_open/1, request/4, stop/2, validate/1, conflicts/2, registry/0,
          lookup/1, find/1, forget/1, inject_fault/2, port_info/1, port_info/2]).
 -export([new_id/0, frame/2]).
+-export([open_reader/2, close_reader/1, reader_request/3]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/file.hrl").
@@ -73,6 +74,10 @@
 -define(PROBE_MS, 500).
 -define(ALIAS_KEY, '$hyper_lmdb_reply_alias').
 -define(REF_KEY, '$hyper_lmdb_store').
+-define(READER_KEY, '$hyper_lmdb_reader').
+%% The requests a reader serves: those that only read the store (not
+%% sync/stats, which speak of the store's own port).
+-define(READER_REQUESTS, [read, read_many, list, type, resolve, match, scan, match_values]).
 -define(LAST_KEY, '$hyper_lmdb_last_store').
 %% A reply frame taken from a port chunk larger than this is copied before
 %% it is sent on (see detach/1).
@@ -435,6 +440,154 @@ own(Value) ->
     case binary:referenced_byte_size(Value) > 2 * byte_size(Value) of
         true -> binary:copy(Value);
         false -> Value
+    end.
+
+%%% ---------------------------------------------------------------------
+%%% readers
+
+%% @doc Opens a reader of the store served by `Pid': a read-only port of
+%% the store's directory that belongs to the calling process, which then
+%% talks to it with no server in between (reader_request/3).  One caller's
+%% round trip is then the port's own, the server's two hops gone.  LMDB
+%% lets many processes read one directory; the reader's port checks the
+%% store's last commit before every read, so it sees every write
+%% acknowledged before the read was sent.  Not for an async store: a read
+%% must not pass its caller's writes still queued in the server.
+-spec open_reader(pid(), timeout()) -> {ok, reference()} | {error, term()}.
+open_reader(Pid, Timeout) ->
+    try gen_server:call(Pid, reader_cfg, Timeout) of
+        {ok, #cfg{durability = <<"async">>, read_only = false}} ->
+            {error, {bad_option, <<"durability">>}};
+        {ok, Cfg} ->
+            ReaderCfg = Cfg#cfg{read_only = true, exclusive = false, session = 0,
+                                fault_injection = false},
+            Ref = make_ref(),
+            case start_reader(ReaderCfg) of
+                {ok, Port, Watcher} ->
+                    put({?READER_KEY, Ref}, {Port, Watcher, ReaderCfg}),
+                    {ok, Ref};
+                {error, _} = E ->
+                    E
+            end
+    catch
+        exit:_ -> {error, not_started}
+    end.
+
+%% The port, unlinked so that a port that dies cannot take its owner with
+%% it (an exit signal other than `normal', epipe say, would kill a
+%% caller that does not trap exits), and a watcher that closes it when
+%% the owner ends (a port outlives an owner it is not linked to).
+start_reader(Cfg) ->
+    case open_port(Cfg) of
+        {ok, Port, _, _} ->
+            unlink(Port),
+            Owner = self(),
+            Watcher = spawn(fun() ->
+                                MRef = erlang:monitor(process, Owner),
+                                receive
+                                    {'DOWN', MRef, process, _, _} -> catch port_close(Port);
+                                    close -> ok
+                                end
+                            end),
+            {ok, Port, Watcher};
+        {error, _} = E ->
+            E
+    end.
+
+%% @doc Closes a reader (its port exits on end of input).  Only its owner
+%% may.
+-spec close_reader(reference()) -> ok.
+close_reader(Ref) ->
+    case erase({?READER_KEY, Ref}) of
+        {Port, Watcher, _} -> stop_reader(Port, Watcher);
+        undefined -> ok
+    end.
+
+stop_reader(Port, Watcher) ->
+    Watcher ! close,
+    catch port_close(Port),
+    flush_port(Port).
+
+flush_port(Port) ->
+    receive
+        {Port, _} -> flush_port(Port)
+    after 0 ->
+        ok
+    end.
+
+%% @doc One request through a reader, by its owner: the port is written
+%% and read by the calling process itself.  A reader whose port died is
+%% started again and the read sent once more; one that does not answer
+%% within Timeout ms is killed (and started again on the next call).
+-spec reader_request(reference(), tuple(), timeout()) -> term().
+reader_request(Ref, Req, Timeout) ->
+    case get({?READER_KEY, Ref}) of
+        undefined ->
+            {error, {bad_argument, reader}};  % closed, or another process's
+        {Port, Watcher, Cfg} ->
+            case lists:member(element(1, Req), ?READER_REQUESTS) of
+                true ->
+                    Id = new_id(),
+                    case checked_frame(Id, Req) of
+                        {too_large, Size} -> {error, {too_large, Size}};
+                        Frame -> reader_send(Ref, Port, Watcher, Cfg, Id, Frame, Timeout, 1)
+                    end;
+                false ->
+                    {error, {bad_argument, reader}}
+            end
+    end.
+
+reader_send(Ref, Port, Watcher, Cfg, Id, Frame, Timeout, Tries) ->
+    Sent = try port_command(Port, Frame) catch error:badarg -> false end,
+    Result = case Sent of
+                 true -> reader_wait(Port, Id, Timeout, none);
+                 false -> {died, port_closed}
+             end,
+    case Result of
+        {died, Why} when Tries > 0 ->
+            stop_reader(Port, Watcher),
+            case start_reader(Cfg) of
+                {ok, Port2, Watcher2} ->
+                    put({?READER_KEY, Ref}, {Port2, Watcher2, Cfg}),
+                    reader_send(Ref, Port2, Watcher2, Cfg, Id, Frame, Timeout, Tries - 1);
+                {error, _} ->
+                    erase({?READER_KEY, Ref}),
+                    {error, {port_exit, Why}}
+            end;
+        {died, Why} ->
+            {error, {port_exit, Why}};
+        timeout ->
+            %% hung, or too slow for this caller: its answer must not come
+            %% later, so this port goes, and the next call starts another
+            kill_port(Port),
+            stop_reader(Port, Watcher),
+            case start_reader(Cfg) of
+                {ok, Port2, Watcher2} -> put({?READER_KEY, Ref}, {Port2, Watcher2, Cfg});
+                {error, _} -> erase({?READER_KEY, Ref})
+            end,
+            {error, timeout};
+        {ok, Reply} ->
+            decode(Reply)
+    end.
+
+reader_wait(Port, Id, Timeout, Partial0) ->
+    receive
+        {Port, {data, Chunk}} ->
+            case frames(Chunk, Partial0) of
+                {[], Partial} ->
+                    reader_wait(Port, Id, Timeout, Partial);  % wake-ups, or part of it
+                {[Reply], none} ->
+                    case reply_id(Reply) of
+                        Id -> {ok, Reply};
+                        _ -> {died, {bad_reply, Reply}}
+                    end;
+                Other ->
+                    {died, {bad_reply, Other}}
+            end;
+        {Port, {exit_status, Status}} ->
+            {died, exit_reason(Status)}
+    after Timeout ->
+        timeout
     end.
 
 %% @doc Test hook: arms a fault in the port of the running store `Name'
@@ -849,6 +1002,8 @@ claim_dir(Id, Name) ->
     {reply, term(), #state{}} | {stop, normal, ok, #state{}}.
 handle_call(stop, _From, S) ->
     {stop, normal, ok, S};
+handle_call(reader_cfg, _From, S = #state{cfg = Cfg, format = Format}) ->
+    {reply, {ok, Cfg#cfg{format = atom_to_binary(Format)}}, S};
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
               pending => S#state.inflight + length(held(S#state.solo)),

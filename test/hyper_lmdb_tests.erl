@@ -1058,3 +1058,111 @@ cached_last_store_test_() ->
         done(S1),
         done(S2)
     end}.
+
+%%% ---------------------------------------------------------------------
+%%% readers (hyper_lmdb:open_reader/1)
+
+%% The reader's port, as its owner keeps it.
+reader_port({hyper_lmdb_reader, Ref}) ->
+    {Port, _, _} = get({'$hyper_lmdb_reader', Ref}),
+    Port.
+
+reader_os_pid(R) ->
+    {os_pid, P} = erlang:port_info(reader_port(R), os_pid),
+    P.
+
+os_alive(OsPid) ->
+    filelib:is_dir("/proc/" ++ integer_to_list(OsPid)) andalso
+        not lists:prefix("Z", zombie_state(OsPid)).
+
+zombie_state(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, B} -> [_, Rest] = binary:split(B, <<") ">>), binary_to_list(Rest);
+        _ -> "Z"
+    end.
+
+%% A reader answers as the store does, links and all, and sees every
+%% write acknowledged before its read.
+reader_answers_as_the_store_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reader),
+        ok = hyper_lmdb:write(S, <<"d/x">>, <<"1">>),
+        ok = hyper_lmdb:make_group(S, <<"d/g">>),
+        ok = hyper_lmdb:make_link(S, <<"d">>, <<"l">>),
+        {ok, R} = hyper_lmdb:open_reader(S),
+        Same = fun(F) -> ?assertEqual(F(S), F(R)) end,
+        Same(fun(T) -> hyper_lmdb:read(T, <<"l/x">>) end),
+        Same(fun(T) -> hyper_lmdb:read(T, [<<"d">>, <<"x">>]) end),
+        Same(fun(T) -> hyper_lmdb:read(T, <<"nope">>) end),
+        Same(fun(T) -> hyper_lmdb:list(T, <<"l">>) end),
+        Same(fun(T) -> hyper_lmdb:list(T, <<"d">>, #{limit => 1, direction => desc}) end),
+        Same(fun(T) -> hyper_lmdb:type(T, <<"d/g">>) end),
+        Same(fun(T) -> hyper_lmdb:resolve(T, <<"l/x">>) end),
+        Same(fun(T) -> hyper_lmdb:read_many(T, [<<"d/x">>, <<"l/x">>, <<"none">>]) end),
+        Same(fun(T) -> hyper_lmdb:read(T, <<>>) end),
+        [begin
+             V = integer_to_binary(I),
+             ok = hyper_lmdb:write(S, <<"d/x">>, V),
+             ?assertEqual({ok, V}, hyper_lmdb:read(R, <<"l/x">>))
+         end || I <- lists:seq(1, 200)],
+        ok = hyper_lmdb:delete(S, <<"d/x">>),
+        ?assertEqual(not_found, hyper_lmdb:read(R, <<"d/x">>)),
+        %% what is not a read is refused, not sent
+        ?assertEqual({error, {bad_argument, reader}}, hyper_lmdb:write(R, <<"k">>, <<"v">>)),
+        ?assertEqual({error, {bad_argument, reader}}, hyper_lmdb:sync(R)),
+        ?assertEqual({error, {bad_argument, reader}}, hyper_lmdb:stats(R)),
+        ?assertEqual(not_found, hyper_lmdb:read(S, <<"k">>)),
+        ok = hyper_lmdb:close_reader(R),
+        ?assertEqual({error, {bad_argument, reader}}, hyper_lmdb:read(R, <<"l/x">>)),
+        ok = hyper_lmdb:close_reader(R),
+        done(S)
+    end}.
+
+%% Only its owner may use a reader; an async store has none.
+reader_belongs_to_its_owner_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reader_owner),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        {ok, R} = hyper_lmdb:open_reader(S),
+        Self = self(),
+        spawn_link(fun() -> Self ! {other, hyper_lmdb:read(R, <<"k">>)} end),
+        ?assertEqual({error, {bad_argument, reader}}, receive {other, X} -> X end),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(R, <<"k">>)),
+        ok = hyper_lmdb:close_reader(R),
+        done(S),
+        A = store(reader_async, #{<<"durability">> => <<"async">>}),
+        ?assertEqual({error, {bad_option, <<"durability">>}}, hyper_lmdb:open_reader(A)),
+        done(A)
+    end}.
+
+%% A reader whose port is killed starts it again and answers; its port
+%% ends with its owner (no orphan), and with close_reader/1.
+reader_port_dies_and_ends_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reader_kill),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        {ok, R} = hyper_lmdb:open_reader(S),
+        Old = reader_os_pid(R),
+        _ = os:cmd("kill -9 " ++ integer_to_list(Old)),
+        ?assert(wait_until(fun() -> not os_alive(Old) end, 5000)),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(R, <<"k">>)),
+        New = reader_os_pid(R),
+        ?assertNotEqual(Old, New),
+        ?assertEqual([], [M || M = {P, _} <- element(2, process_info(self(), messages)),
+                               is_port(P)]),
+        ok = hyper_lmdb:close_reader(R),
+        ?assert(wait_until(fun() -> not os_alive(New) end, 5000)),
+        %% owned by a process that ends
+        Self = self(),
+        Owner = spawn(fun() ->
+                          {ok, R2} = hyper_lmdb:open_reader(S),
+                          {ok, <<"v">>} = hyper_lmdb:read(R2, <<"k">>),
+                          Self ! {pid, reader_os_pid(R2)},
+                          receive never -> ok end
+                      end),
+        OsPid = receive {pid, P} -> P end,
+        ?assert(os_alive(OsPid)),
+        kill_and_wait(Owner),
+        ?assert(wait_until(fun() -> not os_alive(OsPid) end, 5000)),
+        done(S)
+    end}.
