@@ -67,6 +67,7 @@
 -define(TARGETS, [
     {"64 concurrent point reads >= 50% of pipelined echo", "hyper_lmdb read", 64, ops, '>=', 0.50},
     {"single-caller read p50 =< 1.2x echo lockstep p50", "hyper_lmdb read", 1, p50, '=<', 1.2},
+    {"  the same through a reader (open_reader/1)", "hyper_lmdb read via a reader", 1, p50, '=<', 1.2},
     {"read_many of 100: keys/s >= 50% of raw LMDB gets", "hyper_lmdb read_many of 100, keys/s", 1, ops, '>=', 0.50},
     {"3-hop link read >= 90% of direct read (64 callers)", "hyper_lmdb read via 3-hop prefix link", 64, ops, '>=', 0.90},
     {"list, deep subtrees: cost =< 2x childless group of 100", "hyper_lmdb list: 100 children, 100 descendants each", 1, cost, '=<', 2.0},
@@ -191,6 +192,16 @@ reads(Tmp, Ms, Port) ->
                      _ -> false
                  end end
     end,
+    %% A reader per caller, opened by the caller before its slice starts
+    %% (it closes with the caller).
+    ReaderRead = fun() ->
+        Keys = keys(<<"key-">>, ?KEYS),
+        {ok, R} = hyper_lmdb:open_reader(S),
+        fun() -> case hyper_lmdb:read(R, element(rand:uniform(?KEYS), Keys)) of
+                     {ok, <<_:43/binary>>} -> true;
+                     _ -> false
+                 end end
+    end,
     Many = fun(K) ->
         fun() ->
             Keys = keys(<<"key-">>, ?KEYS),
@@ -205,6 +216,8 @@ reads(Tmp, Ms, Port) ->
     Rows = measure(hidden(echo_specs(Port) ++ [raw_spec(Tmp, raw_get)]) ++
                    [{{read, C}, "hyper_lmdb read", C, callers_slice(C, Read, true), echo_floor(C)}
                     || C <- ?CALLERS] ++
+                   [{reader, "hyper_lmdb read via a reader", 1, callers_slice(1, ReaderRead, true),
+                     echo_floor(1)}] ++
                    [{{many, K}, fmt("hyper_lmdb read_many of ~b, keys/s", [K]), 1,
                      scaled(K, callers_slice(1, Many(K), true)), {raw_get, ops}}
                     || K <- [10, 100, 1000]],
