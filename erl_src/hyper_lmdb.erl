@@ -33,7 +33,7 @@
 -type list_opts() :: #{from => binary(), limit => non_neg_integer(),
                        direction => asc | desc}.
 -type error() :: {error, term()}.
--opaque reader() :: {hyper_lmdb_reader, reference()}.
+-opaque reader() :: {hyper_lmdb_reader, reference(), timeout()}.
 %% A store's reader, for the process that opened it (open_reader/1).
 
 -define(DEFAULT_TIMEOUT, 60000).
@@ -105,7 +105,7 @@ open_reader(Opts) ->
     case server(Opts) of
         {ok, {Pid, _, _}} ->
             case hyper_lmdb_server:open_reader(Pid, ?OPEN_WAIT) of
-                {ok, Ref} -> {ok, {hyper_lmdb_reader, Ref}};
+                {ok, Ref} -> {ok, {hyper_lmdb_reader, Ref, timeout(Opts)}};
                 {error, _} = E -> E
             end;
         {error, _} = E ->
@@ -114,7 +114,7 @@ open_reader(Opts) ->
 
 %% @doc Closes a reader opened by this process; `ok' also if it was closed.
 -spec close_reader(reader()) -> ok.
-close_reader({hyper_lmdb_reader, Ref}) ->
+close_reader({hyper_lmdb_reader, Ref, _}) ->
     hyper_lmdb_server:close_reader(Ref);
 close_reader(_) ->
     ok.
@@ -592,9 +592,9 @@ dev_limit(L) ->
 %%% ---------------------------------------------------------------------
 %%% internals
 
-call({hyper_lmdb_reader, Ref}, read, Req) ->
-    hyper_lmdb_server:reader_request(Ref, Req, ?DEFAULT_TIMEOUT);
-call({hyper_lmdb_reader, _}, _, _) ->
+call({hyper_lmdb_reader, Ref, Timeout}, read, Req) ->
+    hyper_lmdb_server:reader_request(Ref, Req, Timeout);
+call({hyper_lmdb_reader, _, _}, _, _) ->
     {error, {bad_argument, reader}};
 call(Opts, Kind, Req) ->
     case server(Opts) of

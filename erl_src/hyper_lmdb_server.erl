@@ -463,8 +463,8 @@ open_reader(Pid, Timeout) ->
                                 fault_injection = false},
             Ref = make_ref(),
             case start_reader(ReaderCfg) of
-                {ok, Port, Watcher} ->
-                    put({?READER_KEY, Ref}, {Port, Watcher, ReaderCfg}),
+                {ok, Port, Watch} ->
+                    put({?READER_KEY, Ref}, {Port, Watch, ReaderCfg}),
                     {ok, Ref};
                 {error, _} = E ->
                     E
@@ -475,21 +475,24 @@ open_reader(Pid, Timeout) ->
 
 %% The port, unlinked so that a port that dies cannot take its owner with
 %% it (an exit signal other than `normal', epipe say, would kill a
-%% caller that does not trap exits), and a watcher that closes it when
-%% the owner ends (a port outlives an owner it is not linked to).
+%% caller that does not trap exits), but monitored: a port closed by a
+%% failed write (its program dead) sends no exit status.  And a watcher
+%% that closes it when the owner ends (a port outlives an owner it is not
+%% linked to).  {ok, Port, {Monitor, Watcher}}.
 start_reader(Cfg) ->
     case open_port(Cfg) of
         {ok, Port, _, _} ->
             unlink(Port),
+            MRef = erlang:monitor(port, Port),
             Owner = self(),
             Watcher = spawn(fun() ->
-                                MRef = erlang:monitor(process, Owner),
+                                M = erlang:monitor(process, Owner),
                                 receive
-                                    {'DOWN', MRef, process, _, _} -> catch port_close(Port);
+                                    {'DOWN', M, process, _, _} -> catch port_close(Port);
                                     close -> ok
                                 end
                             end),
-            {ok, Port, Watcher};
+            {ok, Port, {MRef, Watcher}};
         {error, _} = E ->
             E
     end.
@@ -499,12 +502,13 @@ start_reader(Cfg) ->
 -spec close_reader(reference()) -> ok.
 close_reader(Ref) ->
     case erase({?READER_KEY, Ref}) of
-        {Port, Watcher, _} -> stop_reader(Port, Watcher);
+        {Port, Watch, _} -> stop_reader(Port, Watch);
         undefined -> ok
     end.
 
-stop_reader(Port, Watcher) ->
+stop_reader(Port, {MRef, Watcher}) ->
     Watcher ! close,
+    erlang:demonitor(MRef, [flush]),
     catch port_close(Port),
     flush_port(Port).
 
@@ -524,35 +528,34 @@ reader_request(Ref, Req, Timeout) ->
     case get({?READER_KEY, Ref}) of
         undefined ->
             {error, {bad_argument, reader}};  % closed, or another process's
-        {Port, Watcher, Cfg} ->
+        {Port, Watch, Cfg} ->
             case lists:member(element(1, Req), ?READER_REQUESTS) of
                 true ->
                     Id = new_id(),
                     case checked_frame(Id, Req) of
                         {too_large, Size} -> {error, {too_large, Size}};
-                        Frame -> reader_send(Ref, Port, Watcher, Cfg, Id, Frame, Timeout, 1)
+                        Frame -> reader_send(Ref, Port, Watch, Cfg, Id, Frame, Timeout, 1)
                     end;
                 false ->
                     {error, {bad_argument, reader}}
             end
     end.
 
-reader_send(Ref, Port, Watcher, Cfg, Id, Frame, Timeout, Tries) ->
+reader_send(Ref, Port, Watch, Cfg, Id, Frame, Timeout, Tries) ->
     Sent = try port_command(Port, Frame) catch error:badarg -> false end,
     Result = case Sent of
-                 true -> reader_wait(Port, Id, Timeout, none);
+                 true -> reader_wait(Port, element(1, Watch), Id, Timeout, none);
                  false -> {died, port_closed}
              end,
     case Result of
         {died, Why} when Tries > 0 ->
-            stop_reader(Port, Watcher),
+            stop_reader(Port, Watch),
             case start_reader(Cfg) of
-                {ok, Port2, Watcher2} ->
-                    put({?READER_KEY, Ref}, {Port2, Watcher2, Cfg}),
-                    reader_send(Ref, Port2, Watcher2, Cfg, Id, Frame, Timeout, Tries - 1);
+                {ok, Port2, Watch2} ->
+                    put({?READER_KEY, Ref}, {Port2, Watch2, Cfg}),
+                    reader_send(Ref, Port2, Watch2, Cfg, Id, Frame, Timeout, Tries - 1);
                 {error, _} ->
-                    erase({?READER_KEY, Ref}),
-                    {error, {port_exit, Why}}
+                    {error, {port_exit, Why}}  % (the next call tries again)
             end;
         {died, Why} ->
             {error, {port_exit, Why}};
@@ -560,22 +563,22 @@ reader_send(Ref, Port, Watcher, Cfg, Id, Frame, Timeout, Tries) ->
             %% hung, or too slow for this caller: its answer must not come
             %% later, so this port goes, and the next call starts another
             kill_port(Port),
-            stop_reader(Port, Watcher),
+            stop_reader(Port, Watch),
             case start_reader(Cfg) of
-                {ok, Port2, Watcher2} -> put({?READER_KEY, Ref}, {Port2, Watcher2, Cfg});
-                {error, _} -> erase({?READER_KEY, Ref})
+                {ok, Port2, Watch2} -> put({?READER_KEY, Ref}, {Port2, Watch2, Cfg});
+                {error, _} -> ok  % (the next call tries again)
             end,
             {error, timeout};
         {ok, Reply} ->
             decode(Reply)
     end.
 
-reader_wait(Port, Id, Timeout, Partial0) ->
+reader_wait(Port, MRef, Id, Timeout, Partial0) ->
     receive
         {Port, {data, Chunk}} ->
             case frames(Chunk, Partial0) of
                 {[], Partial} ->
-                    reader_wait(Port, Id, Timeout, Partial);  % wake-ups, or part of it
+                    reader_wait(Port, MRef, Id, Timeout, Partial);  % wake-ups, or part of it
                 {[Reply], none} ->
                     case reply_id(Reply) of
                         Id -> {ok, Reply};
@@ -585,7 +588,9 @@ reader_wait(Port, Id, Timeout, Partial0) ->
                     {died, {bad_reply, Other}}
             end;
         {Port, {exit_status, Status}} ->
-            {died, exit_reason(Status)}
+            {died, exit_reason(Status)};
+        {'DOWN', MRef, port, Port, Reason} ->
+            {died, {port_closed, Reason}}
     after Timeout ->
         timeout
     end.
