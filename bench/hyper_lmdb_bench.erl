@@ -193,7 +193,8 @@ reads(Tmp, Ms, Port) ->
                  end end
     end,
     %% A reader per caller, opened by the caller before its slice starts
-    %% (it closes with the caller).
+    %% (it closes with the caller): one caller's latency, and many
+    %% callers each with a port of their own against many sharing one.
     ReaderRead = fun() ->
         Keys = keys(<<"key-">>, ?KEYS),
         {ok, R} = hyper_lmdb:open_reader(S),
@@ -216,8 +217,8 @@ reads(Tmp, Ms, Port) ->
     Rows = measure(hidden(echo_specs(Port) ++ [raw_spec(Tmp, raw_get)]) ++
                    [{{read, C}, "hyper_lmdb read", C, callers_slice(C, Read, true), echo_floor(C)}
                     || C <- ?CALLERS] ++
-                   [{reader, "hyper_lmdb read via a reader", 1, callers_slice(1, ReaderRead, true),
-                     echo_floor(1)}] ++
+                   [{{reader, C}, "hyper_lmdb read via a reader", C, callers_slice(C, ReaderRead, true),
+                     echo_floor(C)} || C <- [1, 16, 64]] ++
                    [{{many, K}, fmt("hyper_lmdb read_many of ~b, keys/s", [K]), 1,
                      scaled(K, callers_slice(1, Many(K), true)), {raw_get, ops}}
                     || K <- [10, 100, 1000]],

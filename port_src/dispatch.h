@@ -48,6 +48,7 @@ struct dispatch {
      * requests / input_chunks is the burst size the server achieves */
     uint64_t input_chunks, input_waits;
     uint64_t wake_frames; /* empty frames written ahead of serving (main.c) */
+    uint64_t spin_misses; /* spins before sleeping that caught no input (main.c) */
 };
 
 void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max);

@@ -71,6 +71,33 @@ static int frame_ready(const struct frame_in *in)
  * sixteen lost 2-6% at 32 and 64 callers. */
 #define SPIN_BELOW_AVG (8 * 16)
 
+/* A spin that ends with no input was a waste of a core, and on a machine
+ * shared by many ports (a reader per caller: see hyper_lmdb:open_reader/1)
+ * it takes the core from the very callers it waits for.  So a miss makes
+ * the port sleep through its next waits without spinning, one after the
+ * first miss and twice as many after each further one, up to
+ * SPIN_BACKOFF_MAX; a spin that catches input, or a sleep that ends within
+ * --spin-us (a spin would have caught it), spins again from the next wait. */
+#define SPIN_BACKOFF_MAX 256u
+
+struct spin_policy {
+    unsigned skip;    /* waits left to sleep through without spinning */
+    unsigned backoff; /* what the next miss sets skip to */
+};
+
+static void spin_hit(struct spin_policy *p)
+{
+    p->skip = 0;
+    p->backoff = 1;
+}
+
+static void spin_miss(struct spin_policy *p)
+{
+    p->skip = p->backoff;
+    if (p->backoff < SPIN_BACKOFF_MAX)
+        p->backoff *= 2;
+}
+
 /* How long a new port waits for the one before it to let go of the
  * directory (lock_dir): longer than the server's default watchdog, after
  * which a closed port that is hung is killed (hyper_lmdb_server, reap). */
@@ -528,6 +555,7 @@ int main(int argc, char **argv)
     unsigned burst_avg = 16;      /* moving average of last_burst, x16 */
     size_t last_batch = 0;        /* fsync mode: writes in the last commit */
     uint64_t commit_us = 0;       /* ... and how long it took (group_wait) */
+    struct spin_policy spin = {.skip = 0, .backoff = 1};
 
     for (;;) {
         if (d.crash_on_flush) { /* fault injection: die mid-reply */
@@ -557,14 +585,27 @@ int main(int argc, char **argv)
          * spinning, 230k not; perf showed 40% of the port's time in the
          * spin when it spun after bursts of up to four). */
         int n = poll(&pfd, 1, 0);
-        if (n == 0 && opt.spin_us && burst_avg < SPIN_BELOW_AVG) {
+        int may_spin = n == 0 && opt.spin_us && burst_avg < SPIN_BELOW_AVG;
+        if (may_spin && spin.skip) {
+            spin.skip--;
+        } else if (may_spin) {
             uint64_t until = now_us() + opt.spin_us;
             while (n == 0 && now_us() < until)
                 n = poll(&pfd, 1, 0);
+            if (n == 0) {
+                spin_miss(&spin);
+                d.spin_misses++;
+                may_spin = 0; /* the sleep below says nothing more */
+            } else {
+                spin_hit(&spin);
+            }
         }
         if (n == 0) {
+            uint64_t slept = may_spin ? now_us() : 0;
             d.input_waits++;
             n = poll(&pfd, 1, timeout);
+            if (may_spin && n > 0 && now_us() - slept <= opt.spin_us)
+                spin_hit(&spin);
         }
         if (n < 0 && errno == EINTR)
             continue;

@@ -14,7 +14,7 @@
 -export([kill9_while_writing/1, kill9_while_writing_fsync/1, injected_crash_points/1,
          async_survives_port_crashes/1, fsync_survives_port_crashes/1, hung_port_is_replaced/1,
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
-         wake_frames_are_not_replies/1]).
+         wake_frames_are_not_replies/1, spins_that_miss_back_off/1]).
 -export([log/2]).
 
 suite() -> [{timetrap, {minutes, 10}}].
@@ -23,7 +23,7 @@ all() ->
     [kill9_while_writing, kill9_while_writing_fsync, injected_crash_points,
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
-     wake_frames_are_not_replies].
+     wake_frames_are_not_replies, spins_that_miss_back_off].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -466,6 +466,27 @@ wake_frames_are_not_replies(Config) ->
     #{wake_frames := Wakes, requests := Requests} = hyper_lmdb:stats(S),
     ct:pal("wake frames ~b for ~b requests", [Wakes, Requests]),
     ?assert(Wakes >= 300).
+
+%% The port spins a moment for the next request before it sleeps
+%% (port_src/main.c).  A caller that pauses between requests makes every
+%% spin a miss: the port then sleeps at once through more and more waits,
+%% and spins only now and then.  A caller that asks again at once makes it
+%% spin again: most of its requests find the port awake (no sleep).
+spins_that_miss_back_off(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    #{spin_misses := M0} = hyper_lmdb:stats(S),
+    [begin {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>), timer:sleep(2) end
+     || _ <- lists:seq(1, 200)],
+    #{spin_misses := M1, input_waits := W1} = hyper_lmdb:stats(S),
+    [{ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>) || _ <- lists:seq(1, 5000)],
+    #{input_waits := W2} = hyper_lmdb:stats(S),
+    ct:pal("200 reads 2 ms apart: ~b spins missed; 5000 back to back: ~b sleeps",
+           [M1 - M0, W2 - W1]),
+    %% without the backoff, every one of the 200 would miss
+    ?assert(M1 - M0 =< 40),
+    ?assert(W2 - W1 < 2500).
 
 %% The first warning logged that matches Re, or none within 5 s (Ms).
 logged(Re) ->
