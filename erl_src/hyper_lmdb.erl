@@ -96,6 +96,8 @@ running(check, Cfg, Opts, Pid) ->
 %% single caller's round trip.  Only the process that opened it may use
 %% it; it costs a port (an OS process and an LMDB reader slot, see
 %% `<<"max-readers">>') until close_reader/1 or the end of its owner.  A
+%% store's readers take at most two fewer slots than `max-readers' (the
+%% store's own port keeps one): beyond, `{error, {readers_full, Max}}'.  A
 %% reader whose port dies is started again and the read retried.  Not for
 %% a store in `async' mode, whose writes may still be queued in the server
 %% (`{error, {bad_option, <<"durability">>}}').  Other calls with a reader,

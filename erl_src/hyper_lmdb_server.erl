@@ -78,6 +78,10 @@
 %% The requests a reader serves: those that only read the store (not
 %% sync/stats, which speak of the store's own port).
 -define(READER_REQUESTS, [read, read_many, list, type, resolve, match, scan, match_values]).
+%% LMDB reader slots (max-readers) that readers may not take: the store's
+%% own port holds one, and one more covers a port started again while the
+%% one before still holds its slot, or a command-line tool.
+-define(READER_RESERVE, 2).
 -define(LAST_KEY, '$hyper_lmdb_last_store').
 %% A reply frame taken from a port chunk larger than this is copied before
 %% it is sent on (see detach/1).
@@ -154,7 +158,10 @@
     %% at a time so that a write that kills the port dies alone, and the
     %% requests that came since (Later, newest first), sent once every
     %% suspect is settled.  Requests are kept in order throughout.
-    solo = none :: none | {[entry()], [entry()]}
+    solo = none :: none | {[entry()], [entry()]},
+    %% the readers open on this store (open_reader/2), by the monitor of
+    %% their owner: each holds an LMDB reader slot
+    readers = #{} :: #{reference() => pid()}
 }).
 
 -type entry() :: {integer(), {dest(), kind(), iodata(), non_neg_integer(), integer()}}.
@@ -456,19 +463,23 @@ own(Value) ->
 -spec open_reader(pid(), timeout()) -> {ok, reference()} | {error, term()}.
 open_reader(Pid, Timeout) ->
     try gen_server:call(Pid, reader_cfg, Timeout) of
-        {ok, #cfg{durability = <<"async">>, read_only = false}} ->
+        {ok, #cfg{durability = <<"async">>, read_only = false}, Lease} ->
+            give_back(Lease),
             {error, {bad_option, <<"durability">>}};
-        {ok, Cfg} ->
+        {ok, Cfg, Lease} ->
             ReaderCfg = Cfg#cfg{read_only = true, exclusive = false, session = 0,
                                 fault_injection = false},
             Ref = make_ref(),
             case start_reader(ReaderCfg) of
                 {ok, Port, Watch} ->
-                    put({?READER_KEY, Ref}, {Port, Watch, ReaderCfg}),
+                    put({?READER_KEY, Ref}, {Port, Watch, ReaderCfg, Lease}),
                     {ok, Ref};
                 {error, _} = E ->
+                    give_back(Lease),
                     E
-            end
+            end;
+        {error, _} = E ->
+            E
     catch
         exit:_ -> {error, not_started}
     end.
@@ -502,9 +513,14 @@ start_reader(Cfg) ->
 -spec close_reader(reference()) -> ok.
 close_reader(Ref) ->
     case erase({?READER_KEY, Ref}) of
-        {Port, Watch, _} -> stop_reader(Port, Watch);
+        {Port, Watch, _, Lease} -> stop_reader(Port, Watch), give_back(Lease);
         undefined -> ok
     end.
+
+%% The reader slot back to the store's server (a server gone has no
+%% count to keep).
+give_back({Server, Lease}) ->
+    gen_server:cast(Server, {reader_closed, Lease}).
 
 stop_reader(Port, {MRef, Watcher}) ->
     Watcher ! close,
@@ -528,20 +544,21 @@ reader_request(Ref, Req, Timeout) ->
     case get({?READER_KEY, Ref}) of
         undefined ->
             {error, {bad_argument, reader}};  % closed, or another process's
-        {Port, Watch, Cfg} ->
+        Reader ->
             case lists:member(element(1, Req), ?READER_REQUESTS) of
                 true ->
                     Id = new_id(),
                     case checked_frame(Id, Req) of
                         {too_large, Size} -> {error, {too_large, Size}};
-                        Frame -> reader_send(Ref, Port, Watch, Cfg, Id, Frame, Timeout, 1)
+                        Frame -> reader_send(Ref, Reader, Id, Frame, Timeout, 1)
                     end;
                 false ->
                     {error, {bad_argument, reader}}
             end
     end.
 
-reader_send(Ref, Port, Watch, Cfg, Id, Frame, Timeout, Tries) ->
+%% Reader: {Port, Watch, Cfg, Lease}, as kept under Ref.
+reader_send(Ref, {Port, Watch, Cfg, Lease}, Id, Frame, Timeout, Tries) ->
     Sent = try port_command(Port, Frame) catch error:badarg -> false end,
     Result = case Sent of
                  true -> reader_wait(Port, element(1, Watch), Id, Timeout, none);
@@ -552,8 +569,9 @@ reader_send(Ref, Port, Watch, Cfg, Id, Frame, Timeout, Tries) ->
             stop_reader(Port, Watch),
             case start_reader(Cfg) of
                 {ok, Port2, Watch2} ->
-                    put({?READER_KEY, Ref}, {Port2, Watch2, Cfg}),
-                    reader_send(Ref, Port2, Watch2, Cfg, Id, Frame, Timeout, Tries - 1);
+                    Reader = {Port2, Watch2, Cfg, Lease},
+                    put({?READER_KEY, Ref}, Reader),
+                    reader_send(Ref, Reader, Id, Frame, Timeout, Tries - 1);
                 {error, _} ->
                     {error, {port_exit, Why}}  % (the next call tries again)
             end;
@@ -565,7 +583,7 @@ reader_send(Ref, Port, Watch, Cfg, Id, Frame, Timeout, Tries) ->
             kill_port(Port),
             stop_reader(Port, Watch),
             case start_reader(Cfg) of
-                {ok, Port2, Watch2} -> put({?READER_KEY, Ref}, {Port2, Watch2, Cfg});
+                {ok, Port2, Watch2} -> put({?READER_KEY, Ref}, {Port2, Watch2, Cfg, Lease});
                 {error, _} -> ok  % (the next call tries again)
             end,
             {error, timeout};
@@ -1007,8 +1025,18 @@ claim_dir(Id, Name) ->
     {reply, term(), #state{}} | {stop, normal, ok, #state{}}.
 handle_call(stop, _From, S) ->
     {stop, normal, ok, S};
-handle_call(reader_cfg, _From, S = #state{cfg = Cfg, format = Format}) ->
-    {reply, {ok, Cfg#cfg{format = atom_to_binary(Format)}}, S};
+handle_call(reader_cfg, {Owner, _}, S = #state{cfg = Cfg, format = Format, readers = Rs}) ->
+    %% A lease of a reader slot, given back by close_reader/1 or when its
+    %% owner ends: readers that took every slot would leave none for a
+    %% port of the store started again.
+    case map_size(Rs) < Cfg#cfg.max_readers - ?READER_RESERVE of
+        true ->
+            Lease = erlang:monitor(process, Owner),
+            {reply, {ok, Cfg#cfg{format = atom_to_binary(Format)}, {self(), Lease}},
+             S#state{readers = Rs#{Lease => Owner}}};
+        false ->
+            {reply, {error, {readers_full, Cfg#cfg.max_readers}}, S}
+    end;
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
               pending => S#state.inflight + length(held(S#state.solo)),
@@ -1019,6 +1047,9 @@ handle_call(_, _From, S) ->
 
 %% @private
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast({reader_closed, Lease}, S) ->
+    erlang:demonitor(Lease, [flush]),
+    {noreply, S#state{readers = maps:remove(Lease, S#state.readers)}};
 handle_cast(_, S) ->
     {noreply, S}.
 
@@ -1073,6 +1104,9 @@ handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
 handle_info({'EXIT', Port, Reason}, S = #state{port = Port}) ->
     %% A write to a dead port (epipe) closes it before any exit status.
     port_died({port_closed, Reason}, S);
+handle_info({'DOWN', Lease, process, _, _}, S = #state{readers = Rs})
+  when is_map_key(Lease, Rs) ->
+    {noreply, S#state{readers = maps:remove(Lease, Rs)}};  % a reader's owner ended
 handle_info({'EXIT', _, _}, S) ->
     %% A port we already replaced.  (Our parent's exit is handled by
     %% gen_server itself, which calls terminate/2.)

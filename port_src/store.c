@@ -72,7 +72,9 @@ int store_note_last(struct store *s, uint64_t id)
 int store_last_request(struct store *s, uint64_t *session, uint64_t *id)
 {
     MDB_txn *txn;
-    if (!s->has_meta || mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+    /* the pooled transaction: its slot is held (a slot of its own might
+     * not be free, and "none recorded" would replay committed writes) */
+    if (!s->has_meta || store_read_txn(s, &txn))
         return 0;
     MDB_val k = {sizeof LAST_KEY - 1, LAST_KEY}, v;
     int found = mdb_get(txn, s->meta_dbi, &k, &v) == 0 && v.mv_size == 16;
@@ -84,7 +86,7 @@ int store_last_request(struct store *s, uint64_t *session, uint64_t *id)
             *id = *id << 8 | b[8 + i];
         }
     }
-    mdb_txn_abort(txn);
+    txn_pool_release(&s->pool);
     return found;
 }
 
@@ -334,6 +336,15 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
         goto fail;
     }
     txn_pool_init(&s->pool, s->env);
+    /* The read slot now, before readers of the directory (hyper_lmdb's
+     * open_reader/1, each a process of its own) can take the last ones:
+     * a store that could write but no longer read would be no store. */
+    if ((rc = txn_pool_hold(&s->pool))) {
+        link_cache_free(s->cache);
+        s->cache = NULL;
+        snprintf(err, errlen, "read slot: %s", open_reason(rc));
+        goto fail;
+    }
     return 0;
 fail:
     if (txn)
@@ -371,6 +382,7 @@ int store_grow_map(struct store *s)
         return MDB_MAP_FULL;
     if ((rc = mdb_env_set_mapsize(s->env, next)))
         return rc;
+    (void)txn_pool_hold(&s->pool); /* the slot again at once (store_open) */
     s->map_grows++;
     fprintf(stderr, "hyper_lmdb_port: map grown to %zu bytes\n", next);
     return 0;
@@ -384,6 +396,7 @@ int store_adopt_map(struct store *s)
     int rc = mdb_env_set_mapsize(s->env, 0); /* 0: the size in the meta page */
     if (rc)
         return rc;
+    (void)txn_pool_hold(&s->pool); /* the slot again at once (store_open) */
     MDB_envinfo info;
     if (mdb_env_info(s->env, &info) == 0)
         fprintf(stderr, "hyper_lmdb_port: map grown by another process to %zu bytes; adopted\n",

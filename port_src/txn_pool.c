@@ -37,6 +37,20 @@ int txn_pool_read(struct txn_pool *p, MDB_txn **txn)
     return 0;
 }
 
+int txn_pool_hold(struct txn_pool *p)
+{
+    if (p->txn)
+        return 0;
+    int rc = mdb_txn_begin(p->env, NULL, MDB_RDONLY, &p->txn);
+    if (rc) {
+        p->txn = NULL;
+        return rc;
+    }
+    mdb_txn_reset(p->txn);
+    p->live = 0;
+    return 0;
+}
+
 void txn_pool_release(struct txn_pool *p)
 {
     if (p->txn && p->live) {

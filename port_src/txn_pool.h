@@ -25,6 +25,11 @@ void txn_pool_init(struct txn_pool *p, MDB_env *env);
 /* Sets *txn to an active read transaction on the latest snapshot the pool
  * has taken since the last release.  Returns 0 or an LMDB error. */
 int txn_pool_read(struct txn_pool *p, MDB_txn **txn);
+/* Takes the transaction's reader slot now, if it has none, and keeps it
+ * with no snapshot (reset): the slot is the port's from then on, whatever
+ * other processes of the directory (readers) take.  Returns 0 or an LMDB
+ * error (MDB_READERS_FULL). */
+int txn_pool_hold(struct txn_pool *p);
 /* Ends the snapshot; the next txn_pool_read takes a fresh one. */
 void txn_pool_release(struct txn_pool *p);
 /* Frees the transaction and its reader slot (before a map resize). */

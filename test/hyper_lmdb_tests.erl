@@ -1064,7 +1064,7 @@ cached_last_store_test_() ->
 
 %% The reader's port, as its owner keeps it.
 reader_port({hyper_lmdb_reader, Ref, _}) ->
-    {Port, _, _} = get({'$hyper_lmdb_reader', Ref}),
+    {Port, _, _, _} = get({'$hyper_lmdb_reader', Ref}),
     Port.
 
 reader_os_pid(R) ->
@@ -1133,6 +1133,53 @@ reader_belongs_to_its_owner_test_() ->
         A = store(reader_async, #{<<"durability">> => <<"async">>}),
         ?assertEqual({error, {bad_option, <<"durability">>}}, hyper_lmdb:open_reader(A)),
         done(A)
+    end}.
+
+%% Readers take at most max-readers less two LMDB reader slots: the
+%% store's port keeps its own, also through a restart with every reader
+%% open, and a slot comes back when a reader closes or its owner ends.
+readers_leave_the_store_its_slot_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reader_slots, #{<<"max-readers">> => 6}),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        Self = self(),
+        %% each reader in a process of its own, which keeps it open
+        Open = fun() ->
+                   P = spawn(fun() ->
+                                 Got = case hyper_lmdb:open_reader(S) of
+                                           {ok, R} -> hyper_lmdb:read(R, <<"k">>);
+                                           E -> E
+                                       end,
+                                 Self ! {self(), Got},
+                                 receive never -> ok end
+                             end),
+                   put(owners, [P | case get(owners) of undefined -> []; L -> L end]),
+                   P
+               end,
+        Answer = fun(P) -> receive {P, X} -> X after 10000 -> no_answer end end,
+        Owners = [Open() || _ <- lists:seq(1, 4)],
+        ?assertEqual([{ok, <<"v">>} || _ <- Owners], [Answer(P) || P <- Owners]),
+        ?assertEqual({error, {readers_full, 6}}, Answer(Open())),
+        %% the store's port killed and started again, every reader open:
+        %% it still reads, and sees its writes
+        #{os_pid := OsPid} = hyper_lmdb:stats(S),
+        _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+        ?assert(wait_until(fun() -> maps:get(os_pid, hyper_lmdb:stats(S)) =/= OsPid end, 5000)),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v2">>),
+        ?assertEqual({ok, <<"v2">>}, hyper_lmdb:read(S, <<"k">>)),
+        %% an owner gone gives its slot back
+        [First | _] = Owners,
+        exit(First, kill),
+        ?assert(wait_until(fun() ->
+                               P = Open(),
+                               case Answer(P) of
+                                   {ok, <<"v2">>} -> true;
+                                   {error, {readers_full, 6}} -> false
+                               end
+                           end, 5000)),
+        ?assertEqual({error, {readers_full, 6}}, Answer(Open())),
+        [exit(P, kill) || P <- erase(owners)],
+        done(S)
     end}.
 
 %% A reader whose port is killed starts it again and answers; its port
