@@ -301,9 +301,10 @@ hung_port_is_replaced(Config) ->
     ?assertMatch(#{port_restarts := 1, last_port_exit := hung}, hyper_lmdb:stats(S)),
     ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)).
 
-%% Kill -9 a whole node while it writes and reads; reopen from this node:
-%% every write it had acknowledged (in commit mode) is there, its port
-%% exited by itself on stdin EOF, and it left no stale reader slot (looked
+%% Kill -9 a whole node while it writes and reads (through the store and
+%% a reader); reopen from this node: every write it had acknowledged (in
+%% commit mode) is there, its port and its reader's exited by themselves on
+%% stdin EOF, and they left no stale reader slot (looked
 %% for before anything opens the store again: an open clears stale slots).
 %% The node would write for ever if the case failed before its kill: it
 %% halts when its stdin closes (this case's process, owning the port that
@@ -319,9 +320,13 @@ beam_killed_during_writes(Config) ->
         "S = #{<<\"name\">> => <<~p>>},"
         "{ok, _} = hyper_lmdb:start(S),"
         "io:format(\"port ~~b~~n\", [maps:get(os_pid, hyper_lmdb:stats(S))]),"
+        "{ok, R} = hyper_lmdb:open_reader(S),"
+        "[RP] = [P || {{'$hyper_lmdb_reader', _}, {P, _, _, _}} <- get()],"
+        "{os_pid, ROs} = erlang:port_info(RP, os_pid),"
+        "io:format(\"reader ~~b~~n\", [ROs]),"
         "Loop = fun L(I) -> K = integer_to_binary(I),"
         "  ok = hyper_lmdb:write(S, K, K), io:format(\"ack ~~b~~n\", [I]),"
-        "  {ok, K} = hyper_lmdb:read(S, K), L(I + 1) end,"
+        "  {ok, K} = hyper_lmdb:read(S, K), {ok, K} = hyper_lmdb:read(R, K), L(I + 1) end,"
         "Loop(0).", [Dir])),
     Erl = os:find_executable("erl"),
     Node = open_port({spawn_executable, Erl},
@@ -329,13 +334,15 @@ beam_killed_during_writes(Config) ->
                       {line, 256}, exit_status, use_stdio, stderr_to_stdout]),
     {os_pid, NodePid} = erlang:port_info(Node, os_pid),
     kill_at_end(NodePid),
-    PortPid = receive_port_pid(Node),
+    PortPid = receive_pid(Node, "port "),
+    ReaderPid = receive_pid(Node, "reader "),
     Acked0 = collect_acks(Node, erlang:monotonic_time(millisecond) + 1500, -1),
     _ = os:cmd("kill -9 " ++ integer_to_list(NodePid)),
     %% the acks the node printed up to its death, to the last one
     Acked = drain_acks(Node, Acked0),
     ?assert(Acked0 > 10),
     ?assert(gone(PortPid, 300)),
+    ?assert(gone(ReaderPid, 300)),  % a reader's port too: no orphan
     Readers = os:cmd("mdb_stat -rr " ++ Dir),
     ct:pal("node killed after ~b acknowledged writes (~b read before the kill); "
            "mdb_stat -rr:~n~s", [Acked + 1, Acked0 + 1, Readers]),
@@ -344,10 +351,15 @@ beam_killed_during_writes(Config) ->
     assert_present(S, [integer_to_binary(I) || I <- lists:seq(0, Acked)]),
     ok = hyper_lmdb:stop(S).
 
-receive_port_pid(Node) ->
+%% The OS pid the node printed after Tag ("port ", "reader ").
+receive_pid(Node, Tag) ->
     receive
-        {Node, {data, {eol, "port " ++ P}}} -> list_to_integer(P);
-        {Node, {data, {_, Line}}} -> ct:pal("node: ~s", [Line]), receive_port_pid(Node);
+        {Node, {data, {eol, Line}}} when is_list(Line) ->
+            case lists:prefix(Tag, Line) of
+                true -> list_to_integer(lists:nthtail(length(Tag), Line));
+                false -> ct:pal("node: ~s", [Line]), receive_pid(Node, Tag)
+            end;
+        {Node, {data, {_, Line}}} -> ct:pal("node: ~s", [Line]), receive_pid(Node, Tag);
         {Node, {exit_status, St}} -> exit({node_died, St})
     after 20000 -> exit(node_did_not_start)
     end.
