@@ -544,13 +544,16 @@ sync_and_stats(C) ->
 %% store begins until it adopts the new size.  Reads and writes through
 %% the first store must go on as if nothing happened, whether a write
 %% (a write transaction) or a read (the pooled read transaction) meets
-%% the grown map first.
+%% the grown map first.  A reader of the first store (a read-only port of
+%% its own) adopts the new size as well.
 map_grown_by_another_writer(C) ->
     Dir = <<(maps:get(<<"name">>, s(C)))/binary, "-small">>,
     S = #{<<"name">> => Dir, <<"capacity">> => 1 bsl 20, <<"format">> => <<"tagged">>},
     {ok, _} = hyper_lmdb:start(S),
     ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
     {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
+    {ok, R} = hyper_lmdb:open_reader(S),
+    {ok, <<"v">>} = hyper_lmdb:read(R, <<"k">>),
     #{map_size := Before} = hyper_lmdb:stats(S),
     Alias = <<Dir/binary, "-alias">>,
     ok = file:make_symlink(Dir, Alias),
@@ -565,6 +568,7 @@ map_grown_by_another_writer(C) ->
     ok = hyper_lmdb:write(S, <<"k2">>, <<"v2">>),
     {ok, <<"v2">>} = hyper_lmdb:read(S, <<"k2">>),
     {ok, Big} = hyper_lmdb:read(S, <<"big/6">>),
+    {ok, Big} = hyper_lmdb:read(R, <<"big/6">>),
     #{map_size := Grown} = hyper_lmdb:stats(S),
     ?assert(Grown >= Before + 6 * byte_size(Big)),
     Grow(lists:seq(7, 20)),
@@ -572,6 +576,10 @@ map_grown_by_another_writer(C) ->
     {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>),
     ok = hyper_lmdb:write(S, <<"big/21">>, Big),
     {ok, Big} = hyper_lmdb:read(S, <<"big/21">>),
+    [ok = hyper_lmdb:write(S, [<<"own">>, N], Big) || N <- lists:seq(1, 40)],  % its own growth
+    {ok, Big} = hyper_lmdb:read(R, <<"big/21">>),
+    {ok, Big} = hyper_lmdb:read(R, <<"own/40">>),
+    ok = hyper_lmdb:close_reader(R),
     #{map_size := After} = hyper_lmdb:stats(S),
     ?assert(After >= Before + 20 * byte_size(Big)),
     ok = hyper_lmdb:stop(S).
