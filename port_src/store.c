@@ -607,11 +607,24 @@ static int name_cmp_desc(const void *a, const void *b) { return name_cmp_asc(b, 
 
 /* Sorts and removes duplicates (a child can be met twice: once by its own
  * key, once by its subtree). */
+/* 1 when names are in order already (duplicates allowed): the common case,
+ * names met out of order being names cut before a byte below '/'. */
+static int names_in_order(const struct store_names *names, int desc)
+{
+    for (size_t r = 1; r < names->n; r++) {
+        int c = name_cmp_asc(&names->v[r - 1], &names->v[r]);
+        if (desc ? c < 0 : c > 0)
+            return 0;
+    }
+    return 1;
+}
+
 static void names_sort_unique(struct store_names *names, int desc)
 {
     if (names->n < 2)
         return;
-    qsort(names->v, names->n, sizeof *names->v, desc ? name_cmp_desc : name_cmp_asc);
+    if (!names_in_order(names, desc))
+        qsort(names->v, names->n, sizeof *names->v, desc ? name_cmp_desc : name_cmp_asc);
     size_t w = 1;
     for (size_t r = 1; r < names->n; r++)
         if (name_cmp_asc(&names->v[r], &names->v[w - 1]) != 0)
