@@ -283,7 +283,8 @@ drained(_, _, Slice) ->
 %% Reads of d/N directly, through chains of prefix links (l1 -> d, 1 hop;
 %% l3 -> l2 -> l1 -> d, 3 hops) and through whole-key links (k/N -> d/N).
 %% Lists, in a store of their own: a group of 100 childless children, a
-%% group of 100 children with 100 descendants each (3 levels down), and
+%% group of 100 children with 100 descendants each (3 levels down), one
+%% with 1000 each (against the 100: descendants must not count), and
 %% pages of 100 (list/3, from a random child) of a group of ?WIDE.
 links(Tmp, Ms, Port) ->
     S = store(Tmp, "links"),
@@ -306,11 +307,19 @@ links(Tmp, Ms, Port) ->
                                                                $/, integer_to_list(K), "/leaf"]), ?VALUE}
                                      || J <- lists:seq(1, 10), K <- lists:seq(1, 10)]])
      || I <- lists:seq(1, 100)],
+    %% ten times the descendants: a listing must cost the same
+    ok = hyper_lmdb:make_group(L, <<"deeper">>),
+    [ok = hyper_lmdb:write_many(L, [{make_group, <<"deeper/", (child(I))/binary>>} |
+                                    [{write, iolist_to_binary(["deeper/", child(I), $/, integer_to_list(J),
+                                                               $/, integer_to_list(K), "/leaf"]), ?VALUE}
+                                     || J <- lists:seq(1, 10), K <- lists:seq(1, 100)]])
+     || I <- lists:seq(1, 100)],
     ok = hyper_lmdb:make_group(L, <<"wide">>),
     [ok = hyper_lmdb:write_many(L, [{write, <<"wide/", (child(I))/binary>>, ?VALUE} || I <- Chunk])
      || Chunk <- chunks(lists:seq(1, ?WIDE), 1000)],
     progress("list store set up in ~.1f s: flat/ 100 children, deep/ 100 x 100 descendants, "
-             "wide/ ~b children", [(erlang:monotonic_time(millisecond) - T0) / 1000, ?WIDE]),
+             "deeper/ 100 x 1000, wide/ ~b children",
+             [(erlang:monotonic_time(millisecond) - T0) / 1000, ?WIDE]),
     dash_note(L),
     check("lists: list(deep) length", case hyper_lmdb:list(L, <<"deep">>) of
                                           {ok, DL} -> length(DL);
@@ -352,6 +361,8 @@ links(Tmp, Ms, Port) ->
                      callers_slice(1, List(<<"flat">>), true), echo_floor(1)},
                     {deep, "hyper_lmdb list: 100 children, 100 descendants each", 1,
                      callers_slice(1, List(<<"deep">>), true), {flat, both}},
+                    {deeper, "hyper_lmdb list: 100 children, 1000 descendants each", 1,
+                     callers_slice(1, List(<<"deeper">>), true), {deep, both}},
                     {page, fmt("hyper_lmdb list/3: page of 100 of ~bk children", [?WIDE div 1000]), 1,
                      callers_slice(1, Page, true), {flat, both}}],
                    Ms),
