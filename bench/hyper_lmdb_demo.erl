@@ -26,7 +26,7 @@ main(Dir) ->
     show("list latest", hyper_lmdb:list(S, <<"latest">>)),
     show("resolve latest/body", hyper_lmdb:resolve(S, <<"latest/body">>)),
 
-    %% Bulk: write_many then concurrent readers.
+    %% Bulk: write_many then concurrent callers reading.
     Keys = [<<"bench/key-", (integer_to_binary(I))/binary>> || I <- lists:seq(1, ?KEYS)],
     Value = binary:copy(<<"v">>, 43),
     {WUs, ok} = timer:tc(fun() ->
@@ -37,6 +37,12 @@ main(Dir) ->
     io:format("wrote ~b keys with write_many in ~.1f ms~n", [?KEYS, WUs / 1000]),
     KeyTuple = list_to_tuple(Keys),
     [readers(S, KeyTuple, N, 1000) || N <- [1, 64]],
+    %% A reader: a port of this process's own, no server in between.
+    {ok, R} = hyper_lmdb:open_reader(S),
+    show("read latest/body via a reader", hyper_lmdb:read(R, <<"latest/body">>)),
+    RCount = read_loop(R, KeyTuple, erlang:monotonic_time(millisecond) + 1000, 0),
+    io:format(" 1 reader with its own port (open_reader/1): ~b reads/s~n", [RCount]),
+    ok = hyper_lmdb:close_reader(R),
     {RmUs, Many} = timer:tc(fun() -> hyper_lmdb:read_many(S, lists:sublist(Keys, 100)) end),
     io:format("read_many of 100 keys (first call, cold): ~b found in ~b us~n",
               [length([ok || {ok, _} <- Many]), RmUs]),
@@ -64,7 +70,7 @@ readers(S, Keys, N, Ms) ->
     Pids = [spawn_link(fun() -> Parent ! {self(), read_loop(S, Keys, Deadline, 0)} end)
             || _ <- lists:seq(1, N)],
     Total = lists:sum([receive {P, C} -> C end || P <- Pids]),
-    io:format("~2b concurrent readers: ~b reads/s~n", [N, Total * 1000 div Ms]).
+    io:format("~2b concurrent callers: ~b reads/s~n", [N, Total * 1000 div Ms]).
 
 read_loop(S, Keys, Deadline, Count) ->
     case erlang:monotonic_time(millisecond) < Deadline of
