@@ -340,7 +340,8 @@ sync(_, _, _) ->
     {error, {bad_argument, request}}.
 
 %% @doc Counters and sizes: entries, map size and use, format, durability,
-%% cache hits and misses, commits and batch sizes, port restarts.
+%% cache hits and misses, commits and batch sizes, port restarts, the
+%% readers open on the store (`readers_open', see open_reader/1).
 -spec stats(store()) -> map() | error().
 stats(Opts) ->
     %% (through call/3: a store whose server was killed starts again)
@@ -350,6 +351,7 @@ stats(Opts) ->
             (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
                                      last_port_exit => maps:get(last_exit, Info, undefined),
                                      in_flight => maps:get(pending, Info),
+                                     readers_open => maps:get(readers, Info, 0),
                                      os_pid => maps:get(os_pid, Info, undefined)};
         Other ->
             Other
@@ -361,7 +363,7 @@ port_info(Opts) ->
         {ok, {Pid, _, _}} = hyper_lmdb_server:find(Name),
         hyper_lmdb_server:port_info(Pid)
     catch
-        _:_ -> #{restarts => 0, pending => 0}
+        _:_ -> #{restarts => 0, pending => 0, readers => 0}
     end.
 
 %%% ---------------------------------------------------------------------

@@ -626,7 +626,7 @@ inject_fault(Name, Point) ->
     end.
 
 %% @doc The server's own view: restarts, last exit, requests in flight,
-%% the port's OS pid.
+%% readers open (their slot leases), the port's OS pid.
 -spec port_info(pid()) -> map().
 port_info(Pid) ->
     gen_server:call(Pid, port_info).
@@ -1040,6 +1040,7 @@ handle_call(reader_cfg, {Owner, _}, S = #state{cfg = Cfg, format = Format, reade
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
               pending => S#state.inflight + length(held(S#state.solo)),
+              readers => map_size(S#state.readers),
               format => S#state.format,
               last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->

@@ -461,6 +461,10 @@ broken_stream(Config) ->
 %%% ---------------------------------------------------------------------
 %%% load
 
+%% 1000 callers of reads, writes, lists and read_many for load_seconds(),
+%% and two processes opening readers all the while (closed, or left to
+%% their owner's end): no errors, a bounded mailbox, flat memory, and at
+%% the end no reader left, neither its lease nor its port's slot.
 load_1000_callers(Config) ->
     Secs = load_seconds(),
     S = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "load"))},
@@ -475,8 +479,17 @@ load_1000_callers(Config) ->
     %% into every one of them and measure the test, not the store)
     Callers = [spawn_link(fun() -> Parent ! {self(), caller(S, Deadline, 0, [])} end)
                || _ <- lists:seq(1, 1000)],
+    Churners = [spawn_link(fun() -> Parent ! {self(), churn(S, Deadline, 0, [])} end)
+                || _ <- lists:seq(1, 2)],
     Samples = sample(Server, OsPid, Deadline, []),
     Results = [receive {P, R} -> R end || P <- Callers],
+    Churned = [receive {P, R} -> R end || P <- Churners],
+    ReaderErrors = lists:append([E || {_, E} <- Churned]),
+    ?assertEqual([], lists:sublist(ReaderErrors, 10)),
+    ?assert(wait_until(fun() -> maps:get(readers_open, hyper_lmdb:stats(S)) =:= 0 end, 5000)),
+    %% the store's own port keeps its slot; every reader's is free again
+    Dir = binary_to_list(maps:get(<<"name">>, S)),
+    ?assert(wait_until(fun() -> reader_slots(Dir) =:= 1 end, 5000)),
     Ops = lists:sum([N || {N, _} <- Results]),
     Errors = lists:append([E || {_, E} <- Results]),
     Mailbox = lists:max([M || {M, _, _} <- Samples]),
@@ -489,10 +502,10 @@ load_1000_callers(Config) ->
     RssLast = avg(lists:nthtail(max(0, length(Rss) - 25), Rss)),
     Line = io_lib:format("load: ops/s=~b peak_mailbox=~b peak_beam_mb=~b peak_port_rss_mb=~b "
                          "beam_mb_first5s=~b beam_mb_last5s=~b "
-                         "port_rss_mb_first5s=~b port_rss_mb_last5s=~b errors=~b",
+                         "port_rss_mb_first5s=~b port_rss_mb_last5s=~b errors=~b readers_opened=~b",
                          [Ops div Secs, Mailbox, lists:max(Beam) div 1048576, PortRss div 1024,
                           First div 1048576, Last div 1048576, RssFirst div 1024,
-                          RssLast div 1024, length(Errors)]),
+                          RssLast div 1024, length(Errors), lists:sum([N || {N, _} <- Churned])]),
     ct:pal("~s", [Line]),
     io:format(user, "~s~n", [Line]),
     ?assertEqual([], lists:sublist(Errors, 10)),
@@ -507,6 +520,40 @@ avg([]) -> 0;
 avg(L) -> lists:sum(L) div length(L).
 
 key() -> <<"k/", (integer_to_binary(rand:uniform(10000)))/binary>>.
+
+%% Opens readers until Deadline, in turn closed after 20 reads or left to
+%% a process that ends with it open; {Opened, Errors}.
+churn(S, Deadline, N, Errors) ->
+    case erlang:monotonic_time(millisecond) > Deadline of
+        true -> {N, Errors};
+        false when N rem 2 =:= 0 ->
+            Got = case hyper_lmdb:open_reader(S) of
+                      {ok, R} ->
+                          Reads = [hyper_lmdb:read(R, key()) || _ <- lists:seq(1, 20)],
+                          ok = hyper_lmdb:close_reader(R),
+                          [X || X <- Reads, not is_tuple(X) orelse element(1, X) =/= ok];
+                      E ->
+                          [E]
+                  end,
+            churn(S, Deadline, N + 1, Got ++ Errors);
+        false ->
+            Self = self(),
+            {Owner, M} = spawn_monitor(fun() ->
+                                           Self ! {self(), case hyper_lmdb:open_reader(S) of
+                                                               {ok, R} -> hyper_lmdb:read(R, key());
+                                                               E -> E
+                                                           end}
+                                       end),
+            Got = receive {Owner, {ok, _}} -> []; {Owner, Bad} -> [Bad] end,
+            receive {'DOWN', M, process, Owner, _} -> ok end,
+            churn(S, Deadline, N + 1, Got ++ Errors)
+    end.
+
+%% LMDB reader slots in use in Dir (mdb_stat's reader table).
+reader_slots(Dir) ->
+    Out = os:cmd("mdb_stat -r '" ++ Dir ++ "'"),
+    length([L || L <- string:split(Out, "\n", all),
+                 re:run(L, "^\\s+[0-9]+ [0-9a-f]+ ") =/= nomatch]).
 
 caller(S, Deadline, N, Errors) ->
     case N band 15 =:= 0 andalso erlang:monotonic_time(millisecond) > Deadline of
