@@ -301,19 +301,8 @@ links(Tmp, Ms, Port) ->
     ok = hyper_lmdb:write_many(L, [{make_group, <<"flat">>} |
                                    [{write, <<"flat/", (child(I))/binary>>, ?VALUE}
                                     || I <- lists:seq(1, 100)]]),
-    ok = hyper_lmdb:make_group(L, <<"deep">>),
-    [ok = hyper_lmdb:write_many(L, [{make_group, <<"deep/", (child(I))/binary>>} |
-                                    [{write, iolist_to_binary(["deep/", child(I), $/, integer_to_list(J),
-                                                               $/, integer_to_list(K), "/leaf"]), ?VALUE}
-                                     || J <- lists:seq(1, 10), K <- lists:seq(1, 10)]])
-     || I <- lists:seq(1, 100)],
-    %% ten times the descendants: a listing must cost the same
-    ok = hyper_lmdb:make_group(L, <<"deeper">>),
-    [ok = hyper_lmdb:write_many(L, [{make_group, <<"deeper/", (child(I))/binary>>} |
-                                    [{write, iolist_to_binary(["deeper/", child(I), $/, integer_to_list(J),
-                                                               $/, integer_to_list(K), "/leaf"]), ?VALUE}
-                                     || J <- lists:seq(1, 10), K <- lists:seq(1, 100)]])
-     || I <- lists:seq(1, 100)],
+    ok = subtrees(L, <<"deep">>, 10),
+    ok = subtrees(L, <<"deeper">>, 100),  % ten times the descendants: the same cost
     ok = hyper_lmdb:make_group(L, <<"wide">>),
     [ok = hyper_lmdb:write_many(L, [{write, <<"wide/", (child(I))/binary>>, ?VALUE} || I <- Chunk])
      || Chunk <- chunks(lists:seq(1, ?WIDE), 1000)],
@@ -371,6 +360,19 @@ links(Tmp, Ms, Port) ->
     hyper_lmdb:stop(S),
     hyper_lmdb:stop(L),
     Rows.
+
+%% Group/<100 children>, each with 10 x K descendants 3 levels down
+%% (Group/Child/J/K/leaf), a commit per child.
+subtrees(L, Group, K) ->
+    ok = hyper_lmdb:make_group(L, Group),
+    lists:foreach(
+      fun(I) ->
+          Child = <<Group/binary, "/", (child(I))/binary>>,
+          ok = hyper_lmdb:write_many(L, [{make_group, Child} |
+                                         [{write, iolist_to_binary([Child, $/, integer_to_list(J), $/,
+                                                                    integer_to_list(Kn), "/leaf"]), ?VALUE}
+                                          || J <- lists:seq(1, 10), Kn <- lists:seq(1, K)]])
+      end, lists:seq(1, 100)).
 
 %% A child name, "c-" and 6 digits: bytewise order is numeric order, and
 %% the '-' (a byte below $/, as in HyperBEAM's base64url IDs) is the case

@@ -569,11 +569,8 @@ int main(int argc, char **argv)
             d.fault_next = 0;
         }
         /* Commits reach the disk within a sync interval (fsync mode's at
-         * once).  Idle for a sync interval, the read snapshot is let go
-         * too, so it pins no pages. */
+         * once). */
         int timeout = flusher_tick(&flush, &d, &store, (unsigned)opt.sync_interval_ms);
-        if (timeout < 0 && store.pool.live)
-            timeout = opt.sync_interval_ms;
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         /* Spin briefly (--spin-us) before sleeping: a caller that just got
          * its reply often sends the next request within microseconds, and
@@ -585,6 +582,15 @@ int main(int argc, char **argv)
          * spinning, 230k not; perf showed 40% of the port's time in the
          * spin when it spun after bursts of up to four). */
         int n = poll(&pfd, 1, 0);
+        /* Nothing to serve: let the read snapshot go before waiting.  A
+         * snapshot held pins every page a commit frees after it, and a
+         * port may wait long (a reader whose owner is busy elsewhere, a
+         * port the kernel does not run): measured with 16 writers and two
+         * readers reading all along, 20 s, the store's map grew to 5.8 MB
+         * against 0.46 MB with no readers, and to 17.5 MB with readers
+         * opened and closed in turn.  The next read renews it (tens of ns). */
+        if (n == 0)
+            txn_pool_release(&store.pool);
         int may_spin = n == 0 && opt.spin_us && burst_avg < SPIN_BELOW_AVG;
         if (may_spin && spin.skip) {
             spin.skip--;
@@ -609,11 +615,8 @@ int main(int argc, char **argv)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 0) { /* idle until a deadline, or for a sync interval */
-            if (!flush.pending)
-                txn_pool_release(&store.pool);
-            continue;
-        }
+        if (n == 0)
+            continue; /* a flush is due */
         long got = frame_in_read(&in, STDIN_FILENO);
         d.base = in.buf; /* (the batch is empty here: for form's sake) */
         if (got == 0)

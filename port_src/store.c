@@ -407,10 +407,11 @@ int store_adopt_map(struct store *s)
 int store_read_txn(struct store *s, MDB_txn **txn)
 {
     /* The pooled snapshot is let go after our own commits (batch.c) and
-     * when idle; one older than a commit of another process (the command
-     * line writing beside us, a foreign writer) is let go here, so that
-     * a read sees every commit made before it, also under a steady load
-     * of reads.  (mdb_env_info reads the meta pages: no system call.) */
+     * whenever the port waits for input (main.c); one older than a commit
+     * of another process (the command line writing beside us, a foreign
+     * writer) is let go here, so that a read sees every commit made
+     * before it, also under a steady load of reads.  (mdb_env_info reads
+     * the meta pages: no system call.) */
     if (s->pool.live) {
         MDB_envinfo info;
         if (mdb_env_info(s->env, &info) == 0 &&

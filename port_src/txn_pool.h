@@ -2,11 +2,13 @@
  * txn_pool.h - the one pooled read transaction.
  *
  * Beginning an LMDB read transaction takes a reader slot and a lock; reset
- * and renew reuse both.  The port keeps one read-only transaction and
- * serves every read from it.  It is released (reset) after every commit
- * and when the port goes idle, and renewed on the next read, so a read
- * always sees the latest committed snapshot, including every acknowledged
- * write, and an idle port pins no old pages.
+ * and renew reuse both.  The port keeps one read-only transaction, and its
+ * reader slot from the moment it opens the store, and serves every read
+ * from it.  It is released (reset) after every commit and whenever the port
+ * waits for input, and renewed on the next read, so a read always sees the
+ * latest committed snapshot, including every acknowledged write, and a
+ * waiting port pins no pages (a snapshot held keeps every page a later
+ * commit frees from being used again).
  */
 #ifndef HYPER_LMDB_TXN_POOL_H
 #define HYPER_LMDB_TXN_POOL_H
@@ -16,7 +18,7 @@
 
 struct txn_pool {
     MDB_env *env;
-    MDB_txn *txn; /* NULL until the first read */
+    MDB_txn *txn; /* NULL until txn_pool_hold or the first read */
     int live;     /* txn is active (not reset) */
     uint64_t renewals;
 };
