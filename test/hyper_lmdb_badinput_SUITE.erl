@@ -472,7 +472,7 @@ load_1000_callers(Config) ->
     Keys = list_to_tuple([<<"k/", (integer_to_binary(I))/binary>> || I <- lists:seq(1, 10000)]),
     [ok = hyper_lmdb:write_many(S, [{write, element(I, Keys), <<"v">>} || I <- lists:seq(J, J + 999)])
      || J <- lists:seq(1, 10000, 1000)],
-    #{os_pid := OsPid} = hyper_lmdb:stats(S),
+    #{os_pid := OsPid, map_used := MapFirst} = hyper_lmdb:stats(S),
     Parent = self(),
     Deadline = erlang:monotonic_time(millisecond) + Secs * 1000,
     %% (the callers make their keys: a shared key table would be copied
@@ -490,6 +490,7 @@ load_1000_callers(Config) ->
     %% the store's own port keeps its slot; every reader's is free again
     Dir = binary_to_list(maps:get(<<"name">>, S)),
     ?assert(wait_until(fun() -> reader_slots(Dir) =:= 1 end, 5000)),
+    #{map_used := MapLast} = hyper_lmdb:stats(S),
     Ops = lists:sum([N || {N, _} <- Results]),
     Errors = lists:append([E || {_, E} <- Results]),
     Mailbox = lists:max([M || {M, _, _} <- Samples]),
@@ -502,10 +503,12 @@ load_1000_callers(Config) ->
     RssLast = avg(lists:nthtail(max(0, length(Rss) - 25), Rss)),
     Line = io_lib:format("load: ops/s=~b peak_mailbox=~b peak_beam_mb=~b peak_port_rss_mb=~b "
                          "beam_mb_first5s=~b beam_mb_last5s=~b "
-                         "port_rss_mb_first5s=~b port_rss_mb_last5s=~b errors=~b readers_opened=~b",
+                         "port_rss_mb_first5s=~b port_rss_mb_last5s=~b map_mb=~.1f->~.1f errors=~b "
+                         "readers_opened=~b",
                          [Ops div Secs, Mailbox, lists:max(Beam) div 1048576, PortRss div 1024,
                           First div 1048576, Last div 1048576, RssFirst div 1024,
-                          RssLast div 1024, length(Errors), lists:sum([N || {N, _} <- Churned])]),
+                          RssLast div 1024, MapFirst / 1048576, MapLast / 1048576, length(Errors),
+                          lists:sum([N || {N, _} <- Churned])]),
     ct:pal("~s", [Line]),
     io:format(user, "~s~n", [Line]),
     ?assertEqual([], lists:sublist(Errors, 10)),
