@@ -18,6 +18,12 @@
 %%%   - raw LMDB in C (bench/raw_lmdb.c): random gets (the floor of
 %%%     read_many), puts in one big txn (write_many), a txn per put with
 %%%     LMDB's synchronous commit (the fsync mode's floor).
+%%% Ceilings, beside the fsync rows: 64 puts to each synchronous commit in
+%%% C (group commit with no process boundary at all) and a round of 64
+%%% Erlang processes after the BEAM sat idle for 1 ms (what 64 writers'
+%%% answers and next writes take at the least, the commit's flushes
+%%% having idled the BEAM); a note puts the two together as the most 64
+%%% fsync writers could reach on this machine.
 %%% Peers: ETS and DETS, what a caller could use instead.
 %%%
 %%% Sections: floors; point reads and read_many of 10/100/1000 keys;
@@ -54,6 +60,7 @@
 -define(WIDE, 100000).        % children of the group listed a page at a time
 -define(SIZES, [100, 4096, 1048576]).
 -define(CALLERS, [1, 4, 16, 64]).
+-define(ROUND_NAME, "BEAM round of 64 processes after 1 ms idle").
 %% Request ids as hyper_lmdb_server makes them: always an 8-byte SMALL_BIG,
 %% so the sized echo's reply is split by pattern matching, as the store's
 %% client splits a read reply (no binary_to_term copy of a large value).
@@ -166,7 +173,8 @@ raw_spec(Tmp, Id) -> {Id, raw_name(Id), 1, raw_slice(Tmp, Id), none}.
 raw_name(raw_get) -> "raw LMDB (C): random get, one read txn";
 raw_name(raw_put1) -> "raw LMDB (C): put, one txn";
 raw_name(raw_putn) -> "raw LMDB (C): put, txn per op, NOSYNC";
-raw_name(raw_sync) -> "raw LMDB (C): put, txn per op, sync commit".
+raw_name(raw_sync) -> "raw LMDB (C): put, txn per op, sync commit";
+raw_name(raw_group) -> "raw LMDB (C): put, 64 per sync commit".
 
 floors(Tmp, Ms, Port) ->
     {ok, Mux} = gen_server:start(?MODULE, [], []),
@@ -256,14 +264,71 @@ writes(Tmp, Ms, Port) ->
                      drained(M, S, callers_slice(C, Write(S), true)), Floor(M, C)}
                     || {M, S} <- Stores, C <- [1, 64]] ++
                    [{write_many, "hyper_lmdb write_many of 100 (atomic), keys/s", 1,
-                     scaled(100, callers_slice(1, WriteMany, true)), {raw_put1, ops}}],
+                     scaled(100, callers_slice(1, WriteMany, true)), {raw_put1, ops}},
+                    {raw_group, raw_name(raw_group), 1, raw_slice(Tmp, raw_group), {raw_sync, ops}},
+                    {round, ?ROUND_NAME, 64, round_slice(64), none}],
                    Ms),
+    fsync_ceiling_note(Rows),
     case get(async_drain_ms) of
         undefined -> ok;
         D -> note("async store: sync/1 after each slice (not timed) took ~b ms in all", [D])
     end,
     [begin note_stats(S, "writes (" ++ M ++ ")"), hyper_lmdb:stop(S) end || {M, S} <- Stores],
     Rows.
+
+%% The fsync mode's 64 writers can go no faster than a cycle of one
+%% synchronous commit of their 64 writes plus one round of theirs through
+%% the BEAM, which sat idle through the commit's flushes: 64 writes per
+%% (the raw 64-put commit's time + the plain 64-process round after 1 ms
+%% idle), however cheap the port and the server were.  (Both parts are
+%% lower bounds: the store's commit carries its own keys and names, its
+%% round a port and a server.)
+fsync_ceiling_note(Rows) ->
+    Get = fun(Name, C) -> [R || R = #{name := N, callers := RC} <- Rows, N =:= Name, RC =:= C] end,
+    case {Get(raw_name(raw_group), 1), Get(?ROUND_NAME, 64), Get("hyper_lmdb write (fsync)", 64)} of
+        {[#{ops := G, ratio := #{floor_ops := F}}], [#{p50 := RoundUs}], [#{ratio := #{ops := Got}}]}
+          when G > 0, F > 0, is_number(RoundUs) ->
+            CommitUs = 64 / G * 1.0e6,
+            Ceiling = 64 / ((CommitUs + RoundUs) / 1.0e6),
+            note("fsync, 64 writers: ceiling on this machine ~s writes/s = ~.1fx the txn-per-op "
+                 "floor (a 64-put sync commit, ~b us, + the BEAM's 64-process round after idling, "
+                 "~b us); measured ~.1fx, target 30x",
+                 [si(Ceiling), Ceiling / F, round(CommitUs), round(RoundUs), Got]);
+        _ ->
+            note("fsync, 64 writers: no ceiling (a row is missing)", [])
+    end.
+
+%% One round of N processes after the BEAM sat idle for 1 ms, as it does
+%% through an fsync mode commit: a message to each, an answer from each.
+%% Latency = the round alone (first send to last answer); ops = rounds.
+round_slice(N) ->
+    fun(Ms) ->
+        Self = self(),
+        Pids = [spawn_link(fun() -> round_member(Self) end) || _ <- lists:seq(1, N)],
+        T0 = erlang:monotonic_time(),
+        End = T0 + erlang:convert_time_unit(Ms, millisecond, native),
+        {Rounds, Lat} = rounds(Pids, End, 0, #{}),
+        [P ! stop || P <- Pids],
+        #{n => Rounds, t => erlang:monotonic_time() - T0, lat => Lat, errors => 0}
+    end.
+
+rounds(Pids, End, R, H) ->
+    case erlang:monotonic_time() >= End of
+        true -> {R, H};
+        false ->
+            receive after 1 -> ok end,
+            T = erlang:monotonic_time(),
+            [P ! {go, T} || P <- Pids],
+            [receive {back, P, T} -> ok end || P <- Pids],
+            B = bucket(erlang:monotonic_time() - T),
+            rounds(Pids, End, R + 1, H#{B => maps:get(B, H, 0) + 1})
+    end.
+
+round_member(Parent) ->
+    receive
+        {go, T} -> Parent ! {back, self(), T}, round_member(Parent);
+        stop -> ok
+    end.
 
 %% An async write is acknowledged before its commit: the backlog of a
 %% slice is committed (sync/1) after it, untimed, so it does not weigh on
@@ -791,7 +856,8 @@ raw_slice(Tmp, Id) ->
                       raw_get -> {"get", "raw_get_ops_per_sec"};
                       raw_put1 -> {"put_one_txn", "raw_put_one_txn_ops_per_sec"};
                       raw_putn -> {"put_txn_per_op", "raw_put_txn_per_op_ops_per_sec"};
-                      raw_sync -> {"put_txn_per_op_sync", "raw_put_txn_per_op_sync_ops_per_sec"}
+                      raw_sync -> {"put_txn_per_op_sync", "raw_put_txn_per_op_sync_ops_per_sec"};
+                      raw_group -> {"put_group_sync", "raw_put_group_sync_ops_per_sec"}
                   end,
     fun(_Ms) ->
         Dir = Tmp ++ "/raw-" ++ integer_to_list(erlang:unique_integer([positive])),

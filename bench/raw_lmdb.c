@@ -8,18 +8,24 @@
  *   raw_put_txn_per_op_sync_ops_per_sec  puts, one synchronous commit each:
  *                                        the fsync floor (at most N/4 puts,
  *                                        for at most SYNC_MAX_SECS)
+ *   raw_put_group_sync_ops_per_sec       puts, GROUP_PUTS to a synchronous
+ *                                        commit: group commit with no
+ *                                        process boundary, the ceiling of
+ *                                        the fsync mode's 64 writers
  *
  * The first three run in DIR/nosync with the flags of the store's commit
  * mode: MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC | MDB_NORDAHEAD.  The
- * sync one runs in DIR/sync with those of its fsync mode, MDB_WRITEMAP |
- * MDB_NORDAHEAD: LMDB's own synchronous commit, which flushes the data
- * pages and then the meta page before mdb_txn_commit returns.
+ * sync ones run in DIR/sync and DIR/group with those of its fsync mode,
+ * MDB_WRITEMAP | MDB_NORDAHEAD: LMDB's own synchronous commit, which
+ * flushes the data pages and then the meta page before mdb_txn_commit
+ * returns.
  *
  * Keys are formatted before the clock starts, so only LMDB is timed.
  *
  * usage: raw_lmdb DIR [N [WHAT]]
  *   DIR is created if missing; N default 100000; WHAT = all (default) |
- *   get | put_one_txn | put_txn_per_op | put_txn_per_op_sync picks one
+ *   get | put_one_txn | put_txn_per_op | put_txn_per_op_sync |
+ *   put_group_sync picks one
  *   measurement (get also does, and prints, the one-txn puts it reads).
  * Prints "name value" lines on stdout; exits 1 on any LMDB error.
  */
@@ -36,6 +42,8 @@
 /* A synchronous commit costs a few milliseconds on a slow disk: the time
  * limit keeps one run (one slice of the benchmark) short whatever N is. */
 #define SYNC_MAX_SECS 0.25
+/* Puts to a commit in put_group_sync: the benchmark's 64 fsync writers. */
+#define GROUP_PUTS 64
 
 static double now_s(void)
 {
@@ -184,7 +192,7 @@ int main(int argc, char **argv)
     rc = EINVAL;
     step = "WHAT";
     if (!wanted(what, "get") && !wanted(what, "put_one_txn") && !wanted(what, "put_txn_per_op") &&
-        !wanted(what, "put_txn_per_op_sync"))
+        !wanted(what, "put_txn_per_op_sync") && !wanted(what, "put_group_sync"))
         goto out;
 
     if (wanted(what, "get") || wanted(what, "put_one_txn") || wanted(what, "put_txn_per_op")) {
@@ -219,6 +227,19 @@ int main(int argc, char **argv)
         if ((rc = put_keys(senv, sdbi, tkeys, tlens, n_txn, 1, SYNC_MAX_SECS, &done, &secs)))
             goto out;
         printf("raw_put_txn_per_op_sync_ops_per_sec %.1f\n", (double)done / secs);
+    }
+    if (wanted(what, "put_group_sync")) {
+        MDB_env *genv = NULL;
+        MDB_dbi gdbi;
+        step = "open group";
+        if ((rc = open_env(dir, "group", MDB_WRITEMAP | MDB_NORDAHEAD, &genv, &gdbi)))
+            goto out;
+        step = "grouped synchronous puts";
+        rc = put_keys(genv, gdbi, keys, lens, n, GROUP_PUTS, SYNC_MAX_SECS, &done, &secs);
+        mdb_env_close(genv);
+        if (rc)
+            goto out;
+        printf("raw_put_group_sync_ops_per_sec %.1f\n", (double)done / secs);
     }
     rc = 0;
 out:
