@@ -406,8 +406,9 @@ int store_adopt_map(struct store *s)
 
 int store_read_txn(struct store *s, MDB_txn **txn)
 {
-    /* The pooled snapshot is let go after our own commits (batch.c) and
-     * whenever the port waits for input (main.c); one older than a commit
+    /* The pooled snapshot is let go after our own commits (batch.c),
+     * before answers are written and whenever the port waits for input
+     * (main.c); one older than a commit
      * of another process (the command line writing beside us, a foreign
      * writer) is let go here, so that a read sees every commit made
      * before it, also under a steady load of reads.  (mdb_env_info reads

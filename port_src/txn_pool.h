@@ -4,11 +4,12 @@
  * Beginning an LMDB read transaction takes a reader slot and a lock; reset
  * and renew reuse both.  The port keeps one read-only transaction, and its
  * reader slot from the moment it opens the store, and serves every read
- * from it.  It is released (reset) after every commit and whenever the port
- * waits for input, and renewed on the next read, so a read always sees the
- * latest committed snapshot, including every acknowledged write, and a
- * waiting port pins no pages (a snapshot held keeps every page a later
- * commit frees from being used again).
+ * from it.  It is released (reset) after every commit, before answers are
+ * written and whenever the port waits for input, and renewed on the next
+ * read, so a read always sees the latest committed snapshot, including
+ * every acknowledged write, and a port that waits, or loses its core to
+ * the BEAM its answers woke, pins no pages (a snapshot held keeps every
+ * page a later commit frees from being used again).
  */
 #ifndef HYPER_LMDB_TXN_POOL_H
 #define HYPER_LMDB_TXN_POOL_H
