@@ -14,7 +14,8 @@
 -export([kill9_while_writing/1, kill9_while_writing_fsync/1, injected_crash_points/1,
          async_survives_port_crashes/1, fsync_survives_port_crashes/1, hung_port_is_replaced/1,
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
-         wake_frames_are_not_replies/1, spins_that_miss_back_off/1]).
+         wake_frames_are_not_replies/1, spins_that_miss_back_off/1,
+         no_snapshot_held_while_answering/1]).
 -export([log/2]).
 
 suite() -> [{timetrap, {minutes, 10}}].
@@ -23,7 +24,7 @@ all() ->
     [kill9_while_writing, kill9_while_writing_fsync, injected_crash_points,
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
-     wake_frames_are_not_replies, spins_that_miss_back_off].
+     wake_frames_are_not_replies, spins_that_miss_back_off, no_snapshot_held_while_answering].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -499,6 +500,69 @@ spins_that_miss_back_off(Config) ->
     %% without the backoff, every one of the 200 would miss
     ?assert(M1 - M0 =< 40),
     ?assert(W2 - W1 < 2500).
+
+%% A port writing its answers holds no read snapshot (port_src/main.c,
+%% answer/2): a snapshot held pins every page later commits free, and a
+%% write can take long (it wakes the BEAM, which the kernel may run in the
+%% port's place).  Made to last here: the port's stdout is a FIFO that is
+%% opened and never read, so the write of a 2 MiB answer blocks when the
+%% pipe is full; meanwhile LMDB's reader table (mdb_stat -r) must show the
+%% port's slot with no transaction.
+no_snapshot_held_while_answering(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S),
+    ok = hyper_lmdb:write(S, <<"big">>, binary:copy(<<7>>, 2 bsl 20)),
+    ok = hyper_lmdb:stop(S),
+    Dir = binary_to_list(maps:get(<<"name">>, S)),
+    Fifo = filename:join(?config(priv_dir, Config), "answers.fifo"),
+    _ = file:delete(Fifo),
+    "" = os:cmd("mkfifo '" ++ Fifo ++ "'"),
+    Sh = os:find_executable("sh"),
+    %% opens the FIFO for reading (which lets the port's open for writing
+    %% through) and never reads it
+    Holder = open_port({spawn_executable, Sh},
+                       [{args, ["-c", "exec 3<\"$0\"; exec sleep 120", Fifo]}, exit_status]),
+    Exe = filename:join(code:priv_dir(hyper_lmdb), "hyper_lmdb_port"),
+    Port = open_port({spawn_executable, Sh},
+                     [{args, ["-c", "exec \"$0\" --dir \"$1\" > \"$2\"", Exe, Dir, Fifo]},
+                      binary, exit_status, use_stdio]),
+    {os_pid, OsPid} = erlang:port_info(Port, os_pid),  % (sh exec'd the port)
+    try
+        Frame = term_to_binary({1, read, <<"big">>}),
+        true = port_command(Port, [<<(byte_size(Frame)):32>>, Frame]),
+        %% its slot, once taken, and then as the port stays blocked
+        ?assert(wait_until(fun() -> slot_txn(Dir, OsPid) =/= none end, 5000)),
+        timer:sleep(300),
+        Wchan = string:trim(os:cmd("cat /proc/" ++ integer_to_list(OsPid) ++ "/wchan")),
+        ct:pal("port ~b blocked in ~s; its reader slot: ~p", [OsPid, Wchan, slot_txn(Dir, OsPid)]),
+        ?assertEqual(no_txn, slot_txn(Dir, OsPid)),
+        timer:sleep(200),
+        ?assertEqual(no_txn, slot_txn(Dir, OsPid))
+    after
+        [os:cmd("kill -9 " ++ integer_to_list(P))
+         || {os_pid, P} <- [erlang:port_info(Port, os_pid), erlang:port_info(Holder, os_pid)]],
+        catch port_close(Port),
+        catch port_close(Holder),
+        file:delete(Fifo)
+    end.
+
+wait_until(F, Ms) when Ms =< 0 -> F();
+wait_until(F, Ms) ->
+    case F() of
+        true -> true;
+        false -> timer:sleep(10), wait_until(F, Ms - 10)
+    end.
+
+%% The reader slot of process OsPid in Dir's reader table: none (no slot),
+%% no_txn (the slot held, no snapshot) or {txn, Id}.
+slot_txn(Dir, OsPid) ->
+    Pid = integer_to_list(OsPid),
+    Rows = [string:lexemes(L, " ") || L <- string:split(os:cmd("mdb_stat -r '" ++ Dir ++ "'"), "\n", all)],
+    case [T || [P, _Thread, T] <- Rows, P =:= Pid] of
+        [] -> none;
+        ["-" | _] -> no_txn;
+        [T | _] -> {txn, T}
+    end.
 
 %% The first warning logged that matches Re, or none within 5 s (Ms).
 logged(Re) ->
