@@ -381,7 +381,7 @@ running_store_options(Config) ->
     Self = self(),
     Ask = fun(Tag, F) -> spawn_link(fun() -> Self ! {Tag, F()} end) end,
     Ask(first, fun() -> hyper_lmdb:start(S) end),
-    ?assert(wait_until(fun() -> hyper_lmdb_server:lookup(Name) =:= error andalso
+    ?assert(hyper_lmdb_test_util:wait_until(fun() -> hyper_lmdb_server:lookup(Name) =:= error andalso
                                     ets:member(hyper_lmdb_server:registry(), Name) end, 10000)),
     Ask(tagged, fun() -> hyper_lmdb:start(S#{<<"format">> => <<"tagged">>}) end),
     Ask(read, fun() -> hyper_lmdb:read(S#{<<"durability">> => <<"async">>}, <<"k">>) end),
@@ -392,13 +392,6 @@ running_store_options(Config) ->
     ?assertMatch({ok, _}, Got(tagged)),
     ?assertEqual({ok, <<"v">>}, Got(read)),
     ok = hyper_lmdb:stop(S).
-
-wait_until(F, Ms) when Ms =< 0 -> F();
-wait_until(F, Ms) ->
-    case F() of
-        true -> true;
-        false -> timer:sleep(10), wait_until(F, Ms - 10)
-    end.
 
 %% A request the port cannot take as one frame (over 1 GiB: two values
 %% each within max-value-size) is refused before it is sent.  It killed the
@@ -486,10 +479,10 @@ load_1000_callers(Config) ->
     Churned = [receive {P, R} -> R end || P <- Churners],
     ReaderErrors = lists:append([E || {_, E} <- Churned]),
     ?assertEqual([], lists:sublist(ReaderErrors, 10)),
-    ?assert(wait_until(fun() -> maps:get(readers_open, hyper_lmdb:stats(S)) =:= 0 end, 5000)),
+    ?assert(hyper_lmdb_test_util:wait_until(fun() -> maps:get(readers_open, hyper_lmdb:stats(S)) =:= 0 end, 5000)),
     %% the store's own port keeps its slot; every reader's is free again
     Dir = binary_to_list(maps:get(<<"name">>, S)),
-    ?assert(wait_until(fun() -> reader_slots(Dir) =:= 1 end, 5000)),
+    ?assert(hyper_lmdb_test_util:wait_until(fun() -> reader_slots(Dir) =:= 1 end, 5000)),
     #{map_used := MapLast} = hyper_lmdb:stats(S),
     Ops = lists:sum([N || {N, _} <- Results]),
     Errors = lists:append([E || {_, E} <- Results]),

@@ -531,7 +531,7 @@ no_snapshot_held_while_answering(Config) ->
         Frame = term_to_binary({1, read, <<"big">>}),
         true = port_command(Port, [<<(byte_size(Frame)):32>>, Frame]),
         %% its slot, once taken, and then as the port stays blocked
-        ?assert(wait_until(fun() -> slot_txn(Dir, OsPid) =/= none end, 5000)),
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> slot_txn(Dir, OsPid) =/= none end, 5000)),
         timer:sleep(300),
         Wchan = string:trim(os:cmd("cat /proc/" ++ integer_to_list(OsPid) ++ "/wchan")),
         ct:pal("port ~b blocked in ~s; its reader slot: ~p", [OsPid, Wchan, slot_txn(Dir, OsPid)]),
@@ -547,13 +547,6 @@ no_snapshot_held_while_answering(Config) ->
         catch port_close(Port),
         catch port_close(Holder),
         file:delete(Fifo)
-    end.
-
-wait_until(F, Ms) when Ms =< 0 -> F();
-wait_until(F, Ms) ->
-    case F() of
-        true -> true;
-        false -> timer:sleep(10), wait_until(F, Ms - 10)
     end.
 
 %% The reader slot of process OsPid in Dir's reader table: none (no slot),

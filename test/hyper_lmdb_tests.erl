@@ -194,15 +194,6 @@ killed_port_test_() ->
         done(S)
     end}.
 
-%% Polls Pred every 10 ms until it holds, for at most Ms: whether it did.
-wait_until(Pred, Ms) ->
-    Deadline = erlang:monotonic_time(millisecond) + Ms,
-    fun Poll() ->
-        Pred() orelse
-            (erlang:monotonic_time(millisecond) < Deadline andalso
-                 begin timer:sleep(10), Poll() end)
-    end().
-
 %% Requests the store's server has sent its port and not had answered.
 pending(Pid) ->
     maps:get(pending, hyper_lmdb_server:port_info(Pid)).
@@ -394,7 +385,7 @@ timeout_leaves_no_message_test_() ->
             %% reads it held; the answer to ours must be dropped.  The retry
             %% reaches the new port before the next read, so a stray
             %% answer would be in the mailbox before that read's.
-            ?assert(wait_until(fun() -> maps:get(restarts, hyper_lmdb_server:port_info(Pid)) >= 1 end,
+            ?assert(hyper_lmdb_test_util:wait_until(fun() -> maps:get(restarts, hyper_lmdb_server:port_info(Pid)) >= 1 end,
                                10000)),
             ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
             receive Stray -> ?assertEqual(no_stray_message, Stray)
@@ -872,7 +863,7 @@ hung_port_at_stop_is_reaped_test_() ->
             spawn(fun() -> Self ! {reader, hyper_lmdb_server:request(element(2,
                       hyper_lmdb_server:find(maps:get(<<"name">>, S))), read, {read, <<"k">>}, 5000)} end),
             %% (the port hangs on that read: it must be at the port first)
-            ?assert(wait_until(fun() -> pending(Pid) >= 1 end, 10000)),
+            ?assert(hyper_lmdb_test_util:wait_until(fun() -> pending(Pid) >= 1 end, 10000)),
             ok = hyper_lmdb:stop(S),
             receive {reader, _} -> ok after 5000 -> ?assert(false) end,
             T0 = erlang:monotonic_time(millisecond),
@@ -907,7 +898,7 @@ unanswered_at_stop_timeout_test_() ->
             ok = hyper_lmdb_server:inject_fault(Name, hang),
             Ask(reader, read, {read, <<"k">>}),
             Ask(writer, write, {write, <<"k">>, <<"w">>}),
-            ?assert(wait_until(fun() -> pending(Pid) >= 2 end, 10000)),
+            ?assert(hyper_lmdb_test_util:wait_until(fun() -> pending(Pid) >= 2 end, 10000)),
             ok = hyper_lmdb:stop(S),
             Got = fun(Tag) -> receive {Tag, R} -> R after 5000 -> no_answer end end,
             ?assertEqual({error, not_started}, Got(reader)),
@@ -1164,13 +1155,13 @@ readers_leave_the_store_its_slot_test_() ->
         %% it still reads, and sees its writes
         #{os_pid := OsPid} = hyper_lmdb:stats(S),
         _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-        ?assert(wait_until(fun() -> maps:get(os_pid, hyper_lmdb:stats(S)) =/= OsPid end, 5000)),
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> maps:get(os_pid, hyper_lmdb:stats(S)) =/= OsPid end, 5000)),
         ok = hyper_lmdb:write(S, <<"k">>, <<"v2">>),
         ?assertEqual({ok, <<"v2">>}, hyper_lmdb:read(S, <<"k">>)),
         %% an owner gone gives its slot back
         [First | _] = Owners,
         exit(First, kill),
-        ?assert(wait_until(fun() ->
+        ?assert(hyper_lmdb_test_util:wait_until(fun() ->
                                P = Open(),
                                case Answer(P) of
                                    {ok, <<"v2">>} -> true;
@@ -1194,7 +1185,7 @@ reader_port_dies_and_ends_test_() ->
         [begin
              Old = reader_os_pid(R),
              _ = os:cmd("kill -9 " ++ integer_to_list(Old)),
-             _ = Wait andalso wait_until(fun() -> not os_alive(Old) end, 5000),
+             _ = Wait andalso hyper_lmdb_test_util:wait_until(fun() -> not os_alive(Old) end, 5000),
              {T, Got} = timer:tc(hyper_lmdb, read, [R, <<"k">>]),
              ?assertEqual({ok, <<"v">>}, Got),
              ?assert(T < 5000000),
@@ -1204,7 +1195,7 @@ reader_port_dies_and_ends_test_() ->
         ?assertEqual([], [M || M = {P, _} <- element(2, process_info(self(), messages)),
                                is_port(P)]),
         ok = hyper_lmdb:close_reader(R),
-        ?assert(wait_until(fun() -> not os_alive(New) end, 5000)),
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> not os_alive(New) end, 5000)),
         %% owned by a process that ends
         Self = self(),
         Owner = spawn(fun() ->
@@ -1216,6 +1207,6 @@ reader_port_dies_and_ends_test_() ->
         OsPid = receive {pid, P} -> P end,
         ?assert(os_alive(OsPid)),
         kill_and_wait(Owner),
-        ?assert(wait_until(fun() -> not os_alive(OsPid) end, 5000)),
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> not os_alive(OsPid) end, 5000)),
         done(S)
     end}.
