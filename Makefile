@@ -100,7 +100,9 @@ fuzz: all
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash test/fuzz/run.sh
 
 # Memory over a long mixed load (issue 4): 1000 callers for SOAK_SECONDS
-# (default 600); prints the first and last BEAM memory and the port's RSS.
+# (default 600); prints the BEAM's memory and the port's RSS, first and last,
+# and the map and the RSS at each tenth of the run (from 300 s on, the test
+# fails if the second half grows either by more than a tenth and 1 MiB).
 soak-memory: all
 	HYPER_LMDB_LOAD_SECONDS=$${SOAK_SECONDS:-600} $(REBAR) ct --suite test/hyper_lmdb_badinput_SUITE --case load_1000_callers
 
