@@ -23,7 +23,7 @@ DEB_PACKAGES := build-essential erlang-nox erlang-dev liblmdb-dev libjemalloc-de
 	erlang-common-test erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer erlang-tools lmdb-utils \
 	gnuplot-nox clang libclang-rt-dev valgrind
 
-.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak soak-memory proptest bench clean
+.PHONY: all help deps port erl run test test-c test-erl dialyzer fuzz soak soak-memory proptest bench bench-slow-disk clean
 
 all: deps port erl
 
@@ -32,6 +32,7 @@ help:
 	@echo "make run        the main job: start a store in ./data and run a short demo"
 	@echo "make test       every test (C under ASan+UBSan, EUnit, Common Test, dialyzer)"
 	@echo "make bench      benchmarks (tables in the terminal, figures in bench/RESULTS.md)"
+	@echo "make bench-slow-disk  the writes benchmarks with every flush FLUSH_DELAY_US (4000) longer"
 	@echo "make fuzz       libFuzzer on the request decoder (FUZZ_SECONDS, default 300)"
 	@echo "make soak       the kill -9 test for SOAK_ROUNDS rounds (default 500)"
 	@echo "make proptest   the PropEr model test for PROPTEST_N sequences (default 10000)"
@@ -126,6 +127,20 @@ bench: all $(BENCH_BIN)
 	erlc -o _build/bench bench/hyper_lmdb_bench.erl
 	erl -noshell -pa _build/default/lib/hyper_lmdb/ebin -pa _build/bench \
 	    -eval 'hyper_lmdb_bench:main(["$(BENCH_ARGS)"]), halt().'
+
+# The writes section alone, every flush to disk made FLUSH_DELAY_US longer
+# (default 4000: a disk's usual flush, not this machine's few hundred us):
+# what the fsync mode's group commit does where the disk, not the BEAM,
+# is what a commit waits on.  A simulation; bench/RESULTS.md says which.
+_build/bench/slow_flush.so: bench/slow_flush.c | _build/.deps-ok
+	@mkdir -p _build/bench
+	$(CC) $(CSTD) -O2 -g $(WARN) -shared -fPIC -o $@ $< -ldl
+
+bench-slow-disk: all $(BENCH_BIN) _build/bench/slow_flush.so
+	erlc -o _build/bench bench/hyper_lmdb_bench.erl
+	LD_PRELOAD=$(CURDIR)/_build/bench/slow_flush.so FLUSH_DELAY_US=$${FLUSH_DELAY_US:-4000} \
+	    erl -noshell -pa _build/default/lib/hyper_lmdb/ebin -pa _build/bench \
+	    -eval 'hyper_lmdb_bench:main(["writes", "$(BENCH_ARGS)"]), halt().'
 
 # ---- the main job ---------------------------------------------------------
 # Opens a store in ./data (DATA=dir to change), exercises it, prints figures.

@@ -86,6 +86,9 @@
 
 main(Args) ->
     Quick = lists:member("quick", Args),
+    %% "writes": that section alone (make bench-slow-disk), reported but
+    %% not written over the full run's bench/out
+    Only = lists:member("writes", Args),
     Ms = case Quick of true -> 750; false -> 3000 end,
     [exit({missing, F, "run `make bench` from the project root"})
      || F <- [?ECHO_BIN, ?RAW_BIN], not filelib:is_regular(F)],
@@ -102,25 +105,35 @@ main(Args) ->
     Trap = process_flag(trap_exit, false),
     Port = echo_port(),  % the echo floor, owned by this process throughout
     try
-        Rows = lists:append([
-            section("floors", fun() -> floors(Tmp, Ms, Port) end),
-            section("hyper_lmdb: point reads, read_many", fun() -> reads(Tmp, Ms, Port) end),
-            section("hyper_lmdb: writes (commit, fsync, async), write_many",
-                    fun() -> writes(Tmp, Ms, Port) end),
-            section("hyper_lmdb: links and list", fun() -> links(Tmp, Ms, Port) end),
-            section("hyper_lmdb: values of 100 B, 4 KiB, 1 MiB", fun() -> values(Tmp, Ms, Port) end),
-            section("HyperBEAM's workloads", fun() -> hyperbeam(Tmp, Ms, Port) end),
-            section("peers: ETS and DETS", fun() -> peers(Tmp, Ms, Port) end)]),
+        Rows = case Only of
+                   true ->
+                       note("writes only; every flush to disk made ~s us longer (FLUSH_DELAY_US)",
+                            [case os:getenv("FLUSH_DELAY_US") of false -> "0"; D -> D end]),
+                       section("hyper_lmdb: writes (commit, fsync, async), write_many",
+                               fun() -> writes(Tmp, Ms, Port) end);
+                   false -> all_sections(Tmp, Ms, Port)
+               end,
         note("echo port (the floor): ~s", [usage_text(proc_usage(port_os_pid(Port)))]),
         note("BEAM over the whole run: ~s CPU s, peak RSS ~s MiB",
              [case cpu_secs(beam_os_pid()) of undefined -> "?"; C -> io_lib:format("~.1f", [C]) end,
               case get(beam_peak_mib) of undefined -> "?"; P -> integer_to_list(round(P)) end]),
-        report(Rows, Quick, erlang:monotonic_time(millisecond) - Started)
+        report(Rows, Quick, not Only, erlang:monotonic_time(millisecond) - Started)
     after
         catch port_close(Port),
         os:cmd("rm -rf " ++ Tmp),
         process_flag(trap_exit, Trap)
     end.
+
+all_sections(Tmp, Ms, Port) ->
+    lists:append([
+        section("floors", fun() -> floors(Tmp, Ms, Port) end),
+        section("hyper_lmdb: point reads, read_many", fun() -> reads(Tmp, Ms, Port) end),
+        section("hyper_lmdb: writes (commit, fsync, async), write_many",
+                fun() -> writes(Tmp, Ms, Port) end),
+        section("hyper_lmdb: links and list", fun() -> links(Tmp, Ms, Port) end),
+        section("hyper_lmdb: values of 100 B, 4 KiB, 1 MiB", fun() -> values(Tmp, Ms, Port) end),
+        section("HyperBEAM's workloads", fun() -> hyperbeam(Tmp, Ms, Port) end),
+        section("peers: ETS and DETS", fun() -> peers(Tmp, Ms, Port) end)]).
 
 %% Runs one section; notes its wall time and the BEAM's CPU seconds and
 %% peak RSS during it (VmHWM is reset at the start where Linux allows).
@@ -1031,14 +1044,15 @@ note_stats(S, What) ->
 %%% ---------------------------------------------------------------------
 %%% output
 
-report(Rows, Quick, TookMs) ->
+report(Rows, Quick, Files, TookMs) ->
     Date = string:trim(os:cmd("date -u '+%Y-%m-%d %H:%M UTC'")),
     Head = ["workload", "callers", "ops/s", "p50 us", "p99 us", "p99.9 us", "ratio", "p50 ratio",
             "floor ops/s", "floor"],
     Cells = [[N, integer_to_list(C), si(Ops), us(P50), us(P99), us(P999) | ratio_cells(Ra)]
              || #{name := N, callers := C, ops := Ops, p50 := P50, p99 := P99, p999 := P999,
                   ratio := Ra} <- Rows],
-    Targets = targets(Rows),
+    %% (a partial run shows only the targets it measured)
+    Targets = [T || {_, V, _} = T <- targets(Rows), Files orelse V =/= "not measured"],
     mux_note(Rows),
     note("load average at the end (1, 5, 15 min): ~s", [loadavg()]),
     Notes = lists:reverse(notes()),
@@ -1047,6 +1061,10 @@ report(Rows, Quick, TookMs) ->
                            TookMs / 1000]),
     io:format("~n~s~n~n~s~n~s", [Title, text_table(Head, Cells), text_targets(Targets)]),
     [io:format("note: ~s~n", [N]) || N <- Notes],
+    Files andalso write_files(Title, Head, Cells, Targets, Notes, Rows).
+
+%% bench/out: the table (latest.md), the raw numbers, the plots.
+write_files(Title, Head, Cells, Targets, Notes, Rows) ->
     Md = [Title, "\n\n",
           "ratio = ops/s over the floor's ops/s; p50 ratio = p50 latency over the floor's p50. "
           "Each row and its floor were measured interleaved (slices of ", integer_to_list(?SLICE_MS),
