@@ -5,7 +5,10 @@
 %%% <<"name">> => <<"cache-mainnet">>}') or the instance map returned by
 %%% {@link start/1}.  The store is found by its `<<"name">>' and started on
 %%% first use.  No function raises for a miss or a bad argument: failures
-%%% are `{error, Reason}' values (SPEC section 6).
+%%% are `{error, Reason}' values (SPEC section 6).  The device-style
+%%% functions (arity 3) answer a transient failure (the port died under
+%%% the call, the call timed out) as `{failure, Reason}', which HyperBEAM's
+%%% store manager retries; see dev/1.
 %%%
 %%% Paths are binaries (`<<"a/b/c">>') or lists of segments (binaries,
 %%% strings, atoms, integers); empty segments are dropped.  Links are
@@ -33,6 +36,8 @@
 -type list_opts() :: #{from => binary(), limit => non_neg_integer(),
                        direction => asc | desc}.
 -type error() :: {error, term()}.
+-type failure() :: {failure, {port_exit, term()} | timeout | not_started}.
+%% A device-style call's transient failure (dev/1).
 -opaque reader() :: {hyper_lmdb_reader, reference(), timeout()}.
 %% A store's reader, for the process that opened it (open_reader/1).
 
@@ -165,9 +170,10 @@ read(Opts, Path) ->
 %% With a map as second argument, the device-style write: every
 %% `Path => Value' of the map in one atomic commit (a value that is itself
 %% a map becomes a group of its children).
--spec write(store(), path() | #{path() => iodata() | map()}, iodata() | map()) -> ok | error().
+-spec write(store(), path() | #{path() => iodata() | map()}, iodata() | map()) ->
+          ok | error() | failure().
 write(Opts, Req, _NodeOpts) when is_map(Req) ->
-    dev_write(Opts, Req);
+    dev(dev_write(Opts, Req));
 write(Opts, Path, Value) ->
     with_path(Path, fun(P) ->
         with_value(Opts, Value, fun(V) -> call(Opts, write, {write, P, V}) end)
@@ -184,9 +190,10 @@ list(Opts, Path) ->
 %% map as second argument, the device-style list: `#{<<"list">> => Path,
 %% <<"from">> => Name, <<"limit">> => N, <<"direction">> => <<"asc">> |
 %% <<"desc">>}'.
--spec list(store() | reader(), path() | map(), list_opts() | map()) -> {ok, [binary()]} | error().
+-spec list(store() | reader(), path() | map(), list_opts() | map()) ->
+          {ok, [binary()]} | error() | failure().
 list(Opts, Req, _NodeOpts) when is_map(Req) ->
-    dev_list(Opts, Req);
+    dev(dev_list(Opts, Req));
 list(Opts, Path, ListOpts) when is_map(ListOpts) ->
     From = maps:get(from, ListOpts, undefined),
     Limit = maps:get(limit, ListOpts, 0),
@@ -330,11 +337,11 @@ sync(Opts) ->
 %% `#{<<"level">> => commit | fsync}' included, is sync/1, which is both:
 %% every acknowledged write is committed and on disk when it returns.  A
 %% read-only store has nothing to sync: `ok'.
--spec sync(store(), map(), map()) -> ok | error().
+-spec sync(store(), map(), map()) -> ok | error() | failure().
 sync(Opts, Req, _NodeOpts) when is_map(Req) ->
     case sync(Opts) of
         {error, read_only} -> ok;
-        R -> R
+        R -> dev(R)
     end;
 sync(_, _, _) ->
     {error, {bad_argument, request}}.
@@ -378,17 +385,32 @@ start(Opts, _Req, _NodeOpts) -> start(Opts).
 stop(Opts, _Req, _NodeOpts) -> stop(Opts).
 
 %% @doc Device-style reset: as reset/1.
--spec reset(store(), map(), map()) -> ok | error().
-reset(Opts, _Req, _NodeOpts) -> reset(Opts).
+-spec reset(store(), map(), map()) -> ok | error() | failure().
+reset(Opts, _Req, _NodeOpts) -> dev(reset(Opts)).
 
 %% @doc `#{<<"read">> => Path}': `{ok, Value}' for a value, `{composite,
 %% Children}' (sorted names) for a group, explicit or implicit, and
 %% `{error, not_found}' otherwise.  Links are followed as by read/2.
--spec read(store(), map(), map()) -> {ok, binary()} | {composite, [binary()]} | error().
+-spec read(store(), map(), map()) ->
+          {ok, binary()} | {composite, [binary()]} | error() | failure().
 read(Opts, #{<<"read">> := Path}, _NodeOpts) ->
-    dev_read(Opts, Path, 2);
+    dev(dev_read(Opts, Path, 2));
 read(_, _, _) ->
     {error, {bad_argument, request}}.
+
+%% HyperBEAM's store manager (hb_store) takes `{failure, Reason}' for "try
+%% again": it stops the store, starts it and calls once more before it
+%% moves on to the next store, where `{error, Reason}' moves on at once.
+%% A port that died under the call (a write's outcome unknown, a read
+%% that failed again on the new port), a call that timed out, a server
+%% that went away meanwhile: the store serves again within milliseconds,
+%% so these are failures.  Every other error (a bad argument, a read-only
+%% store, a key too long) stays `{error, Reason}': calling again would not
+%% change it.  The classic API answers SPEC's `{error, Reason}' for all.
+dev({error, {port_exit, _} = Why}) -> {failure, Why};
+dev({error, timeout}) -> {failure, timeout};
+dev({error, not_started}) -> {failure, not_started};
+dev(Result) -> Result.
 
 %% A value is the common case: one round trip.  Otherwise the type says
 %% whether it is a group; a concurrent write between the calls can turn it
@@ -415,36 +437,36 @@ dev_read(Opts, Path, Tries) ->
 
 %% @doc `#{<<"type">> => Path}': `{ok, simple | composite}' or
 %% `{error, not_found}'.
--spec type(store(), map(), map()) -> {ok, simple | composite} | error().
+-spec type(store(), map(), map()) -> {ok, simple | composite} | error() | failure().
 type(Opts, #{<<"type">> := Path}, _NodeOpts) ->
     case type(Opts, Path) of
         not_found -> {error, not_found};
-        {error, _} = E -> E;
+        {error, _} = E -> dev(E);
         T -> {ok, T}
     end;
 type(_, _, _) ->
     {error, {bad_argument, request}}.
 
 %% @doc `#{<<"group">> => Path}': makes Path a group.
--spec group(store(), map(), map()) -> ok | error().
-group(Opts, #{<<"group">> := Path}, _NodeOpts) -> make_group(Opts, Path);
+-spec group(store(), map(), map()) -> ok | error() | failure().
+group(Opts, #{<<"group">> := Path}, _NodeOpts) -> dev(make_group(Opts, Path));
 group(_, _, _) -> {error, {bad_argument, request}}.
 
 %% @doc `#{New => Existing, ...}': makes every New a link to its Existing,
 %% in one atomic commit.
--spec link(store(), map(), map()) -> ok | error().
+-spec link(store(), map(), map()) -> ok | error() | failure().
 link(Opts, Req, _NodeOpts) when is_map(Req), map_size(Req) > 0 ->
-    write_many(Opts, [{make_link, key_arg(Existing), key_arg(New)}
-                      || {New, Existing} <- maps:to_list(Req)]);
+    dev(write_many(Opts, [{make_link, key_arg(Existing), key_arg(New)}
+                          || {New, Existing} <- maps:to_list(Req)]));
 link(_, _, _) ->
     {error, {bad_argument, request}}.
 
 %% @doc `#{<<"resolve">> => Path}': `{ok, ResolvedPath}'.
--spec resolve(store(), map(), map()) -> {ok, binary()} | error().
+-spec resolve(store(), map(), map()) -> {ok, binary()} | error() | failure().
 resolve(Opts, #{<<"resolve">> := Path}, _NodeOpts) ->
     case resolve(Opts, Path) of
         B when is_binary(B) -> {ok, B};
-        E -> E
+        E -> dev(E)
     end;
 resolve(_, _, _) ->
     {error, {bad_argument, request}}.
@@ -460,13 +482,13 @@ resolve(_, _, _) ->
 %% format the bytes are read as that format reads them, so `<<"group">>'
 %% is a group marker).  Answers `{ok, IDs}', or `{error, not_found}' when
 %% no ID matches, as hb_store_lmdb does.
--spec match(store(), map(), map()) -> {ok, [binary()]} | error().
+-spec match(store(), map(), map()) -> {ok, [binary()]} | error() | failure().
 match(Opts, #{<<"match">> := Pairs}, NodeOpts) when is_map(Pairs) ->
     match(Opts, #{<<"match">> => maps:to_list(Pairs)}, NodeOpts);
 match(Opts, #{<<"match">> := Pairs}, _NodeOpts) when is_list(Pairs) ->
     %% a Key is one segment: the child's name below an ID
     case match_keys(Pairs) of
-        true -> match(Opts, Pairs);
+        true -> dev(match(Opts, Pairs));
         false -> {error, {bad_argument, match}}
     end;
 match(Opts, Pattern, _NodeOpts) when is_map(Pattern), map_size(Pattern) > 0 ->
@@ -474,7 +496,7 @@ match(Opts, Pattern, _NodeOpts) when is_map(Pattern), map_size(Pattern) > 0 ->
         {ok, Pairs} ->
             case call(Opts, read, {match_values, Pairs}) of
                 {ok, []} -> {error, not_found};
-                Result -> Result
+                Result -> dev(Result)
             end;
         error ->
             {error, {bad_argument, match}}

@@ -15,7 +15,7 @@
          async_survives_port_crashes/1, fsync_survives_port_crashes/1, hung_port_is_replaced/1,
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
          wake_frames_are_not_replies/1, spins_that_miss_back_off/1,
-         no_snapshot_held_while_answering/1]).
+         no_snapshot_held_while_answering/1, device_api_failures_are_retried/1]).
 -export([log/2]).
 
 suite() -> [{timetrap, {minutes, 10}}].
@@ -24,7 +24,8 @@ all() ->
     [kill9_while_writing, kill9_while_writing_fsync, injected_crash_points,
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
-     wake_frames_are_not_replies, spins_that_miss_back_off, no_snapshot_held_while_answering].
+     wake_frames_are_not_replies, spins_that_miss_back_off, no_snapshot_held_while_answering,
+     device_api_failures_are_retried].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -301,6 +302,43 @@ hung_port_is_replaced(Config) ->
     ?assertNotEqual(OsPid, os_pid(S)),
     ?assertMatch(#{port_restarts := 1, last_port_exit := hung}, hyper_lmdb:stats(S)),
     ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)).
+
+%% Through the device-style API a port dying under a write, and a call
+%% timing out, answer {failure, Reason}: what HyperBEAM's store manager
+%% retries, after stopping and starting the store (hb_store's
+%% apply_store_function/5), before it tries the next store.  Done here as
+%% it does it, the write lands.  The classic API answers the same death
+%% {error, {port_exit, _}} (SPEC section 5); errors that a second call
+%% would meet again stay errors in both.
+device_api_failures_are_retried(Config) ->
+    S = (?config(store, Config))#{<<"watchdog">> => 1000},
+    {ok, _} = hyper_lmdb:start(S),
+    Req = #{<<"dev/k">> => <<"v1">>},
+    inject(S, crash_before_commit),
+    Failed = hyper_lmdb:write(S, Req, #{}),
+    ?assertMatch({failure, {port_exit, _}}, Failed),
+    ok = hyper_lmdb:stop(S, #{}, S),
+    {ok, _} = hyper_lmdb:start(S, #{}, S),
+    ?assertEqual(ok, hyper_lmdb:write(S, Req, #{})),
+    ?assertEqual({ok, <<"v1">>}, hyper_lmdb:read(S, #{<<"read">> => <<"dev/k">>}, #{})),
+    inject(S, crash_before_commit),
+    ?assertMatch({error, {port_exit, _}}, hyper_lmdb:write(S, <<"dev/k">>, <<"v2">>)),
+    ?assertEqual({ok, <<"v1">>}, hyper_lmdb:read(S, <<"dev/k">>)),
+    %% a hung port: the call's own timeout comes before the watchdog's
+    OsPid = os_pid(S),
+    kill_at_end(OsPid),
+    R0 = restarts(S),
+    ok = hyper_lmdb_server:inject_fault(maps:get(<<"name">>, S), hang),
+    ?assertEqual({failure, timeout},
+                 hyper_lmdb:read(S#{<<"timeout">> => 200}, #{<<"read">> => <<"dev/k">>}, #{})),
+    ?assertEqual({error, timeout}, hyper_lmdb:read(S#{<<"timeout">> => 200}, <<"dev/k">>)),
+    wait_restarts(S, R0 + 1),
+    ?assertEqual({ok, <<"v1">>}, hyper_lmdb:read(S, #{<<"read">> => <<"dev/k">>}, #{})),
+    %% what no retry would change
+    Long = binary:copy(<<"k">>, 600),
+    ?assertMatch({error, {key_too_long, _}}, hyper_lmdb:write(S, #{Long => <<"v">>}, #{})),
+    ?assertEqual({error, not_found}, hyper_lmdb:read(S, #{<<"read">> => <<"dev/none">>}, #{})),
+    ?assertEqual({error, {bad_argument, request}}, hyper_lmdb:link(S, #{}, #{})).
 
 %% Kill -9 a whole node while it writes and reads (through the store and
 %% a reader); reopen from this node: every write it had acknowledged (in
