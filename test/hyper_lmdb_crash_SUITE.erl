@@ -15,7 +15,8 @@
          async_survives_port_crashes/1, fsync_survives_port_crashes/1, hung_port_is_replaced/1,
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
          wake_frames_are_not_replies/1, spins_that_miss_back_off/1,
-         no_snapshot_held_while_answering/1, device_api_failures_are_retried/1]).
+         no_snapshot_held_while_answering/1, device_api_failures_are_retried/1,
+         device_api_writers_survive_kills/1]).
 -export([log/2]).
 
 suite() -> [{timetrap, {minutes, 10}}].
@@ -25,7 +26,7 @@ all() ->
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
      wake_frames_are_not_replies, spins_that_miss_back_off, no_snapshot_held_while_answering,
-     device_api_failures_are_retried].
+     device_api_failures_are_retried, device_api_writers_survive_kills].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -339,6 +340,55 @@ device_api_failures_are_retried(Config) ->
     ?assertMatch({error, {key_too_long, _}}, hyper_lmdb:write(S, #{Long => <<"v">>}, #{})),
     ?assertEqual({error, not_found}, hyper_lmdb:read(S, #{<<"read">> => <<"dev/none">>}, #{})),
     ?assertEqual({error, {bad_argument, request}}, hyper_lmdb:link(S, #{}, #{})).
+
+%% What a node's writers see: 16 processes write through the device-style
+%% API with hb_store's retry (hb_store_retry/4) while the port is killed
+%% three times.  Every write that a kill caught answers a failure; retried
+%% (16 processes stopping and starting the store at once, as many nodes'
+%% requests would), every write ends ok, and every one is there.
+device_api_writers_survive_kills(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S, #{}, S),
+    Retries = atomics:new(1, []),
+    Parent = self(),
+    Writers = [spawn_link(fun() -> Parent ! {self(), dev_writer(S, W, 0, Retries, [])} end)
+               || W <- lists:seq(1, 16)],
+    lists:foreach(fun(_) ->
+                      timer:sleep(100),
+                      _ = os:cmd("kill -9 " ++ integer_to_list(os_pid(S)))
+                  end, lists:seq(1, 3)),
+    timer:sleep(100),
+    [W ! stop || W <- Writers],
+    Results = lists:append([receive {W, R} -> R after 60000 -> [{W, stuck}] end || W <- Writers]),
+    Bad = [R || {_, Answer} = R <- Results, Answer =/= ok],
+    ct:pal("~b device-style writes, ~b retried after a failure, not ok: ~p",
+           [length(Results), atomics:get(Retries, 1), lists:sublist(Bad, 5)]),
+    ?assertEqual([], Bad),
+    ?assert(atomics:get(Retries, 1) >= 1),
+    Missing = [K || {K, ok} <- Results, hyper_lmdb:read(S, #{<<"read">> => K}, #{}) =/= {ok, K}],
+    ?assertEqual([], Missing).
+
+dev_writer(S, W, Seq, Retries, Acc) ->
+    receive
+        stop -> Acc
+    after 0 ->
+        K = <<"dev/", (integer_to_binary(W))/binary, "/", (integer_to_binary(Seq))/binary>>,
+        R = hb_store_retry(S, write, [#{K => K}, #{}], Retries),
+        dev_writer(S, W, Seq + 1, Retries, [{K, R} | Acc])
+    end.
+
+%% hb_store's apply_store_function/5 with its default of one retry: on a
+%% failure, stop the store, start it, and call once more.
+hb_store_retry(S, Fun, Args, Retries) ->
+    case apply(hyper_lmdb, Fun, [S | Args]) of
+        {failure, _} ->
+            atomics:add(Retries, 1, 1),
+            catch hyper_lmdb:stop(S, #{}, S),
+            _ = hyper_lmdb:start(S, #{}, S),
+            apply(hyper_lmdb, Fun, [S | Args]);
+        Result ->
+            Result
+    end.
 
 %% Kill -9 a whole node while it writes and reads (through the store and
 %% a reader); reopen from this node: every write it had acknowledged (in
