@@ -355,7 +355,7 @@ device_api_writers_survive_kills(Config) ->
                || W <- lists:seq(1, 16)],
     lists:foreach(fun(_) ->
                       timer:sleep(100),
-                      _ = os:cmd("kill -9 " ++ integer_to_list(os_pid(S)))
+                      _ = os:cmd("kill -9 " ++ integer_to_list(live_os_pid(S, 50)))
                   end, lists:seq(1, 3)),
     timer:sleep(100),
     [W ! stop || W <- Writers],
@@ -367,6 +367,15 @@ device_api_writers_survive_kills(Config) ->
     ?assert(atomics:get(Retries, 1) >= 1),
     Missing = [K || {K, ok} <- Results, hyper_lmdb:read(S, #{<<"read">> => K}, #{}) =/= {ok, K}],
     ?assertEqual([], Missing).
+
+%% The port's pid, from a store the writers may be stopping and starting
+%% just then (stats/1 may find no server, or a port dying under it).
+live_os_pid(S, Tries) ->
+    case hyper_lmdb:stats(S) of
+        #{os_pid := P} when is_integer(P) -> P;
+        _ when Tries > 0 -> timer:sleep(20), live_os_pid(S, Tries - 1);
+        Other -> exit({no_port, Other})
+    end.
 
 dev_writer(S, W, Seq, Retries, Acc) ->
     receive
