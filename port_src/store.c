@@ -549,8 +549,12 @@ static int has_children(struct store *s, MDB_txn *txn, const uint8_t *prefix, si
     if (mdb_cursor_open(txn, s->dbi, &cur))
         return 0;
     MDB_val k = {plen + 1, seek}, v;
-    int found = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size > plen + 1 &&
-                memcmp(k.mv_data, seek, plen + 1) == 0;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    /* the key "P/" itself, only a foreign writer's, holds no child (as in
+     * list_walk): what follows it may */
+    if (rc == 0 && k.mv_size == plen + 1 && memcmp(k.mv_data, seek, plen + 1) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    int found = rc == 0 && k.mv_size > plen + 1 && memcmp(k.mv_data, seek, plen + 1) == 0;
     mdb_cursor_close(cur);
     return found;
 }

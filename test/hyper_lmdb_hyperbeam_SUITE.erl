@@ -14,7 +14,8 @@ suite() -> [{timetrap, {minutes, 5}}].
 all() ->
     [resolution_scenarios_classic, resolution_scenarios_device, message_shaped_data,
      message_shaped_data_device, groups_of_five, paging_1500_children, match_1000_ids,
-     device_api_shapes, compat_directory_from_separate_writer, compat_explicit_format,
+     device_api_shapes, compat_directory_from_separate_writer, compat_foreign_slash_keys,
+     compat_explicit_format,
      compat_stays_when_emptied, compat_link_parents_and_bounds,
      check_reports_problems, convert_both_ways, convert_separate_writer_directory,
      cli_end_to_end, cli_while_node_serves, cli_errors].
@@ -388,6 +389,25 @@ compat_directory_from_separate_writer(C) ->
     {error, {open_failed, format, _}} = hyper_lmdb:start(S#{<<"format">> => <<"tagged">>}),
     %% the explicit, matching one is accepted
     {ok, _} = hyper_lmdb:start(S#{<<"format">> => <<"hb_store_lmdb">>}),
+    ok = hyper_lmdb:stop(S).
+
+%% hb_store_lmdb stores a path's bytes as given, so a directory it wrote
+%% may hold the key "p/" beside "p/q": that key names no child, and `p' is
+%% still a group with the child `q' to type/2 as to list/2, also through a
+%% link.
+compat_foreign_slash_keys(C) ->
+    Dir = hb_dir(C, "hb-slash", [{<<"p/">>, <<"x">>}, {<<"p/q">>, <<"v">>},
+                                 {<<"lp">>, <<"link:p">>}, {<<"r/">>, <<"y">>}]),
+    S = #{<<"name">> => list_to_binary(Dir)},
+    #{format := hb_store_lmdb} = hyper_lmdb:stats(S),
+    {ok, <<"v">>} = hyper_lmdb:read(S, <<"p/q">>),
+    {ok, [<<"q">>]} = hyper_lmdb:list(S, <<"p">>),
+    composite = hyper_lmdb:type(S, <<"p">>),
+    composite = hyper_lmdb:type(S, <<"lp">>),
+    {ok, [<<"q">>]} = hyper_lmdb:list(S, <<"lp">>),
+    %% "r/" alone: nothing below r
+    {ok, []} = hyper_lmdb:list(S, <<"r">>),
+    not_found = hyper_lmdb:type(S, <<"r">>),
     ok = hyper_lmdb:stop(S).
 
 %% A new directory with an explicit format: hb_store_lmdb's layout from
