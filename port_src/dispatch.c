@@ -194,7 +194,14 @@ static void reply_end(struct dispatch *d, size_t start, uint64_t id)
     } else {
         codec_enc_atom(&d->out, "nomem");
     }
-    frame_end(&d->out, start);
+    if (frame_end(&d->out, start)) {
+        /* Not even that fitted: no frame may be left half made, and a
+         * request left unanswered would stall its caller, so the port
+         * exits (main.c) and the server settles the request as one in
+         * flight. */
+        frame_cancel(&d->out, start);
+        d->fatal = EXIT_NOMEM;
+    }
 }
 
 static void reply_error(struct dispatch *d, uint64_t id, int rc)
@@ -206,7 +213,7 @@ static void reply_error(struct dispatch *d, uint64_t id, int rc)
          * with this request unanswered, so the server settles it as one
          * in flight (a read retried, an async write replayed into the
          * next port, a write of unknown outcome answered port_exit). */
-        d->fatal = 1;
+        d->fatal = EXIT_LMDB;
         return;
     }
     size_t start = reply_begin(d, id);
@@ -771,6 +778,19 @@ static int apply_frame(void *ctx, const uint8_t *frame, size_t len, int *touched
 
 /* ---- the loop's entry points ------------------------------------------ */
 
+/* A payload is one term (protocol.h): bytes after the request tuple make
+ * the frame malformed, whatever the tuple says (a write is not applied).
+ * A tuple that cannot even be skipped is left for its own decoding to
+ * refuse, with a reason that says where. */
+static int one_term(struct dispatch *d, const uint8_t *frame, size_t len)
+{
+    struct codec_dec all;
+    codec_dec_init(&all, frame, len);
+    if (codec_dec_version(&all) || codec_dec_skip(&all) || codec_dec_at_end(&all))
+        return 0;
+    return bad(d, "trailing_bytes");
+}
+
 void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max)
 {
     memset(d, 0, sizeof *d);
@@ -829,6 +849,8 @@ void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t 
             pause(); /* until the server's watchdog kills us */
     codec_dec_init(&dec, base + off, len);
     int rc = decode_header(d, &dec, &id, &op);
+    if (!rc)
+        rc = one_term(d, base + off, len);
     if (rc) {
         reply_error(d, id, rc);
         return;

@@ -42,7 +42,10 @@ struct dispatch {
     int fault;             /* the armed enum dispatch_fault */
     int fault_next;        /* armed once the reply to {fault, _} is out */
     int crash_on_flush;    /* write half of `out`, then die (mid-reply) */
-    int fatal;             /* LMDB said MDB_PANIC: the environment is unusable */
+    int fatal;             /* 0, or the status the port exits with, the
+                              request that caused it unanswered: EXIT_LMDB
+                              (MDB_PANIC: the environment is unusable) or
+                              EXIT_NOMEM (not even an error reply fitted) */
     uint64_t requests, bad_requests, background_syncs;
     /* input chunks that held frames, and the sleeps in poll between them:
      * requests / input_chunks is the burst size the server achieves */

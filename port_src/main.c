@@ -192,7 +192,7 @@ static int serve_frames(struct dispatch *d, struct frame_in *in, struct output *
             answer(d, o);
     }
     if (d->fatal)
-        return EXIT_LMDB;
+        return d->fatal;
     if (rc < 0) {
         fprintf(stderr, "hyper_lmdb_port: frame longer than --max-frame %zu\n", in->max_frame);
         return EXIT_STREAM;
@@ -665,7 +665,7 @@ int main(int argc, char **argv)
         if (status)
             break;
         if (d.fatal) { /* what it failed on stays unanswered (dispatch.c) */
-            status = EXIT_LMDB;
+            status = d.fatal;
             break;
         }
         if (batch_open(&store) && store.durability == DURABILITY_FSYNC) {
@@ -684,7 +684,7 @@ int main(int argc, char **argv)
             burst_avg = (burst_avg * 7 + (unsigned)b * 16) / 8;
         }
         if (eof || d.fatal) {
-            status = d.fatal ? EXIT_LMDB : status;
+            status = d.fatal ? d.fatal : status;
             break;
         }
         frame_in_compact(&in);

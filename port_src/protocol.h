@@ -86,13 +86,15 @@
  *
  *   Every request may instead be answered {Id, {error, Reason}}.  Reasons:
  *     empty_path, {key_too_long, Bytes}, read_only,
- *     {bad_request, What}   malformed term, unknown op, wrong arity/type
+ *     {bad_request, What}   malformed term, unknown op, wrong arity/type,
+ *                           bytes after the request's term (trailing_bytes)
  *                           (Id is 0 when even the Id could not be read),
  *     {lmdb, Code, Text}    an LMDB error code and its mdb_strerror text,
  *     {too_large, Bytes}    the reply would be Bytes long, more than a
  *                           frame's 32-bit length can say (a read_many or
  *                           scan of large values: ask for fewer),
- *     nomem.
+ *     nomem (when not even that reply fits, the port exits EXIT_NOMEM
+ *           with the request unanswered).
  *
  * ORDERING AND BATCHING
  *   Requests are executed in arrival order.  Consecutive write requests

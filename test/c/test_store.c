@@ -2410,6 +2410,53 @@ static void dispatch_lying(void)
     free(pr);
 }
 
+/* A payload is one term: bytes after a well-formed request tuple are
+ * refused with {bad_request, trailing_bytes}, and a write so refused is
+ * not applied (it was, and answered ok).  The dispatcher serves on. */
+static void dispatch_trailing_bytes(void)
+{
+    struct proto *pr = malloc(sizeof *pr);
+    if (!CHECK_EQ_INT(proto_open(pr, 1 << 20), 0)) {
+        free(pr);
+        return;
+    }
+    static const uint8_t junk[] = {131, 106, 'J', 'U', 'N', 'K'};
+    static const uint8_t half_binary[] = {109, 0, 0, 0};
+    req(pr, 1, "write", 2);
+    bin(pr, "k");
+    bin(pr, "v");
+    codec_enc_raw(&pr->in, junk, sizeof junk);
+    req_end(pr);
+    r_req(pr, 2, "k");
+    req(pr, 3, "read", 1);
+    bin(pr, "k");
+    codec_enc_raw(&pr->in, half_binary, sizeof half_binary);
+    req_end(pr);
+    req(pr, 4, "write_many", 1);
+    codec_enc_list(&pr->in, 1);
+    codec_enc_tuple(&pr->in, 3);
+    codec_enc_atom(&pr->in, "write");
+    bin(pr, "m");
+    bin(pr, "1");
+    codec_enc_nil(&pr->in);
+    codec_enc_raw(&pr->in, junk + 1, 1); /* a second [] */
+    req_end(pr);
+    r_req(pr, 5, "m");
+    w_req(pr, 6, "k", "w");
+    r_req(pr, 7, "k");
+    run(pr);
+    CHECK_EQ_INT(count_replies(pr), 7);
+    CHECK(reply_is(pr, 1, "{error,{bad_request,trailing_bytes}}"));
+    CHECK(reply_is(pr, 2, "not_found"));
+    CHECK(reply_is(pr, 3, "{error,{bad_request,trailing_bytes}}"));
+    CHECK(reply_is(pr, 4, "{error,{bad_request,trailing_bytes}}"));
+    CHECK(reply_is(pr, 5, "not_found"));
+    CHECK(reply_is(pr, 6, "ok"));
+    CHECK(reply_is(pr, 7, "{ok,<<\"w\">>}"));
+    proto_close(pr);
+    free(pr);
+}
+
 /* Map growth through dispatch: one chunk of writes far larger than the
  * map, all acknowledged ok, all read back. */
 /* Paths longer than the resolver's work buffer (found by the fuzzer: a
@@ -2683,6 +2730,7 @@ int main(void)
     dispatch_basics();
     dispatch_truncation();
     dispatch_lying();
+    dispatch_trailing_bytes();
     dispatch_long_paths();
     dispatch_too_large();
     dispatch_refused_first_write();
