@@ -266,13 +266,38 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
  * when our own stdin closes (our server gave up on us).  Returns 0, or an
  * errno with *why; *fd stays open for the life of the process.
  */
+/* mkdir -p: the directory and any parents missing (SPEC: the store's
+ * directory is created if missing; HyperBEAM names stores such as
+ * "cache-mainnet/lmdb" on a fresh node).  Returns 0 or an errno. */
+static int make_dirs(const char *dir)
+{
+    char path[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path)
+        return n ? ENAMETOOLONG : ENOENT;
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        if (path[i - 1] == '/')
+            continue; /* "a//b": the empty part is no directory */
+        char c = path[i];
+        path[i] = '\0';
+        int rc = mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : errno;
+        path[i] = c;
+        if (rc)
+            return rc;
+    }
+    return 0; /* (a file of that name: the lock file's open says so) */
+}
+
 static int lock_dir(const char *dir, int *fd, int *existed, char *why, size_t whylen)
 {
     char path[PATH_MAX];
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        int e = errno;
+    int made = make_dirs(dir);
+    if (made) {
         snprintf(why, whylen, "mkdir");
-        return e;
+        return made;
     }
     if ((size_t)snprintf(path, sizeof path, "%s/hyper_lmdb.lock", dir) >= sizeof path) {
         snprintf(why, whylen, "lock file path too long");

@@ -284,10 +284,19 @@ options_catalogue(Config) ->
          {error, {open_failed, enoent, <<"mdb_env_open">>}}},
         {"directory that cannot be made",
          hyper_lmdb:start(#{<<"name">> => <<"/proc/hyper_lmdb_cannot_exist">>}),
-         {error, {open_failed, enoent, <<"mkdir">>}}}
+         {error, {open_failed, enoent, <<"mkdir">>}}},
+        {"below a file", hyper_lmdb:start(#{<<"name">> => list_to_binary(File ++ "/db")}),
+         {error, {open_failed, enotdir, <<"mkdir">>}}}
     ],
     Failed = [{N, W, G} || {N, G, W} <- Cases, begin ct:pal("~-34s -> ~p", [N, G]), G =/= W end],
     ?assertEqual([], Failed),
+    %% a directory whose parents are missing too is made with them, as
+    %% HyperBEAM's nested store names need on a fresh node
+    Nested = #{<<"name">> => Dir("nest/a//b/c/")},
+    ok = hyper_lmdb:write(Nested, <<"k">>, <<"v">>),
+    ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(Nested, <<"k">>)),
+    ok = hyper_lmdb:stop(Nested),
+    ?assert(filelib:is_regular(binary_to_list(Dir("nest/a/b/c/data.mdb")))),
     %% the bounds themselves are taken, and the port runs with them
     Edge = #{<<"name">> => Dir("edges"), <<"max-link-hops">> => 1000000,
              <<"max-readers">> => 65536, <<"sync-interval">> => 86400000,
