@@ -328,7 +328,12 @@ scan(Opts, #{} = ScanOpts) ->
 scan(_, _) ->
     {error, {bad_argument, scan_opts}}.
 
-%% @doc Returns once everything acknowledged so far is on disk.
+%% @doc Returns once everything acknowledged so far is on disk.  An
+%% acknowledged async write the store could not keep (refused at its
+%% commit, by a full disk say, or dropped after it killed the port again
+%% and again) is on no disk: the next sync answers
+%% `{error, {async_writes_lost, N}}' for the N lost since a sync last said
+%% so, and `stats/1' counts them all (`async_writes_lost').
 -spec sync(store()) -> ok | error().
 sync(Opts) ->
     call(Opts, read, {sync}).
@@ -348,7 +353,8 @@ sync(_, _, _) ->
 
 %% @doc Counters and sizes: entries, map size and use, format, durability,
 %% cache hits and misses, commits and batch sizes, port restarts, the
-%% readers open on the store (`readers_open', see open_reader/1).
+%% readers open on the store (`readers_open', see open_reader/1), the async
+%% writes acknowledged and then lost (`async_writes_lost', see sync/1).
 -spec stats(store()) -> map() | error().
 stats(Opts) ->
     %% (through call/3: a store whose server was killed starts again)
@@ -359,6 +365,7 @@ stats(Opts) ->
                                      last_port_exit => maps:get(last_exit, Info, undefined),
                                      in_flight => maps:get(pending, Info),
                                      readers_open => maps:get(readers, Info, 0),
+                                     async_writes_lost => maps:get(async_lost, Info, 0),
                                      os_pid => maps:get(os_pid, Info, undefined)};
         Other ->
             Other

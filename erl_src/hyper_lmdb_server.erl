@@ -65,6 +65,11 @@
 %% The slots of the atomics shared with the writers (#state.async_count).
 -define(UNCONFIRMED, 1).
 -define(STOPPING, 2).
+%% Async writes answered ok and then lost (refused at commit, the disk
+%% full say, or dropped after ?ASYNC_TRIES port deaths): ?LOST since a
+%% sync last reported them, ?LOST_TOTAL ever (stats).
+-define(LOST, 3).
+-define(LOST_TOTAL, 4).
 %% ?STOPPING holds ?STOP_BIT once terminate/2 began, plus the async writers
 %% between deciding to send and having sent (send_async/5).
 -define(STOP_BIT, (1 bsl 40)).
@@ -235,9 +240,27 @@ request({Pid, Counter, Async}, Kind, Req, Timeout) ->
                 false ->
                     call_port(Pid, Id, Kind, Frame, Timeout)
             end;
+        Frame when Req =:= {sync} ->
+            synced(Counter, call_port(Pid, Id, Kind, Frame, Timeout));
         Frame ->
             call_port(Pid, Id, Kind, Frame, Timeout)
     end.
+
+%% A sync is `ok' only if every write acknowledged before it is on disk:
+%% async writes the server lost since the last sync said so make it an
+%% error, once (SPEC: sync/1).
+synced(Counter, ok) ->
+    case atomics:exchange(Counter, ?LOST, 0) of
+        0 -> ok;
+        N -> {error, {async_writes_lost, N}}
+    end;
+synced(_, Other) ->
+    Other.
+
+lost_async(S) ->
+    atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
+    atomics:add(S#state.async_count, ?LOST, 1),
+    atomics:add(S#state.async_count, ?LOST_TOTAL, 1).
 
 call_port(Pid, Id, Kind, Frame, Timeout) ->
     Alias = reply_alias(),
@@ -910,7 +933,7 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
     %% (a session of an earlier server may be recorded in the store).
     <<Session:64>> = <<(erlang:system_time(microsecond)):40, (erlang:unique_integer([positive])):24>>,
     Cfg = Cfg0#cfg{session = Session},
-    Open = {ok, #state{cfg = Cfg, async_count = atomics:new(2, [{signed, true}])},
+    Open = {ok, #state{cfg = Cfg, async_count = atomics:new(4, [{signed, true}])},
             {continue, {open, Requester}}},
     %% Claim the name first (a row without a port yet): two starts of one
     %% store race here, and only one opens it.
@@ -1042,7 +1065,8 @@ handle_call(port_info, _From, S = #state{port = Port}) ->
               pending => S#state.inflight + length(held(S#state.solo)),
               readers => map_size(S#state.readers),
               format => S#state.format,
-              last_exit => S#state.last_exit}, S};
+              last_exit => S#state.last_exit,
+              async_lost => atomics:get(S#state.async_count, ?LOST_TOTAL)}, S};
 handle_call(_, _From, S) ->
     {reply, {error, {bad_argument, request}}, S}.
 
@@ -1343,11 +1367,13 @@ route(0, Frame, S) ->
 route(Id, Frame, S) ->
     case erase(Id) of
         {async, _, _, _, _} ->
-            atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
             case binary:longest_common_suffix([Frame, <<119, 2, "ok">>]) of
-                4 -> ok;
-                _ -> logger:error("hyper_lmdb ~s: async write failed: ~0p",
-                                  [S#state.cfg#cfg.name, decode(Frame)])
+                4 ->
+                    atomics:sub(S#state.async_count, ?UNCONFIRMED, 1);
+                _ ->
+                    lost_async(S),
+                    logger:error("hyper_lmdb ~s: async write failed: ~0p",
+                                 [S#state.cfg#cfg.name, decode(Frame)])
             end,
             1;
         {cancelled, _, _, _, _} ->
@@ -1708,14 +1734,14 @@ again(_, read, 0) -> true;
 again(_, _, _) -> false.
 
 give_up_async(S, Tries) ->
-    atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
+    lost_async(S),
     logger:error("hyper_lmdb ~s: async write dropped: the port died ~b times with it in flight",
                  [S#state.cfg#cfg.name, Tries + 1]).
 
 fail_all(Sorted, Reason, S) ->
     [case Dest of
          async ->
-             atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
+             lost_async(S),
              logger:error("hyper_lmdb ~s: async write lost: port gave up",
                           [S#state.cfg#cfg.name]);
          _ ->

@@ -34,6 +34,7 @@ static int begin(struct store *s)
         s->wtxn = NULL;
         return rc;
     }
+    store_reserve_begin(s);
     /* Another process committed since the snapshot the cache describes:
      * its changes may include links. */
     if ((uint64_t)mdb_txn_id(s->wtxn) != s->known_txnid + 1)
@@ -72,7 +73,9 @@ again:
     }
     for (size_t i = 0; i < b->n; i++) {
         int touched = 0;
-        rc = b->apply(b->ctx, base + b->v[i].off, b->v[i].len, &touched);
+        rc = store_reserve(s, b->v[i].len);
+        if (!rc)
+            rc = b->apply(b->ctx, base + b->v[i].off, b->v[i].len, &touched);
         if (rc == MDB_MAP_FULL) {
             grow = 1;
             goto again;
@@ -111,6 +114,12 @@ int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id
         return rc;
     for (;;) {
         int touched = 0;
+        if ((rc = store_reserve(s, len))) {
+            /* refused before it touched a page: the others stay */
+            if (b->n == 0)
+                abort_txn(s);
+            return rc;
+        }
         rc = b->apply(b->ctx, base + off, len, &touched);
         if (rc == 0)
             break;

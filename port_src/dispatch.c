@@ -152,6 +152,9 @@ static void encode_reason(struct dispatch *d, int rc)
     case HL_ENOMEM:
         codec_enc_atom(o, "nomem");
         break;
+    case HL_ENOSPC:
+        codec_enc_atom(o, "disk_full");
+        break;
     case HL_EBADTERM:
     case HL_EBADREQ:
         codec_enc_tuple(o, 2);

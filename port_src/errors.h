@@ -20,6 +20,7 @@ enum hl_error {
     HL_ENOTFOUND = -7,  /* no such key (ordinary miss, not a failure) */
     HL_ELOOP = -8,      /* link loop or more than max-link-hops links */
     HL_ETOOBIG = -9,    /* a reply longer than a frame can carry */
+    HL_ENOSPC = -10,    /* no disk space for the pages a write may take */
 };
 
 #endif

@@ -94,7 +94,9 @@
  *                           frame's 32-bit length can say (a read_many or
  *                           scan of large values: ask for fewer),
  *     nomem (when not even that reply fits, the port exits EXIT_NOMEM
- *           with the request unanswered).
+ *           with the request unanswered),
+ *     disk_full             a write refused: no disk blocks could be
+ *                           reserved for the pages it may take (store.h).
  *
  * ORDERING AND BATCHING
  *   Requests are executed in arrival order.  Consecutive write requests

@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "errors.h"
 
@@ -266,6 +269,7 @@ static const char *open_reason(int rc)
 int store_open(struct store *s, const struct store_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
+    s->data_fd = -1;
     s->read_only = cfg->read_only;
     s->durability = cfg->durability;
     s->max_hops = cfg->max_hops;
@@ -335,6 +339,17 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
         rc = HL_ENOMEM;
         goto fail;
     }
+    if (!cfg->read_only) {
+        MDB_stat st;
+        mdb_filehandle_t fd;
+        if (mdb_env_stat(s->env, &st) == 0 && mdb_env_get_fd(s->env, &fd) == 0 &&
+            mdb_env_info(s->env, &info) == 0) {
+            s->data_fd = fd;
+            s->psize = st.ms_psize;
+            /* every page in use has been written: its block exists */
+            s->reserved = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+        }
+    }
     txn_pool_init(&s->pool, s->env);
     /* The read slot now, before readers of the directory (hyper_lmdb's
      * open_reader/1, each a process of its own) can take the last ones:
@@ -369,6 +384,62 @@ void store_close(struct store *s)
     mdb_env_close(s->env);
     link_cache_free(s->cache);
     s->env = NULL;
+}
+
+/* What store_reserve counts (store.h).  A transaction's own pages: the
+ * copies of the root-to-leaf paths it changes and the free list it saves,
+ * at most RESERVE_TXN_PAGES; a request's: twice its frame (its key and
+ * value, the value's overflow pages rounded up) and RESERVE_REQ_PAGES for
+ * the leaf it copies and a split.  Blocks are reserved RESERVE_AHEAD at a
+ * time, so that fallocate runs once per that much growth. */
+#define RESERVE_TXN_PAGES 64
+#define RESERVE_REQ_PAGES 4
+#define RESERVE_AHEAD ((uint64_t)16 << 20)
+
+void store_reserve_begin(struct store *s)
+{
+    MDB_envinfo info;
+    if (s->data_fd < 0 || mdb_env_info(s->env, &info) != 0)
+        return;
+    s->txn_need = ((uint64_t)info.me_last_pgno + 1 + RESERVE_TXN_PAGES) * s->psize;
+}
+
+/* fallocate(2) without changing the file's size (LMDB set it to the map's):
+ * 0, or an errno. */
+static int allocate(int fd, uint64_t from, uint64_t len)
+{
+    for (;;) {
+        if (syscall(SYS_fallocate, fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)len) == 0)
+            return 0;
+        if (errno != EINTR)
+            return errno;
+    }
+}
+
+int store_reserve(struct store *s, size_t request_bytes)
+{
+    if (s->data_fd < 0)
+        return 0;
+    uint64_t need = s->txn_need + 2 * (uint64_t)request_bytes + RESERVE_REQ_PAGES * s->psize;
+    if (need > s->reserved) {
+        uint64_t ahead = need + RESERVE_AHEAD;
+        int rc = allocate(s->data_fd, s->reserved, ahead - s->reserved);
+        if (rc == ENOSPC || rc == EFBIG) { /* no room ahead: perhaps for this one */
+            ahead = need;
+            rc = allocate(s->data_fd, s->reserved, need - s->reserved);
+        }
+        if (rc == EOPNOTSUPP || rc == ENOSYS) {
+            s->data_fd = -1; /* this filesystem cannot reserve: unchecked, as before */
+            return 0;
+        }
+        if (rc == ENOSPC || rc == EFBIG)
+            return HL_ENOSPC;
+        if (rc)
+            return rc;
+        s->reserved = ahead;
+    }
+    s->txn_need = need;
+    return 0;
 }
 
 int store_grow_map(struct store *s)

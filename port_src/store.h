@@ -54,6 +54,11 @@ struct store {
     MDB_dbi meta_dbi;            /* tagged format: our metadata */
     int has_meta;
     uint64_t session;            /* the server's, for store_note_last (0: none) */
+    /* Disk blocks reserved ahead of LMDB's pages (store_reserve) */
+    int data_fd;                 /* data.mdb (LMDB's descriptor), -1: no reserving */
+    size_t psize;                /* LMDB's page size */
+    uint64_t reserved;           /* bytes of data.mdb known to have their blocks */
+    uint64_t txn_need;           /* wtxn: bytes its pages may reach, at most */
 };
 
 /* What a key holds. */
@@ -80,6 +85,19 @@ int store_names_push(struct store_names *names, const uint8_t *p, size_t len);
  * On failure returns an error code and writes a short reason into err. */
 int store_open(struct store *s, const struct store_config *cfg, char *err, size_t errlen);
 void store_close(struct store *s);
+
+/* With MDB_WRITEMAP, LMDB writes a page that is new to the file straight
+ * into the map of data.mdb, a sparse file: on a full filesystem the page
+ * fault that should give it a block raises SIGBUS and kills the port
+ * where a write(2) would have said ENOSPC.  So the blocks are reserved
+ * (fallocate) ahead of the pages a write transaction may take: the file
+ * in use when it began, plus a bound on what each of its requests can
+ * add (store_reserve_begin, store_reserve).  A request that cannot have
+ * them is refused with HL_ENOSPC before it touches a page; what the
+ * transaction holds already stays safe.  0 when the filesystem cannot
+ * reserve (no fallocate): then nothing is checked, as before. */
+void store_reserve_begin(struct store *s);
+int store_reserve(struct store *s, size_t request_bytes);
 
 /* Sets *txn to the pooled read transaction on the latest snapshot.  A
  * snapshot committed by another process (a CLI writing the same

@@ -16,7 +16,7 @@
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
          wake_frames_are_not_replies/1, spins_that_miss_back_off/1,
          no_snapshot_held_while_answering/1, device_api_failures_are_retried/1,
-         device_api_writers_survive_kills/1]).
+         device_api_writers_survive_kills/1, disk_full_is_an_error/1]).
 -export([log/2]).
 
 suite() -> [{timetrap, {minutes, 10}}].
@@ -26,7 +26,7 @@ all() ->
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
      wake_frames_are_not_replies, spins_that_miss_back_off, no_snapshot_held_while_answering,
-     device_api_failures_are_retried, device_api_writers_survive_kills].
+     device_api_failures_are_retried, device_api_writers_survive_kills, disk_full_is_an_error].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -694,3 +694,69 @@ faults_refused_by_default(Config) ->
     [ok = hyper_lmdb:write(S, [<<"after">>, I], <<"v">>) || I <- lists:seq(1, 20)],
     ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"k">>)),
     ?assertMatch(#{port_restarts := 0}, hyper_lmdb:stats(S)).
+
+%%% ---------------------------------------------------------------------
+%%% a full disk
+
+%% A store on a full filesystem (an 8 MiB tmpfs; skipped where none can be
+%% mounted) in each durability mode.  LMDB writes new pages straight into
+%% the map of a sparse file, where a full disk is SIGBUS: the port must
+%% refuse instead, {error, disk_full}, and live on.  commit and fsync:
+%% every write answered ok or disk_full (the device API too: an error, not
+%% a failure to retry), no port restart, every ok'd write there, and reads
+%% and deletes go on.  async: the writes were answered ok before the disk
+%% was found full; the lost ones are counted, and the next sync says so,
+%% once.
+disk_full_is_an_error(Config) ->
+    Priv = ?config(priv_dir, Config),
+    Mounts = [{M, filename:join(Priv, "full-" ++ M)} || M <- ["commit", "fsync", "async"]],
+    [ok = filelib:ensure_dir(filename:join(D, "x")) || {_, D} <- Mounts],
+    case os:cmd("mount -t tmpfs -o size=8m tmpfs " ++ element(2, hd(Mounts)) ++ " 2>&1") of
+        "" ->
+            try
+                [{_, _} = {M, "" = os:cmd("mount -t tmpfs -o size=8m tmpfs " ++ D ++ " 2>&1")}
+                 || {M, D} <- tl(Mounts)],
+                [disk_full(M, D) || {M, D} <- Mounts],
+                ok
+            after
+                %% (a store left open by a failure keeps its mount busy:
+                %% stopped first, and the mount let go lazily)
+                [hyper_lmdb:stop(#{<<"name">> => list_to_binary(filename:join(D, "db"))})
+                 || {_, D} <- Mounts],
+                [os:cmd("umount -l " ++ D) || {_, D} <- Mounts]
+            end;
+        Why ->
+            {skip, "cannot mount a tmpfs here: " ++ Why}
+    end.
+
+disk_full(Mode, Dir) ->
+    S = #{<<"name">> => list_to_binary(filename:join(Dir, "db")),
+          <<"durability">> => list_to_binary(Mode)},
+    V = binary:copy(<<7>>, 100000),
+    Key = fun(I) -> <<"k", (integer_to_binary(I))/binary>> end,
+    Results = [{I, hyper_lmdb:write(S, Key(I), V)} || I <- lists:seq(1, 120)],
+    Ok = [I || {I, ok} <- Results],
+    #{port_restarts := 0} = Stats = hyper_lmdb:stats(S),
+    ct:pal("~s: ~b writes ok, ~b refused, ~b entries", [Mode, length(Ok), 120 - length(Ok),
+                                                        maps:get(entries, Stats)]),
+    case Mode of
+        "async" ->
+            [] = [R || {_, R} <- Results, R =/= ok],
+            Lost = 120 - maps:get(entries, Stats),
+            ?assert(Lost > 0),
+            ?assertEqual({error, {async_writes_lost, Lost}}, hyper_lmdb:sync(S)),
+            ?assertEqual(ok, hyper_lmdb:sync(S)),
+            ?assertMatch(#{async_writes_lost := Lost}, hyper_lmdb:stats(S));
+        _ ->
+            [] = [R || {_, R} <- Results, R =/= ok, R =/= {error, disk_full}],
+            ?assert(length(Ok) >= 10 andalso length(Ok) < 120),
+            ?assertEqual(length(Ok), maps:get(entries, Stats)),
+            ?assertEqual({error, disk_full},
+                         hyper_lmdb:write(S, #{<<"more">> => V}, #{})),
+            [?assertEqual({ok, V}, hyper_lmdb:read(S, Key(I))) || I <- Ok],
+            ok = hyper_lmdb:delete(S, Key(hd(Ok))),
+            ?assertEqual(not_found, hyper_lmdb:read(S, Key(hd(Ok)))),
+            ok = hyper_lmdb:sync(S)
+    end,
+    #{port_restarts := 0} = hyper_lmdb:stats(S),
+    ok = hyper_lmdb:stop(S).
