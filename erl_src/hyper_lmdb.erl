@@ -699,6 +699,12 @@ started(Name, Pid) ->
                          error -> {error, not_started}
                      end
             catch
+                %% It could not open the directory (another node holds it,
+                %% say, after the 40 s the port waits for it): that is the
+                %% answer, for every caller that waited on this start,
+                %% rather than each starting the store again and waiting
+                %% as long once more.
+                exit:{{shutdown, {open_failed, _, _} = Why}, _} -> {error, Why};
                 exit:_ -> {error, not_started}
             end
     end.

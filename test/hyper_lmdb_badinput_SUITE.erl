@@ -8,7 +8,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
--export([catalogue/1, options_catalogue/1, hyperbeam_store_maps/1, deep_chains/1, broken_stream/1, load_1000_callers/1,
+-export([locked_directory_one_wait/1, catalogue/1, options_catalogue/1, hyperbeam_store_maps/1, deep_chains/1, broken_stream/1, load_1000_callers/1,
          random_arguments/1, running_store_options/1, oversized_requests/1]).
 
 suite() -> [{timetrap, {seconds, 240 + load_seconds()}}].
@@ -19,7 +19,8 @@ load_seconds() ->
         V -> list_to_integer(V)
     end.
 all() -> [catalogue, options_catalogue, hyperbeam_store_maps, running_store_options, oversized_requests,
-          random_arguments, deep_chains, broken_stream, load_1000_callers].
+          random_arguments, deep_chains, broken_stream, locked_directory_one_wait,
+          load_1000_callers].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -459,6 +460,34 @@ broken_stream(Config) ->
     port_command(Port2, <<0, 0>>),
     port_close(Port2),
     ok.
+
+%% A directory another OS process holds the lock of: the port waits 40 s
+%% for it (port_src/main.c, LOCK_WAIT_MS) and the store fails to open.
+%% Callers that came while it was opening get that failure with the first
+%% (found by a review: each started the store again after it and waited as
+%% long once more, 40, 80 and 120 s for three callers).
+locked_directory_one_wait(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "locked"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Holder = open_port({spawn_executable, os:find_executable("flock")},
+                       [{args, [Dir ++ "/hyper_lmdb.lock", "sh", "-c", "echo held; read x"]},
+                        binary, use_stdio]),
+    receive {Holder, {data, <<"held\n">>}} -> ok after 10000 -> ?assert(false) end,
+    S = #{<<"name">> => list_to_binary(Dir)},
+    Self = self(),
+    T0 = erlang:monotonic_time(millisecond),
+    [spawn_link(fun() ->
+                    R = hyper_lmdb:read(S, <<"k">>),
+                    Self ! {caller, erlang:monotonic_time(millisecond) - T0, R}
+                end) || _ <- lists:seq(1, 3)],
+    Got = [receive {caller, T, R} -> {T, R} after 100000 -> no_answer end || _ <- lists:seq(1, 3)],
+    port_close(Holder),
+    ct:pal("three callers of a locked directory: ~p", [Got]),
+    [?assertMatch({_, {error, {open_failed, eagain, _}}}, G) || G <- Got],
+    ?assert(lists:max([T || {T, _} <- Got]) < 60000),
+    %% and once the lock is let go, the store opens
+    ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+    ok = hyper_lmdb:stop(S).
 
 %%% ---------------------------------------------------------------------
 %%% load
