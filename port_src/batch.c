@@ -73,9 +73,7 @@ again:
     }
     for (size_t i = 0; i < b->n; i++) {
         int touched = 0;
-        rc = store_reserve(s, b->v[i].len);
-        if (!rc)
-            rc = b->apply(b->ctx, base + b->v[i].off, b->v[i].len, &touched);
+        rc = b->apply(b->ctx, base + b->v[i].off, b->v[i].len, &touched);
         if (rc == MDB_MAP_FULL) {
             grow = 1;
             goto again;
@@ -114,12 +112,6 @@ int batch_add(struct batch *b, struct store *s, const uint8_t *base, uint64_t id
         return rc;
     for (;;) {
         int touched = 0;
-        if ((rc = store_reserve(s, len))) {
-            /* refused before it touched a page: the others stay */
-            if (b->n == 0)
-                abort_txn(s);
-            return rc;
-        }
         rc = b->apply(b->ctx, base + off, len, &touched);
         if (rc == 0)
             break;

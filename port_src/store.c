@@ -170,8 +170,8 @@ static int put_entry(struct store *s, const uint8_t *key, size_t klen, enum stor
         alen = sizeof HB_GROUP - 1;
     }
     MDB_val k = {klen, (void *)key}, v = {plen + alen, NULL};
-    int rc = mdb_put(s->wtxn, s->dbi, &k, &v, MDB_RESERVE);
-    if (rc)
+    int rc = store_reserve(s, klen + plen + alen);
+    if (rc || (rc = mdb_put(s->wtxn, s->dbi, &k, &v, MDB_RESERVE)))
         return rc;
     if (plen)
         memcpy(v.mv_data, prefix, plen);
@@ -324,6 +324,25 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
     if (dead)
         fprintf(stderr, "hyper_lmdb_port: cleared %d stale reader slot(s)\n", dead);
 
+    MDB_stat st;
+    mdb_filehandle_t fd;
+    MDB_envinfo ei;
+    if (!cfg->read_only && mdb_env_stat(s->env, &st) == 0 && mdb_env_get_fd(s->env, &fd) == 0 &&
+        mdb_env_info(s->env, &ei) == 0) {
+        s->data_fd = fd;
+        s->psize = st.ms_psize;
+        /* every page in use has been written: its block exists */
+        s->reserved = ((uint64_t)ei.me_last_pgno + 1) * st.ms_psize;
+        /* A store never committed to is written below (its format's
+         * records): that needs blocks too.  One already written needs
+         * none to open, and opens on a full disk (to be read). */
+        store_reserve_begin(s);
+        if (store_reserve(s, 0) == HL_ENOSPC && ei.me_last_txnid == 0) {
+            rc = ENOSPC;
+            snprintf(err, errlen, "no disk space for a new store");
+            goto fail;
+        }
+    }
     if ((rc = mdb_txn_begin(s->env, NULL, cfg->read_only ? MDB_RDONLY : 0, &txn)))
         goto fail;
     MDB_envinfo info;
@@ -338,17 +357,6 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
     if (!(s->cache = link_cache_new(cfg->cache_slots))) {
         rc = HL_ENOMEM;
         goto fail;
-    }
-    if (!cfg->read_only) {
-        MDB_stat st;
-        mdb_filehandle_t fd;
-        if (mdb_env_stat(s->env, &st) == 0 && mdb_env_get_fd(s->env, &fd) == 0 &&
-            mdb_env_info(s->env, &info) == 0) {
-            s->data_fd = fd;
-            s->psize = st.ms_psize;
-            /* every page in use has been written: its block exists */
-            s->reserved = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-        }
     }
     txn_pool_init(&s->pool, s->env);
     /* The read slot now, before readers of the directory (hyper_lmdb's
@@ -386,15 +394,27 @@ void store_close(struct store *s)
     s->env = NULL;
 }
 
-/* What store_reserve counts (store.h).  A transaction's own pages: the
- * copies of the root-to-leaf paths it changes and the free list it saves,
- * at most RESERVE_TXN_PAGES; a request's: twice its frame (its key and
- * value, the value's overflow pages rounded up) and RESERVE_REQ_PAGES for
- * the leaf it copies and a split.  Blocks are reserved RESERVE_AHEAD at a
- * time, so that fallocate runs once per that much growth. */
+/* What store_reserve counts (store.h), for each change (every put and
+ * delete, a write_many's ops one by one, ensure_parent_groups' markers
+ * too), on top of the pages in use when the transaction began and
+ * RESERVE_TXN_PAGES of its own (the root-to-leaf paths it copies first,
+ * the free list it saves):
+ *   - the pages its bytes take, at most twice its key, value and node
+ *     header (a page is at least half full, a value's overflow pages
+ *     rounded up);
+ *   - RESERVE_OP_PAGES it may copy (the leaf, a split, its parents) and
+ *     their free-list entries, but no more in a transaction than it had
+ *     pages in use when it began: a page is copied once per transaction.
+ *     (So a write_many of 20,000 new keys counts its bytes, and one of
+ *     3,000 keys scattered over a large store a page each.)
+ * Blocks are reserved RESERVE_AHEAD at a time, so that fallocate runs
+ * once per that much growth; where that much is no longer free, what is
+ * counted and RESERVE_SLACK more, or the change is refused. */
 #define RESERVE_TXN_PAGES 64
-#define RESERVE_REQ_PAGES 4
+#define RESERVE_OP_PAGES 4
+#define RESERVE_NODE 16
 #define RESERVE_AHEAD ((uint64_t)16 << 20)
+#define RESERVE_SLACK ((uint64_t)1 << 20)
 
 void store_reserve_begin(struct store *s)
 {
@@ -402,6 +422,7 @@ void store_reserve_begin(struct store *s)
     if (s->data_fd < 0 || mdb_env_info(s->env, &info) != 0)
         return;
     s->txn_need = ((uint64_t)info.me_last_pgno + 1 + RESERVE_TXN_PAGES) * s->psize;
+    s->txn_copies_left = (uint64_t)info.me_last_pgno + 1;
 }
 
 /* fallocate(2) without changing the file's size (LMDB set it to the map's):
@@ -416,17 +437,19 @@ static int allocate(int fd, uint64_t from, uint64_t len)
     }
 }
 
-int store_reserve(struct store *s, size_t request_bytes)
+int store_reserve(struct store *s, size_t bytes)
 {
     if (s->data_fd < 0)
         return 0;
-    uint64_t need = s->txn_need + 2 * (uint64_t)request_bytes + RESERVE_REQ_PAGES * s->psize;
-    if (need > s->reserved) {
+    uint64_t copies = s->txn_copies_left < RESERVE_OP_PAGES ? s->txn_copies_left : RESERVE_OP_PAGES;
+    uint64_t need = s->txn_need + 2 * ((uint64_t)bytes + RESERVE_NODE) +
+                    copies * (s->psize + sizeof(size_t));
+    if (need + RESERVE_SLACK > s->reserved) {
         uint64_t ahead = need + RESERVE_AHEAD;
         int rc = allocate(s->data_fd, s->reserved, ahead - s->reserved);
         if (rc == ENOSPC || rc == EFBIG) { /* no room ahead: perhaps for this one */
-            ahead = need;
-            rc = allocate(s->data_fd, s->reserved, need - s->reserved);
+            ahead = need + RESERVE_SLACK;
+            rc = allocate(s->data_fd, s->reserved, ahead - s->reserved);
         }
         if (rc == EOPNOTSUPP || rc == ENOSYS) {
             s->data_fd = -1; /* this filesystem cannot reserve: unchecked, as before */
@@ -439,6 +462,7 @@ int store_reserve(struct store *s, size_t request_bytes)
         s->reserved = ahead;
     }
     s->txn_need = need;
+    s->txn_copies_left -= copies;
     return 0;
 }
 
@@ -1347,6 +1371,8 @@ int store_delete(struct store *s, const uint8_t *path, size_t len)
     if ((rc = note_old_link(s, key, klen)))
         return rc;
     MDB_val k = {klen, key};
+    if ((rc = store_reserve(s, klen)))
+        return rc;
     rc = mdb_del(s->wtxn, s->dbi, &k, NULL);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -1355,6 +1381,11 @@ int store_reset(struct store *s)
 {
     if (s->read_only)
         return HL_ERDONLY;
+    /* every page it frees goes on the free list, a page number each */
+    MDB_envinfo info;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc || (rc = store_reserve(s, ((size_t)info.me_last_pgno + 1) * sizeof(size_t))))
+        return rc;
     s->wtxn_links = 1;
     return mdb_drop(s->wtxn, s->dbi, 0);
 }

@@ -59,6 +59,7 @@ struct store {
     size_t psize;                /* LMDB's page size */
     uint64_t reserved;           /* bytes of data.mdb known to have their blocks */
     uint64_t txn_need;           /* wtxn: bytes its pages may reach, at most */
+    uint64_t txn_copies_left;    /* wtxn: pages in use it has not counted a copy of */
 };
 
 /* What a key holds. */
@@ -91,13 +92,15 @@ void store_close(struct store *s);
  * fault that should give it a block raises SIGBUS and kills the port
  * where a write(2) would have said ENOSPC.  So the blocks are reserved
  * (fallocate) ahead of the pages a write transaction may take: the file
- * in use when it began, plus a bound on what each of its requests can
- * add (store_reserve_begin, store_reserve).  A request that cannot have
- * them is refused with HL_ENOSPC before it touches a page; what the
- * transaction holds already stays safe.  0 when the filesystem cannot
- * reserve (no fallocate): then nothing is checked, as before. */
+ * in use when it began (store_reserve_begin, when it begins), plus a
+ * bound on what each change adds (store_reserve, before every put,
+ * delete and drop of the store's own).  A change that cannot have them
+ * is refused with HL_ENOSPC before it touches a page; what the
+ * transaction holds already stays safe.  store_reserve answers 0 when
+ * the filesystem cannot reserve (no fallocate): nothing is checked then,
+ * as before. */
 void store_reserve_begin(struct store *s);
-int store_reserve(struct store *s, size_t request_bytes);
+int store_reserve(struct store *s, size_t bytes);
 
 /* Sets *txn to the pooled read transaction on the latest snapshot.  A
  * snapshot committed by another process (a CLI writing the same
