@@ -336,7 +336,16 @@ scan(_, _) ->
 %% so, and `stats/1' counts them all (`async_writes_lost').
 -spec sync(store()) -> ok | error().
 sync(Opts) ->
-    call(Opts, read, {sync}).
+    case call(Opts, read, {sync}) of
+        ok ->
+            {ok, Name} = name(Opts),  % (call/3 found the store by it)
+            case hyper_lmdb_server:took_lost(Name) of
+                0 -> ok;
+                N -> {error, {async_writes_lost, N}}
+            end;
+        Other ->
+            Other
+    end.
 
 %% @doc The device-style sync (hb_store_lmdb's `sync/3'): any request,
 %% `#{<<"level">> => commit | fsync}' included, is sync/1, which is both:
@@ -361,11 +370,12 @@ stats(Opts) ->
     case call(Opts, read, {stats}) of
         Props when is_list(Props) ->
             Info = port_info(Opts),
+            {ok, Name} = name(Opts),
             (maps:from_list(Props))#{port_restarts => maps:get(restarts, Info),
                                      last_port_exit => maps:get(last_exit, Info, undefined),
                                      in_flight => maps:get(pending, Info),
                                      readers_open => maps:get(readers, Info, 0),
-                                     async_writes_lost => maps:get(async_lost, Info, 0),
+                                     async_writes_lost => hyper_lmdb_server:lost_total(Name),
                                      os_pid => maps:get(os_pid, Info, undefined)};
         Other ->
             Other

@@ -35,7 +35,7 @@
 
 -export([start_link/2, await_open/1, request/4, stop/2, validate/1, conflicts/2, registry/0,
          lookup/1, find/1, forget/1, inject_fault/2, port_info/1, port_info/2]).
--export([new_id/0, frame/2]).
+-export([new_id/0, frame/2, took_lost/1, lost_total/1]).
 -export([open_reader/2, close_reader/1, reader_request/3]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -65,11 +65,7 @@
 %% The slots of the atomics shared with the writers (#state.async_count).
 -define(UNCONFIRMED, 1).
 -define(STOPPING, 2).
-%% Async writes answered ok and then lost (refused at commit, the disk
-%% full say, or dropped after ?ASYNC_TRIES port deaths): ?LOST since a
-%% sync last reported them, ?LOST_TOTAL ever (stats).
--define(LOST, 3).
--define(LOST_TOTAL, 4).
+
 %% ?STOPPING holds ?STOP_BIT once terminate/2 began, plus the async writers
 %% between deciding to send and having sent (send_async/5).
 -define(STOP_BIT, (1 bsl 40)).
@@ -240,27 +236,42 @@ request({Pid, Counter, Async}, Kind, Req, Timeout) ->
                 false ->
                     call_port(Pid, Id, Kind, Frame, Timeout)
             end;
-        Frame when Req =:= {sync} ->
-            synced(Counter, call_port(Pid, Id, Kind, Frame, Timeout));
         Frame ->
             call_port(Pid, Id, Kind, Frame, Timeout)
     end.
 
-%% A sync is `ok' only if every write acknowledged before it is on disk:
-%% async writes the server lost since the last sync said so make it an
-%% error, once (SPEC: sync/1).
-synced(Counter, ok) ->
-    case atomics:exchange(Counter, ?LOST, 0) of
-        0 -> ok;
-        N -> {error, {async_writes_lost, N}}
-    end;
-synced(_, Other) ->
-    Other.
-
+%% Async writes answered ok and then lost (refused at their commit, the
+%% disk full say, or dropped after ?ASYNC_TRIES port deaths, or with a
+%% server that gave up on its port): counted under the store's name in the
+%% registry, which outlives the servers, {{lost, Name}, SinceReported,
+%% Ever}.  A sync is `ok' only if every write acknowledged before it is on
+%% disk, so the next sync says so, once (took_lost/1), and stats/1 shows
+%% the total (lost_total/1).
 lost_async(S) ->
     atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
-    atomics:add(S#state.async_count, ?LOST, 1),
-    atomics:add(S#state.async_count, ?LOST_TOTAL, 1).
+    Key = {lost, S#state.cfg#cfg.name},
+    ets:update_counter(?REGISTRY, Key, [{2, 1}, {3, 1}], {Key, 0, 0}).
+
+%% @doc The async writes of store `Name' lost since this was last asked,
+%% taken (each is told once).
+-spec took_lost(binary()) -> non_neg_integer().
+took_lost(Name) ->
+    Key = {lost, Name},
+    case ets:lookup(?REGISTRY, Key) of
+        [{_, N, _}] when N > 0 ->
+            _ = ets:update_counter(?REGISTRY, Key, {2, -N, 0, 0}),
+            N;
+        _ ->
+            0
+    end.
+
+%% @doc The async writes of store `Name' lost since the application began.
+-spec lost_total(binary()) -> non_neg_integer().
+lost_total(Name) ->
+    case ets:lookup(?REGISTRY, {lost, Name}) of
+        [{_, _, Total}] -> Total;
+        [] -> 0
+    end.
 
 call_port(Pid, Id, Kind, Frame, Timeout) ->
     Alias = reply_alias(),
@@ -933,7 +944,7 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
     %% (a session of an earlier server may be recorded in the store).
     <<Session:64>> = <<(erlang:system_time(microsecond)):40, (erlang:unique_integer([positive])):24>>,
     Cfg = Cfg0#cfg{session = Session},
-    Open = {ok, #state{cfg = Cfg, async_count = atomics:new(4, [{signed, true}])},
+    Open = {ok, #state{cfg = Cfg, async_count = atomics:new(2, [{signed, true}])},
             {continue, {open, Requester}}},
     %% Claim the name first (a row without a port yet): two starts of one
     %% store race here, and only one opens it.
@@ -1065,8 +1076,7 @@ handle_call(port_info, _From, S = #state{port = Port}) ->
               pending => S#state.inflight + length(held(S#state.solo)),
               readers => map_size(S#state.readers),
               format => S#state.format,
-              last_exit => S#state.last_exit,
-              async_lost => atomics:get(S#state.async_count, ?LOST_TOTAL)}, S};
+              last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->
     {reply, {error, {bad_argument, request}}, S}.
 

@@ -592,6 +592,34 @@ async_poison_write_dies_alone_test_() ->
         done(S)
     end}.
 
+%% Acknowledged async writes lost with a server that gave up on its port
+%% (its directory gone for longer than a restart is tried): the next
+%% store's sync says so, and its stats count them, though the count's
+%% server is gone (found by a review: a new server began from nothing).
+async_loss_outlives_its_server_test_() ->
+    {timeout, 120, fun() ->
+        S = #{<<"name">> := Name} = store(asyncgaveup, #{<<"durability">> => <<"async">>}),
+        Dir = binary_to_list(Name),
+        ok = hyper_lmdb:write(S, <<"first">>, <<"v">>),
+        ok = hyper_lmdb:sync(S),
+        #{os_pid := OsPid} = hyper_lmdb:stats(S),
+        {ok, #{<<"pid">> := Server}} = hyper_lmdb:start(S),
+        Mon = monitor(process, Server),
+        %% the port stopped, so that the writes stay unconfirmed
+        "" = os:cmd("kill -STOP " ++ integer_to_list(OsPid)),
+        [ok = hyper_lmdb:write(S, <<"k", (integer_to_binary(I))/binary>>, <<"v">>)
+         || I <- lists:seq(1, 20)],
+        "" = os:cmd("mv '" ++ Dir ++ "' '" ++ Dir ++ ".away' && touch '" ++ Dir ++ "'"),
+        "" = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
+        receive {'DOWN', Mon, process, _, _} -> ok after 60000 -> ?assert(false) end,
+        "" = os:cmd("rm '" ++ Dir ++ "' && mv '" ++ Dir ++ ".away' '" ++ Dir ++ "'"),
+        ?assertEqual({error, {async_writes_lost, 20}}, hyper_lmdb:sync(S)),
+        ?assertEqual(ok, hyper_lmdb:sync(S)),
+        ?assertMatch(#{async_writes_lost := 20}, hyper_lmdb:stats(S)),
+        ?assertEqual({ok, <<"v">>}, hyper_lmdb:read(S, <<"first">>)),
+        done(S)
+    end}.
+
 %% stop/1 right after acknowledged async writes, one of which kills the
 %% port: the server serves the port until every write is confirmed, with
 %% the usual restarts and one-at-a-time replay, before it lets it go
