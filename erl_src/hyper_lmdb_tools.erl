@@ -15,6 +15,8 @@
 %%% @end
 -module(hyper_lmdb_tools).
 
+-include_lib("kernel/include/file.hrl").
+
 -export([fold/3, dump/2, load/2, convert/3, convert/4, check/1, tree/3, tree/4]).
 
 -type entry() :: {binary(), value | link | group, binary()}.
@@ -68,9 +70,22 @@ fold_pages(S, Fun, Acc, From) ->
 %% printable ASCII is written as a string, any other as its bytes
 %% (`<<233,1>>'), since ~p would write bytes from 160 up as Latin-1
 %% characters that file:consult, reading UTF-8, refuses or changes.
+%% Never into the store's own directory (`{error, {File, inside_store}}'):
+%% a dump over its data.mdb would destroy what it reads.  Written to a
+%% file beside File and renamed over it once complete, so a dump that
+%% fails leaves File as it was.
 -spec dump(hyper_lmdb:store(), file:filename_all()) -> {ok, non_neg_integer()} | {error, term()}.
+dump(S = #{<<"name">> := Dir}, File) ->
+    case same_dir(Dir, filename:dirname(filename:absname(File))) of
+        true -> {error, {File, inside_store}};
+        false -> dump_to(S, File)
+    end;
 dump(S, File) ->
-    case file:open(File, [write, raw, binary, delayed_write]) of
+    dump_to(S, File).
+
+dump_to(S, File) ->
+    Tmp = unicode:characters_to_list([File, ".partial-", os:getpid()]),
+    case file:open(Tmp, [write, raw, binary, delayed_write, exclusive]) of
         {ok, Fd} ->
             R = fold_pages(S, fun(Page, N) ->
                                   Text = [entry_text(E) || E <- Page],
@@ -79,12 +94,32 @@ dump(S, File) ->
                                       {error, Why} -> {error, {File, Why}}
                                   end
                               end, 0, undefined),
-            case file:close(Fd) of
-                ok -> R;
-                {error, Why} -> {error, {File, Why}}
+            Closed = file:close(Fd),
+            case {R, Closed} of
+                {{ok, _}, ok} ->
+                    case file:rename(Tmp, File) of
+                        ok -> R;
+                        {error, Why} -> _ = file:delete(Tmp), {error, {File, Why}}
+                    end;
+                {{ok, _}, {error, Why}} ->
+                    _ = file:delete(Tmp),
+                    {error, {File, Why}};
+                {Err, _} ->
+                    _ = file:delete(Tmp),
+                    Err
             end;
         {error, Why} ->
             {error, {File, Why}}
+    end.
+
+%% The same directory, by device and inode (a symbolic link or another
+%% spelling of the path included).
+same_dir(A, B) ->
+    case {file:read_file_info(A), file:read_file_info(B)} of
+        {{ok, #file_info{major_device = D, inode = I}}, {ok, #file_info{major_device = D, inode = I}}} ->
+            true;
+        _ ->
+            false
     end.
 
 %% @doc Loads a file written by dump/2 into the store (keys it already has

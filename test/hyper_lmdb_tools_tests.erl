@@ -61,6 +61,29 @@ hb_dir(Tag, Pairs) ->
 %% The store has `a' as a link to `x'; a dump's `a/b' would be written
 %% through it, at `x/b' (and so would a link `a/l').  Refused, nothing
 %% written, the key and the link named.
+%% dump never writes into the store's own directory (a dump over its
+%% data.mdb destroyed the store it read: found by a review), under any
+%% spelling of it; elsewhere it replaces what the file held, and leaves no
+%% partial file beside it.
+dump_refuses_the_store_directory_test() ->
+    S = #{<<"name">> := Name} = store(dumpinside),
+    Dir = binary_to_list(Name),
+    ok = hyper_lmdb:write(S, <<"a">>, <<"1">>),
+    Data = filename:join(Dir, "data.mdb"),
+    Size = filelib:file_size(Data),
+    {error, {_, inside_store}} = hyper_lmdb_tools:dump(S, Data),
+    {error, {_, inside_store}} = hyper_lmdb_tools:dump(S, filename:join([Dir, ".", "x.dump"])),
+    ok = file:make_symlink(Dir, Dir ++ ".alias"),
+    {error, {_, inside_store}} = hyper_lmdb_tools:dump(S, filename:join(Dir ++ ".alias", "data.mdb")),
+    ?assertEqual(Size, filelib:file_size(Data)),
+    ?assertEqual({ok, <<"1">>}, hyper_lmdb:read(S, <<"a">>)),
+    File = dump_file(S),
+    ok = file:write_file(File, <<"old">>),
+    {ok, 1} = hyper_lmdb_tools:dump(S, File),
+    {ok, [{<<"a">>, value, <<"1">>}]} = file:consult(File),
+    ?assertEqual([], filelib:wildcard(File ++ ".partial-*")),
+    done(S).
+
 load_refuses_a_key_below_a_link_of_the_store_test() ->
     S = store(linksrc),
     ok = hyper_lmdb:write_many(S, [{write, <<"a/b">>, <<"1">>}, {make_link, <<"t">>, <<"a/l">>},
