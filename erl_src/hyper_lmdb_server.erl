@@ -250,7 +250,8 @@ request({Pid, Counter, Async}, Kind, Req, Timeout) ->
 lost_async(S) ->
     atomics:sub(S#state.async_count, ?UNCONFIRMED, 1),
     Key = {lost, S#state.cfg#cfg.name},
-    ets:update_counter(?REGISTRY, Key, [{2, 1}, {3, 1}], {Key, 0, 0}).
+    _ = ets:update_counter(?REGISTRY, Key, [{2, 1}, {3, 1}], {Key, 0, 0}),
+    ok.
 
 %% @doc The async writes of store `Name' lost since this was last asked,
 %% taken (each is told once).

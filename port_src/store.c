@@ -407,13 +407,17 @@ void store_close(struct store *s)
  *     pages in use when it began: a page is copied once per transaction.
  *     (So a write_many of 20,000 new keys counts its bytes, and one of
  *     3,000 keys scattered over a large store a page each.)
- * Blocks are reserved RESERVE_AHEAD at a time, so that fallocate runs
- * once per that much growth; where that much is no longer free, what is
- * counted and RESERVE_SLACK more, or the change is refused. */
+ * What is counted must stay RESERVE_SLACK short of the blocks reserved;
+ * past that they are reserved further ahead, by an eighth of what is
+ * counted (at least RESERVE_SLACK, at most RESERVE_AHEAD_MAX), so that
+ * fallocate runs once per that much growth and a small store does not
+ * hold 16 MiB of disk it does not use.  Where that much is no longer
+ * free, what is counted and RESERVE_SLACK more, or the change is
+ * refused. */
 #define RESERVE_TXN_PAGES 64
 #define RESERVE_OP_PAGES 4
 #define RESERVE_NODE 16
-#define RESERVE_AHEAD ((uint64_t)16 << 20)
+#define RESERVE_AHEAD_MAX ((uint64_t)16 << 20)
 #define RESERVE_SLACK ((uint64_t)1 << 20)
 
 void store_reserve_begin(struct store *s)
@@ -445,7 +449,10 @@ int store_reserve(struct store *s, size_t bytes)
     uint64_t need = s->txn_need + 2 * ((uint64_t)bytes + RESERVE_NODE) +
                     copies * (s->psize + sizeof(size_t));
     if (need + RESERVE_SLACK > s->reserved) {
-        uint64_t ahead = need + RESERVE_AHEAD;
+        uint64_t more = need / 8 < RESERVE_SLACK         ? RESERVE_SLACK
+                        : need / 8 > RESERVE_AHEAD_MAX ? RESERVE_AHEAD_MAX
+                                                       : need / 8;
+        uint64_t ahead = need + RESERVE_SLACK + more;
         int rc = allocate(s->data_fd, s->reserved, ahead - s->reserved);
         if (rc == ENOSPC || rc == EFBIG) { /* no room ahead: perhaps for this one */
             ahead = need + RESERVE_SLACK;
