@@ -378,6 +378,45 @@ cli_refuses_a_directory_without_a_store_test_() ->
         ok
     end}.
 
+%% What a review of the command line found: a refused --create command
+%% left a new, empty store behind (and the next command needed no
+%% --create); "-h" as a value was taken for help; a second PATH was
+%% silently taken instead of the first; bench crashed with a stack trace
+%% on a failed write, ran 0 as 1, and overwrote and removed keys of the
+%% store's own under its path.
+cli_refusals_leave_nothing_behind_test_() ->
+    {timeout, 120, fun() ->
+        Run = cli(),
+        Dir = fresh_dir(cliundo),
+        Bad = Dir ++ ".bad",
+        ok = file:write_file(Bad, "{<<\"a//c\">>,value,<<\"v\">>}.\n"),
+        has(Run("put " ++ Dir ++ " '' v --create"), "empty path(.|\n)*rc=2"),
+        ?assertNot(filelib:is_dir(Dir)),
+        has(Run("load " ++ Dir ++ " " ++ Bad ++ " --create"), "nothing was written(.|\n)*rc=2"),
+        ?assertNot(filelib:is_dir(Dir)),
+        has(Run("put " ++ Dir ++ " k v"), "add --create(.|\n)*rc=2"),
+        %% an existing empty directory stays, emptied again
+        ok = filelib:ensure_dir(filename:join(Dir, "x")),
+        has(Run("put " ++ Dir ++ " '' v --create"), "rc=2"),
+        ?assertEqual({ok, []}, file:list_dir(Dir)),
+        has(Run("put " ++ Dir ++ " k -h --create"), "^rc=0"),
+        has(Run("get " ++ Dir ++ " k"), "^-hrc=0"),
+        has(Run("put " ++ Dir ++ " users/a 1"), "^rc=0"),
+        has(Run("ls " ++ Dir ++ " users admins"), "one PATH at most(.|\n)*rc=1"),
+        has(Run("tree " ++ Dir ++ " users admins"), "one PATH at most(.|\n)*rc=1"),
+        has(Run("bench " ++ Dir ++ " 0"), "at least 1(.|\n)*rc=1"),
+        has(Run("put " ++ Dir ++ " hyper_lmdb_cli_bench/mine kept"), "^rc=0"),
+        has(Run("bench " ++ Dir ++ " 10"), "in use(.|\n)*rc=2"),
+        has(Run("get " ++ Dir ++ " hyper_lmdb_cli_bench/mine"), "^keptrc=0"),
+        has(Run("link " ++ Dir ++ " " ++ lists:duplicate(509, $a) ++ " lnk"), "^rc=0"),
+        has(Run("link " ++ Dir ++ " lnk hyper_lmdb_cli_bench"), "^rc=0"),
+        Out = Run("bench " ++ Dir ++ " 10"),
+        has(Out, "bench: path too long(.|\n)*rc=2"),
+        ?assertEqual(nomatch, re:run(Out, "internal error")),
+        rm(Dir),
+        ok
+    end}.
+
 %% ls read a whole group in one listing; now a page at a time, printed as
 %% it comes, the same names in the same order, --limit and --desc across
 %% pages.  tree shows --limit children per group.  load's refusal names
