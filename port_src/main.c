@@ -253,19 +253,6 @@ static int group_wait(struct dispatch *d, struct frame_in *in, struct output *o,
     return EXIT_OK;
 }
 
-/*
- * One port per store directory (SPEC section 1).  A writable port holds an
- * exclusive flock on DIR/hyper_lmdb.lock for as long as it lives; the
- * kernel lets go of it however the port ends, kill -9 included.  A port
- * may outlive its server's interest in it: after a stop, or when its server
- * was killed outright, it still commits the input it was handed before it
- * sees EOF.  A new port of the same store waits here for it, so that the
- * old port's last commits cannot land after the new port's (an old value
- * overwriting a newer one, read-your-writes broken right after a restart).
- * Gives up after LOCK_WAIT_MS (another node serves the directory), or
- * when our own stdin closes (our server gave up on us).  Returns 0, or an
- * errno with *why; *fd stays open for the life of the process.
- */
 /* mkdir -p: the directory and any parents missing (SPEC: the store's
  * directory is created if missing; HyperBEAM names stores such as
  * "cache-mainnet/lmdb" on a fresh node).  Returns 0 or an errno. */
@@ -291,6 +278,19 @@ static int make_dirs(const char *dir)
     return 0; /* (a file of that name: the lock file's open says so) */
 }
 
+/*
+ * One port per store directory (SPEC section 1).  A writable port holds an
+ * exclusive flock on DIR/hyper_lmdb.lock for as long as it lives; the
+ * kernel lets go of it however the port ends, kill -9 included.  A port
+ * may outlive its server's interest in it: after a stop, or when its server
+ * was killed outright, it still commits the input it was handed before it
+ * sees EOF.  A new port of the same store waits here for it, so that the
+ * old port's last commits cannot land after the new port's (an old value
+ * overwriting a newer one, read-your-writes broken right after a restart).
+ * Gives up after LOCK_WAIT_MS (another node serves the directory), or
+ * when our own stdin closes (our server gave up on us).  Returns 0, or an
+ * errno with *why; *fd stays open for the life of the process.
+ */
 static int lock_dir(const char *dir, int *fd, int *existed, char *why, size_t whylen)
 {
     char path[PATH_MAX];
