@@ -65,7 +65,6 @@
 %% The slots of the atomics shared with the writers (#state.async_count).
 -define(UNCONFIRMED, 1).
 -define(STOPPING, 2).
-
 %% ?STOPPING holds ?STOP_BIT once terminate/2 began, plus the async writers
 %% between deciding to send and having sent (send_async/5).
 -define(STOP_BIT, (1 bsl 40)).
