@@ -159,9 +159,10 @@
     %% requests that came since (Later, newest first), sent once every
     %% suspect is settled.  Requests are kept in order throughout.
     solo = none :: none | {[entry()], [entry()]},
-    %% the readers open on this store (open_reader/2), by the monitor of
-    %% their owner: each holds an LMDB reader slot
-    readers = #{} :: #{reference() => pid()}
+    %% the leases of the readers open on this store (open_reader/2), by
+    %% the monitor of their owner; each holds an LMDB reader slot, and is
+    %% kept in the registry too (leases/1), which outlives this server
+    readers = #{} :: #{reference() => reference()}
 }).
 
 -type entry() :: {integer(), {dest(), kind(), iodata(), non_neg_integer(), integer()}}.
@@ -551,10 +552,31 @@ close_reader(Ref) ->
         undefined -> ok
     end.
 
-%% The reader slot back to the store's server (a server gone has no
-%% count to keep).
-give_back({Server, Lease}) ->
-    gen_server:cast(Server, {reader_closed, Lease}).
+%% The reader slot back: its lease's row out of the registry, and the
+%% store's server (the one running now: the lease may be older than it)
+%% told to stop watching its owner.
+give_back({Name, Lease}) ->
+    catch ets:delete(?REGISTRY, {reader, Name, Lease}),
+    case catch ets:lookup(?REGISTRY, Name) of
+        [{_, Pid, _, _}] -> gen_server:cast(Pid, {reader_closed, Lease});
+        _ -> ok
+    end.
+
+%% The leases of a store's readers, as the registry keeps them: rows
+%% {{reader, Name, Lease}, Owner}.  They outlive the server that gave
+%% them, as the readers do their ports (a reader is its owner's), so that
+%% a server started again counts the slots its predecessor's readers
+%% still hold.
+leases(Name) ->
+    ets:match(?REGISTRY, {{reader, Name, '$1'}, '$2'}).
+
+%% The readers' owners watched by this server: those of the leases an
+%% earlier server gave (an owner already gone gives its lease back at
+%% once, by its 'DOWN').
+adopt_leases(S = #state{cfg = #cfg{name = Name}}) ->
+    Rs = maps:from_list([{erlang:monitor(process, Owner), Lease}
+                         || [Lease, Owner] <- leases(Name)]),
+    S#state{readers = Rs}.
 
 stop_reader(Port, {MRef, Watcher}) ->
     Watcher ! close,
@@ -981,7 +1003,7 @@ init({Cfg0 = #cfg{name = Name}, Requester}) ->
 handle_continue({open, Requester}, S = #state{cfg = Cfg}) ->
     case open_once(Cfg) of
         {ok, Port, Format, _} ->
-            S2 = S#state{port = Port, format = Format, last_progress = now_ms()},
+            S2 = adopt_leases(S#state{port = Port, format = Format, last_progress = now_ms()}),
             %% the format found, for conflicts/2
             ets:insert(?REGISTRY, {{cfg, Cfg#cfg.name}, self(),
                                    Cfg#cfg{format = atom_to_binary(Format)}}),
@@ -1063,18 +1085,20 @@ handle_call(reader_cfg, {Owner, _}, S = #state{cfg = Cfg, format = Format, reade
     %% A lease of a reader slot, given back by close_reader/1 or when its
     %% owner ends: readers that took every slot would leave none for a
     %% port of the store started again.
-    case map_size(Rs) < Cfg#cfg.max_readers - ?READER_RESERVE of
+    Name = Cfg#cfg.name,
+    case length(leases(Name)) < Cfg#cfg.max_readers - ?READER_RESERVE of
         true ->
-            Lease = erlang:monitor(process, Owner),
-            {reply, {ok, Cfg#cfg{format = atom_to_binary(Format)}, {self(), Lease}},
-             S#state{readers = Rs#{Lease => Owner}}};
+            Lease = make_ref(),
+            ets:insert(?REGISTRY, {{reader, Name, Lease}, Owner}),
+            {reply, {ok, Cfg#cfg{format = atom_to_binary(Format)}, {Name, Lease}},
+             S#state{readers = Rs#{erlang:monitor(process, Owner) => Lease}}};
         false ->
             {reply, {error, {readers_full, Cfg#cfg.max_readers}}, S}
     end;
 handle_call(port_info, _From, S = #state{port = Port}) ->
     {reply, #{port => Port, os_pid => os_pid(Port), restarts => S#state.restarts,
               pending => S#state.inflight + length(held(S#state.solo)),
-              readers => map_size(S#state.readers),
+              readers => length(leases(S#state.cfg#cfg.name)),
               format => S#state.format,
               last_exit => S#state.last_exit}, S};
 handle_call(_, _From, S) ->
@@ -1082,9 +1106,14 @@ handle_call(_, _From, S) ->
 
 %% @private
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
-handle_cast({reader_closed, Lease}, S) ->
-    erlang:demonitor(Lease, [flush]),
-    {noreply, S#state{readers = maps:remove(Lease, S#state.readers)}};
+handle_cast({reader_closed, Lease}, S = #state{readers = Rs}) ->
+    case [M || {M, L} <- maps:to_list(Rs), L =:= Lease] of
+        [MRef] ->
+            erlang:demonitor(MRef, [flush]),
+            {noreply, S#state{readers = maps:remove(MRef, Rs)}};
+        [] ->
+            {noreply, S}
+    end;
 handle_cast(_, S) ->
     {noreply, S}.
 
@@ -1139,9 +1168,11 @@ handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
 handle_info({'EXIT', Port, Reason}, S = #state{port = Port}) ->
     %% A write to a dead port (epipe) closes it before any exit status.
     port_died({port_closed, Reason}, S);
-handle_info({'DOWN', Lease, process, _, _}, S = #state{readers = Rs})
-  when is_map_key(Lease, Rs) ->
-    {noreply, S#state{readers = maps:remove(Lease, Rs)}};  % a reader's owner ended
+handle_info({'DOWN', MRef, process, _, _}, S = #state{readers = Rs})
+  when is_map_key(MRef, Rs) ->
+    %% a reader's owner ended (its watcher closes the port)
+    ets:delete(?REGISTRY, {reader, S#state.cfg#cfg.name, map_get(MRef, Rs)}),
+    {noreply, S#state{readers = maps:remove(MRef, Rs)}};
 handle_info({'EXIT', _, _}, S) ->
     %% A port we already replaced.  (Our parent's exit is handled by
     %% gen_server itself, which calls terminate/2.)

@@ -1204,6 +1204,67 @@ readers_leave_the_store_its_slot_test_() ->
         done(S)
     end}.
 
+%% A reader outlives the server that leased its slot (it is its owner's
+%% port): a server started again counts the slots still held, frees those
+%% of owners that ended meanwhile, and takes back a lease an earlier
+%% server gave.  Counted afresh, the slots would run out in LMDB
+%% (MDB_READERS_FULL) before readers_full.
+reader_slots_outlive_the_server_test_() ->
+    {timeout, 60, fun() ->
+        S = store(reader_slots_restart, #{<<"max-readers">> => 6}),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v">>),
+        Self = self(),
+        Owner = fun Loop(R) ->
+                    receive
+                        read -> Self ! {self(), hyper_lmdb:read(R, <<"k">>)}, Loop(R);
+                        close -> Self ! {self(), hyper_lmdb:close_reader(R)}, Loop(R)
+                    end
+                end,
+        Open = fun() ->
+                   P = spawn(fun() ->
+                                 case hyper_lmdb:open_reader(S) of
+                                     {ok, R} -> Self ! {self(), opened}, Owner(R);
+                                     E -> Self ! {self(), E}
+                                 end
+                             end),
+                   receive {P, Got} -> {P, Got} after 10000 -> {P, no_answer} end
+               end,
+        Ask = fun(P, What) -> P ! What, receive {P, X} -> X after 10000 -> no_answer end end,
+        Readers = [P || {P, opened} <- [Open() || _ <- lists:seq(1, 4)]],
+        ?assertEqual(4, length(Readers)),
+        ?assertMatch({_, {error, {readers_full, 6}}}, Open()),
+        Restart = fun() -> ok = hyper_lmdb:stop(S), {ok, _} = hyper_lmdb:start(S) end,
+        Restart(),
+        ?assertMatch(#{readers_open := 4}, hyper_lmdb:stats(S)),
+        ?assertMatch({_, {error, {readers_full, 6}}}, Open()),
+        [?assertEqual({ok, <<"v">>}, Ask(P, read)) || P <- Readers],
+        %% an owner that ends while no server runs frees its slot for the next
+        [Gone, Closer | _] = Readers,
+        ok = hyper_lmdb:stop(S),
+        kill_and_wait(Gone),
+        {ok, _} = hyper_lmdb:start(S),
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> maps:get(readers_open, hyper_lmdb:stats(S)) =:= 3 end, 5000)),
+        {New, opened} = Open(),
+        ?assertMatch({_, {error, {readers_full, 6}}}, Open()),
+        %% a lease given by the server before this one, given back to it
+        Restart(),
+        ?assertEqual(ok, Ask(Closer, close)),
+        ?assertMatch(#{readers_open := 3}, hyper_lmdb:stats(S)),
+        {Last, opened} = Open(),
+        ?assertEqual({ok, <<"v">>}, Ask(Last, read)),
+        ?assertMatch({_, {error, {readers_full, 6}}}, Open()),
+        %% and the store's own port, started again, still finds a slot
+        #{os_pid := OsPid} = hyper_lmdb:stats(S),
+        _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> maps:get(os_pid, hyper_lmdb:stats(S)) =/= OsPid end, 5000)),
+        ok = hyper_lmdb:write(S, <<"k">>, <<"v2">>),
+        ?assertEqual({ok, <<"v2">>}, hyper_lmdb:read(S, <<"k">>)),
+        ?assertEqual({ok, <<"v2">>}, Ask(New, read)),
+        [kill_and_wait(P) || P <- Readers ++ [New, Last], P =/= Gone],
+        ?assert(hyper_lmdb_test_util:wait_until(fun() -> maps:get(readers_open, hyper_lmdb:stats(S)) =:= 0 end, 5000)),
+        done(S)
+    end}.
+
 %% A reader whose port is killed starts it again and answers; its port
 %% ends with its owner (no orphan), and with close_reader/1.
 reader_port_dies_and_ends_test_() ->
