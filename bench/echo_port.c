@@ -24,7 +24,7 @@
  * lockstep floor is the same either way, and the pipelined one measured
  * the same with and without spinning: 750k and 753k round trips/s.)
  *
- * usage: echo_port [SPIN_US]   (default 50, hyper_lmdb_port's default)
+ * usage: echo_port [SPIN_US]   (default 200, hyper_lmdb_port's default)
  * Exits 0 on EOF, 4 on a broken stream, 5 when stdout fails.
  */
 #include <errno.h>
@@ -137,7 +137,7 @@ static int wait_input(unsigned spin_us)
 
 int main(int argc, char **argv)
 {
-    unsigned spin_us = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 50;
+    unsigned spin_us = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 200;
     struct frame_in in;
     struct codec_enc out;
     int status = EXIT_OK;

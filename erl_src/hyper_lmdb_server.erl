@@ -117,7 +117,7 @@
     max_readers = 126 :: pos_integer(),
     read_ahead = false :: boolean(),
     watchdog = 30000 :: pos_integer() | infinity,
-    spin_us = 50 :: non_neg_integer(),
+    spin_us = 200 :: non_neg_integer(),
     exclusive = true :: boolean(),
     fault_injection = false :: boolean(),
     %% this server's, passed to each port it starts: the port records the
