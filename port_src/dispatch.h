@@ -52,7 +52,7 @@ struct dispatch {
     uint64_t input_chunks, input_waits;
     uint64_t wake_frames; /* empty frames written ahead of serving (main.c) */
     uint64_t spin_misses; /* spins before sleeping that caught no input (main.c) */
-    uint64_t spins_shortened; /* ... cut short because the CPUs were busy (main.c) */
+    uint64_t busy_waits;  /* waits with no spin, as the CPUs were busy (main.c) */
 };
 
 void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max);

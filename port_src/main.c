@@ -64,9 +64,9 @@ static int frame_ready(const struct frame_in *in)
 
 /* The spin before sleeping pays off for callers that ask again within
  * microseconds of their answers: a few callers, bursts of a few frames.
- * burst_avg is a moving average of frames per read, in 1/16ths; while the
- * CPUs are busy the port spins only while it stays below SPIN_BELOW_AVG
- * (see the loop).  Eight frames:
+ * burst_avg is a moving average of frames per read, in 1/16ths; where the
+ * CPUs' pressure is unknown (struct pressure) the port spins only while it
+ * stays below SPIN_BELOW_AVG (see the loop).  Eight frames:
  * measured against two (alternating 250 ms slices, two runs), 4 callers
  * +22-26% reads/s, 8 callers +9-13%, 1, 32 and 64 callers within +-2%;
  * sixteen lost 2-6% at 32 and 64 callers. */
@@ -86,13 +86,16 @@ static int frame_ready(const struct frame_in *in)
  * port keeps the BEAM, and the other ports, off the core they need to
  * answer it.  Linux tells how much: /proc/pressure/cpu (PSI) sums the time
  * some task was runnable but not running.  Over each PRESSURE_PERIOD_US,
- * when that share passed PRESSURE_BUSY_PERMILLE the port spins a quarter
- * of --spin-us until the next period, and not at all after large bursts
- * (see the loop).  Measured (2 cores, spin 200 us):
- * one caller through the store 2-8% of the time, 16 callers 20%, 4 or 16
- * readers (a port each) 70-80%; 4 readers made 28-32k reads/s spinning
- * 200 us, 56-58k spinning 50 us or not at all.  Without PSI (an older
- * kernel, psi=0) the port spins --spin-us after small bursts only. */
+ * when that share passed PRESSURE_BUSY_PERMILLE the port does not spin
+ * until the next period; below it, it spins whatever its bursts (see the
+ * loop).  Measured (2 cores, spin 200 us): one caller through the store
+ * 2-8% of the time, 16 callers 20%, 4 or 16 readers (a port each) 70-80%;
+ * 4 readers made 28-32k reads/s spinning 200 us, 56-58k spinning 50 us or
+ * not at all; 16 readers 34-43k spinning a quarter as long while busy.
+ * Not spinning while busy, 200 us against 50 us otherwise (A/B): 1, 4, 16
+ * and 64 readers 1.17x, 1.05x, 1.00-1.09x, 1.06x; through the store 1, 16
+ * and 64 callers 1.66x, 1.12x, 1.06x.  Without PSI (an older kernel,
+ * psi=0) the port spins after small bursts only. */
 #define PRESSURE_PERIOD_US 100000u
 #define PRESSURE_BUSY_PERMILLE 200u
 
@@ -689,8 +692,8 @@ int main(int argc, char **argv)
         /* Spin briefly (--spin-us) before sleeping: a caller that just got
          * its reply often sends the next request within microseconds, and
          * a wake-up from a blocking poll costs tens of them (on a VM that
-         * halts idle vCPUs, over a hundred).  While the CPUs are busy
-         * (struct pressure) the spin is a quarter as long, and none when
+         * halts idle vCPUs, over a hundred).  Not while the CPUs are busy
+         * (struct pressure), and, where that is unknown, not when
          * reads bring several frames on average: then many callers queue
          * on a busy BEAM, the next burst is many microseconds away, and on
          * a small machine the spinning takes the core the BEAM needs to
@@ -710,13 +713,14 @@ int main(int argc, char **argv)
         if (n == 0)
             txn_pool_release(&store.pool);
         int busy = n == 0 && opt.spin_us ? pressure_busy(&cpu, now_us()) : -1;
-        int may_spin = n == 0 && opt.spin_us && (burst_avg < SPIN_BELOW_AVG || busy == 0);
+        if (busy == 1)
+            d.busy_waits++;
+        int may_spin = n == 0 && opt.spin_us &&
+                       (busy == 0 || (busy < 0 && burst_avg < SPIN_BELOW_AVG));
         if (may_spin && spin.skip) {
             spin.skip--;
         } else if (may_spin) {
-            if (busy == 1)
-                d.spins_shortened++;
-            uint64_t until = now_us() + (busy == 1 ? opt.spin_us / 4 : opt.spin_us);
+            uint64_t until = now_us() + opt.spin_us;
             while (n == 0 && now_us() < until)
                 n = poll(&pfd, 1, 0);
             if (n == 0) {
