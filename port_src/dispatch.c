@@ -310,6 +310,7 @@ static int do_read_many(struct dispatch *d, struct codec_dec *dec, MDB_txn *txn,
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *p, *val;
         size_t len, vlen;
+        store_tick(d->store);
         int rc = decode_read_path(d, dec, &p, &len);
         if (rc == 0)
             rc = store_read(d->store, txn, p, len, &val, &vlen);

@@ -214,6 +214,7 @@ static uint64_t now_us(void)
 struct output {
     int fd;
     int closed;
+    uint64_t last_us; /* when something was last written */
 };
 
 /* Writes the pending replies.  Once stdout fails (the server closed the
@@ -222,6 +223,8 @@ struct output {
  * already answered ok among them, must still be committed. */
 static void flush_output(struct codec_enc *out, struct output *o)
 {
+    if (out->len)
+        o->last_us = now_us();
     if (!o->closed) {
         int rc = frame_flush(out, o->fd);
         if (rc == 0)
@@ -231,6 +234,35 @@ static void flush_output(struct codec_enc *out, struct output *o)
         o->closed = 1;
     }
     out->len = 0;
+}
+
+/* Wake-up ticks (protocol.h, WAKE-UPS).  A request that takes long to
+ * serve (a list of children with subtrees, a read_many of many keys, a
+ * scan) outlasts the BEAM's idle spin, so its reply waits for the BEAM to
+ * wake up: ~60 us on a VM that halts idle vCPUs.  While wake-up calls are
+ * on (a few callers), such a walk (struct store, tick) writes another
+ * empty frame whenever WAKE_TICK_US pass without output, which keeps the
+ * BEAM awake for the reply.  Measured, A/B in alternating rounds, a list
+ * of 100 children with 100 descendants each (45 us in the port): p50 136.5
+ * -> 94.1 us, mean 284 -> 124, p90 593 -> 136; every 5 us: p50 112. */
+#define WAKE_TICK_US 10
+
+struct waker {
+    struct output *out;
+    struct codec_enc frame; /* the empty frame, while it is written */
+    uint64_t *count;        /* the wake-up frames written (dispatch) */
+    int on;
+};
+
+static void wake_tick(void *ctx)
+{
+    static const uint8_t wake[4] = {0, 0, 0, 0};
+    struct waker *w = ctx;
+    if (!w->on || w->out->closed || now_us() - w->out->last_us < WAKE_TICK_US)
+        return;
+    codec_enc_raw(&w->frame, wake, sizeof wake);
+    flush_output(&w->frame, w->out);
+    ++*w->count;
 }
 
 /* Writes the pending replies, having let the read snapshot go: every
@@ -663,6 +695,10 @@ int main(int argc, char **argv)
     frame_in_init(&in, opt.max_frame);
     dispatch_hello(&d);
     struct output out = {.fd = out_fd};
+    struct waker waker = {.out = &out, .count = &d.wake_frames};
+    codec_enc_init(&waker.frame);
+    store.tick = wake_tick;
+    store.tick_ctx = &waker;
     int status = EXIT_OK;
     struct flusher flush;
     flusher_start(&flush, &store);
@@ -766,8 +802,10 @@ int main(int argc, char **argv)
             flush_output(&d.out, &out);
             d.wake_frames++;
         }
+        waker.on = burst_avg < SPIN_BELOW_AVG;
         last_burst = 0;
         status = serve_frames(&d, &in, &out, &last_burst);
+        waker.on = 0;
         int eof = 0;
         if (status == EXIT_OK && store.durability == DURABILITY_FSYNC && batch_open(&store) &&
             d.batch.n < last_batch)
@@ -804,6 +842,8 @@ int main(int argc, char **argv)
     flush_output(&d.out, &out);
     if (out.closed && status == EXIT_OK)
         status = EXIT_OUTPUT;
+    store.tick = NULL;
+    codec_enc_free(&waker.frame);
     dispatch_free(&d);
     frame_in_free(&in);
     if (flush.threaded)

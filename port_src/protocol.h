@@ -121,7 +121,11 @@
  *   read requests, before it serves them.  The BEAM side has gone idle
  *   meanwhile, and waking it takes several microseconds; started by the
  *   empty frame, that wake-up overlaps the serving, and the reply usually
- *   arrives in the same read as the empty frame.
+ *   arrives in the same read as the empty frame.  A request that takes
+ *   long to serve (a list, scan, match or read_many walk) writes more of
+ *   them while it goes, one whenever 10 us pass without output, so that
+ *   the BEAM is still awake when the reply comes.  Empty frames may come
+ *   between any two frames; a reader takes none for a reply.
  *
  * EXIT STATUS (the server maps these to reasons; see exit_reason/1 there)
  */

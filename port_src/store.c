@@ -757,6 +757,7 @@ static int list_get(struct store *s, MDB_cursor *cur, MDB_val *k, MDB_cursor_op 
 {
     MDB_val v;
     s->list_ops++;
+    store_tick(s);
     return mdb_cursor_get(cur, k, &v, op);
 }
 
@@ -1151,6 +1152,7 @@ int store_scan(struct store *s, MDB_txn *txn, const uint8_t *from, size_t from_l
             e.dlen = 0;
         if (fn(ctx, &e))
             break;
+        store_tick(s);
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
@@ -1203,7 +1205,7 @@ int store_match(struct store *s, MDB_txn *txn, size_t n, const uint8_t *const *n
         return rc;
     uint8_t key[PATH_MAX_KEY + 1];
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+         store_tick(s), rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         /* Is this key ID/names[0], holding what the first pair asks for? */
         const uint8_t *kp = k.mv_data;
         size_t klen = k.mv_size, nl = name_lens[0];

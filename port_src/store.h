@@ -60,7 +60,21 @@ struct store {
     uint64_t reserved;           /* bytes of data.mdb known to have their blocks */
     uint64_t txn_need;           /* wtxn: bytes its pages may reach, at most */
     uint64_t txn_copies_left;    /* wtxn: pages in use it has not counted a copy of */
+    /* Called now and then (every STORE_TICK_EVERY steps) during long
+     * walks: lists, scans, matches, read_many.  NULL: none. */
+    void (*tick)(void *ctx);
+    void *tick_ctx;
+    unsigned tick_steps;
 };
+
+#define STORE_TICK_EVERY 8
+
+/* One step of a long walk (struct store, tick). */
+static inline void store_tick(struct store *s)
+{
+    if (s->tick && ++s->tick_steps % STORE_TICK_EVERY == 0)
+        s->tick(s->tick_ctx);
+}
 
 /* What a key holds. */
 enum store_kind { KIND_NONE, KIND_VALUE, KIND_LINK, KIND_GROUP };

@@ -15,7 +15,7 @@
          async_survives_port_crashes/1, fsync_survives_port_crashes/1, hung_port_is_replaced/1,
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
          wake_frames_are_not_replies/1, spins_that_miss_back_off/1,
-         no_spin_while_the_cpus_are_busy/1,
+         no_spin_while_the_cpus_are_busy/1, long_walks_keep_the_caller_awake/1,
          no_snapshot_held_while_answering/1, device_api_failures_are_retried/1,
          device_api_writers_survive_kills/1, disk_full_is_an_error/1]).
 -export([log/2]).
@@ -27,7 +27,8 @@ all() ->
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
      wake_frames_are_not_replies, spins_that_miss_back_off,
-     no_spin_while_the_cpus_are_busy, no_snapshot_held_while_answering,
+     no_spin_while_the_cpus_are_busy, long_walks_keep_the_caller_awake,
+     no_snapshot_held_while_answering,
      device_api_failures_are_retried, device_api_writers_survive_kills, disk_full_is_an_error].
 
 init_per_suite(Config) ->
@@ -599,6 +600,31 @@ spins_that_miss_back_off(Config) ->
     %% without the backoff, every one of the 200 would miss
     ?assert(M1 - M0 =< 40),
     ?assert(W2 - W1 < 2500).
+
+%% A long walk (here lists of 1000 children with a subtree each, and
+%% read_many of 1000 keys) writes wake-up calls while it goes (port_src/
+%% main.c, wake_tick): several per request, in the middle of its serving.
+%% Neither the server nor a reader takes one for an answer, or for part of
+%% one: every answer is whole and right.
+long_walks_keep_the_caller_awake(Config) ->
+    S = ?config(store, Config),
+    {ok, _} = hyper_lmdb:start(S),
+    Names = [integer_to_binary(I) || I <- lists:seq(1000, 1999)],
+    ok = hyper_lmdb:write_many(S, [{write, <<"g/", C/binary, "/", Sub/binary>>, C}
+                                   || C <- Names, Sub <- [<<"a">>, <<"b/c">>]]),
+    Keys = [<<"g/", C/binary, "/a">> || C <- Names],
+    {ok, R} = hyper_lmdb:open_reader(S),
+    #{wake_frames := W0} = hyper_lmdb:stats(S),
+    [begin
+         ?assertEqual({ok, Names}, hyper_lmdb:list(S, <<"g">>)),
+         ?assertEqual([{ok, C} || C <- Names], hyper_lmdb:read_many(S, Keys)),
+         ?assertEqual({ok, Names}, hyper_lmdb:list(R, <<"g">>)),
+         ?assertEqual([{ok, C} || C <- Names], hyper_lmdb:read_many(R, Keys))
+     end || _ <- lists:seq(1, 20)],
+    #{wake_frames := W1} = hyper_lmdb:stats(S),
+    ct:pal("40 long requests: ~b wake-up frames", [W1 - W0]),
+    ?assert(W1 - W0 > 80),
+    ok = hyper_lmdb:close_reader(R).
 
 %% While tasks wait for a CPU (Linux's /proc/pressure/cpu), the port does
 %% not spin before it sleeps (port_src/main.c, struct pressure): here twice
