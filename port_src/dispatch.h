@@ -50,7 +50,7 @@ struct dispatch {
     /* input chunks that held frames, and the sleeps in poll between them:
      * requests / input_chunks is the burst size the server achieves */
     uint64_t input_chunks, input_waits;
-    uint64_t wake_frames; /* empty frames written ahead of serving (main.c) */
+    uint64_t wake_frames; /* empty frames written ahead of and during serving (main.c) */
     uint64_t spin_misses; /* spins before sleeping that caught no input (main.c) */
     uint64_t busy_waits;  /* waits with no spin, as the CPUs were busy (main.c) */
 };

@@ -654,7 +654,7 @@ no_spin(Config) ->
         ct:pal("~b busy loops: ~b reads, ~b waits without a spin", [length(Loops), N, B1 - B0]),
         ?assert(B1 - B0 > N div 4)
     after
-        _ = os:cmd("kill " ++ lists:join(" ", OsPids))
+        _ = os:cmd(lists:flatten(["kill " | lists:join(" ", OsPids)]))
     end.
 
 read_until(S, Until, N) ->
