@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/falloc.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -1415,4 +1416,31 @@ int store_info(struct store *s, MDB_txn *txn, struct store_info *out)
     out->max_readers = info.me_maxreaders;
     out->readers_used = info.me_numreaders;
     return 0;
+}
+
+/* mdb_reader_list's lines: a header, then "pid thread txnid" a slot. */
+struct other_readers {
+    pid_t self;
+    int count;
+};
+
+static int count_other_reader(const char *line, void *ctx)
+{
+    struct other_readers *o = ctx;
+    char *end;
+    long pid = strtol(line, &end, 10);
+    if (end == line || pid <= 0 || (pid_t)pid == o->self)
+        return 0; /* the header, or ours */
+    /* a slot a killed process left stays until a reader check clears it */
+    if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+        o->count++;
+    return 0;
+}
+
+int store_other_readers(struct store *s)
+{
+    struct other_readers o = {.self = getpid(), .count = 0};
+    if (mdb_reader_list(s->env, count_other_reader, &o) < 0)
+        return -1;
+    return o.count;
 }

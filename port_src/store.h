@@ -236,6 +236,11 @@ struct store_info {
 };
 int store_info(struct store *s, MDB_txn *txn, struct store_info *out);
 
+/* The reader slots of the environment that other processes, alive, hold
+ * (readers: hyper_lmdb:open_reader/1; the command line): they read beside
+ * this port, and pin the pages their snapshots see.  -1: no telling. */
+int store_other_readers(struct store *s);
+
 const char *store_format_name(enum store_format f);
 const char *store_durability_name(enum store_durability d);
 

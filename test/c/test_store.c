@@ -20,6 +20,8 @@
  *     group of 20,000 "c-<N>" children paged 100 at a time: the pages join
  *     up, and each costs about one cursor call per name;
  *   - map growth from the smallest map, through the batch and dispatch;
+ *   - the reader slots other processes hold (store_other_readers): a
+ *     live reader counts, one that closed or was killed does not;
  *   - dispatch: truncated and lying frames are answered bad_request; a
  *     reply too long for a frame is answered too_large, in step.
  */
@@ -30,6 +32,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include "batch.h"
 #include "check.h"
@@ -2676,6 +2680,67 @@ static void link_cache_bounds(void)
     link_cache_free(c);
 }
 
+/* ---- other processes reading the environment ------------------------------ */
+
+/* A child that opens the store read-only (which takes its reader slot),
+ * says so on `ready`, and closes it when `go` is closed or written to. */
+static pid_t reader_child(const char *dir, int *ready_fd, int *go_fd)
+{
+    int ready[2], go[2];
+    if (!CHECK_EQ_INT(pipe(ready), 0) || !CHECK_EQ_INT(pipe(go), 0))
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        struct store s;
+        struct store_config cfg = {.dir = dir, .map_size = 1 << 20, .max_readers = 16,
+                                   .read_only = 1, .max_hops = 8, .format = FORMAT_AUTO,
+                                   .durability = DURABILITY_COMMIT, .cache_slots = 64};
+        char why[128];
+        char ok = store_open(&s, &cfg, why, sizeof why) == 0 ? 'y' : 'n';
+        if (write(ready[1], &ok, 1) != 1)
+            _exit(2);
+        char c;
+        (void)!read(go[0], &c, 1);
+        if (ok == 'y')
+            store_close(&s);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(go[0]);
+    *ready_fd = ready[0];
+    *go_fd = go[1];
+    return pid;
+}
+
+static void other_readers(void)
+{
+    struct env e;
+    if (!CHECK_EQ_INT(env_open(&e, FORMAT_TAGGED, 1 << 20, 8), 0))
+        return;
+    CHECK_EQ_INT(store_other_readers(&e.s), 0); /* our own slot is not counted */
+    for (int kill_it = 0; kill_it <= 1; kill_it++) {
+        int ready, go;
+        pid_t pid = reader_child(e.path, &ready, &go);
+        if (!CHECK(pid > 0))
+            break;
+        char ok = 0;
+        CHECK_EQ_INT(read(ready, &ok, 1), 1);
+        CHECK(ok == 'y');
+        CHECK_EQ_INT(store_other_readers(&e.s), 1);
+        if (kill_it)
+            kill(pid, SIGKILL); /* its slot stays in the table, its process does not */
+        close(go);
+        int status;
+        CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+        CHECK(kill_it ? WIFSIGNALED(status) : WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        close(ready);
+        CHECK_EQ_INT(store_other_readers(&e.s), 0);
+    }
+    env_close(&e);
+}
+
 /* Only async mode records the last request a commit applied: the server
  * reads it only then, and in the other modes it would be a page more for
  * every commit to flush. */
@@ -2735,5 +2800,6 @@ int main(void)
     dispatch_too_large();
     dispatch_refused_first_write();
     last_request_async_only();
+    other_readers();
     return check_summary();
 }
