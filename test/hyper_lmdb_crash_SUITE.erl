@@ -633,8 +633,12 @@ long_walks_keep_the_caller_awake(Config) ->
 %% as many busy loops as CPUs run beside a caller reading back to back.
 %% Skipped where the kernel keeps no pressure figures.
 no_spin_while_the_cpus_are_busy(Config) ->
+    with_psi(fun no_spin/1, Config).
+
+%% Runs a test that needs the kernel's pressure figures, or skips it.
+with_psi(Test, Config) ->
     case file:read_file("/proc/pressure/cpu") of
-        {ok, <<"some ", _/binary>>} -> no_spin(Config);
+        {ok, <<"some ", _/binary>>} -> Test(Config);
         _ -> {skip, "no /proc/pressure/cpu"}
     end.
 
@@ -656,10 +660,7 @@ no_spin(Config) ->
 %% kernel would run the spinning port in place of the reader's, which
 %% holds its snapshot meanwhile (port_src/main.c, struct shared).
 many_callers_spin_unless_read_beside(Config) ->
-    case file:read_file("/proc/pressure/cpu") of
-        {ok, <<"some ", _/binary>>} -> many_spin(Config);
-        _ -> {skip, "no /proc/pressure/cpu"}
-    end.
+    with_psi(fun many_spin/1, Config).
 
 many_spin(Config) ->
     S = ?config(store, Config),
