@@ -1,10 +1,12 @@
 /* frame.c - {packet, 4} frame input and output (frame.h). */
+#define _GNU_SOURCE /* preadv2 and RWF_NOWAIT (Linux) */
 #include "frame.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -66,7 +68,9 @@ static int reserve(struct frame_in *in, size_t need)
     return 0;
 }
 
-long frame_in_read(struct frame_in *in, int fd)
+/* Room in the buffer for the next read: at least READ_CHUNK, or all of
+ * the frame in progress whose header is known. */
+static int room(struct frame_in *in)
 {
     size_t want = READ_CHUNK;
     /* A frame in progress whose header is known: make room for all of it
@@ -77,7 +81,12 @@ long frame_in_read(struct frame_in *in, int fd)
         if (flen <= in->max_frame && 4 + flen > pending && 4 + flen - pending > want)
             want = 4 + flen - pending;
     }
-    if (reserve(in, want))
+    return reserve(in, want);
+}
+
+long frame_in_read(struct frame_in *in, int fd)
+{
+    if (room(in))
         return HL_ENOMEM;
     for (;;) {
         ssize_t n = read(fd, in->buf + in->len, in->cap - in->len);
@@ -93,6 +102,32 @@ long frame_in_read(struct frame_in *in, int fd)
             return -errno;
         }
     }
+}
+
+long frame_in_try(struct frame_in *in, int fd)
+{
+#ifdef RWF_NOWAIT
+    if (room(in))
+        return HL_ENOMEM;
+    for (;;) {
+        struct iovec iov = {.iov_base = in->buf + in->len, .iov_len = in->cap - in->len};
+        ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+        if (n >= 0) {
+            in->len += (size_t)n;
+            return (long)n;
+        }
+        if (would_block(errno))
+            return -EAGAIN;
+        if (errno == EOPNOTSUPP || errno == ENOSYS)
+            return -EOPNOTSUPP;
+        if (errno != EINTR)
+            return -errno;
+    }
+#else
+    (void)in;
+    (void)fd;
+    return -EOPNOTSUPP;
+#endif
 }
 
 int frame_in_next(struct frame_in *in, size_t *off, size_t *len)

@@ -36,6 +36,11 @@ void frame_in_free(struct frame_in *in);
  * -errno). */
 long frame_in_read(struct frame_in *in, int fd);
 
+/* As frame_in_read, without waiting: -EAGAIN when fd has nothing yet, and
+ * -EOPNOTSUPP where the kernel cannot read fd so (RWF_NOWAIT: pipes from
+ * Linux 6.4 on).  One system call where poll and then read take two. */
+long frame_in_try(struct frame_in *in, int fd);
+
 /* Hands out the next complete frame: returns 1 and sets *off, *len (the
  * payload is in->buf + *off), 0 if no complete frame is buffered, or
  * HL_EBADTERM if the next frame is longer than max_frame. */

@@ -587,6 +587,9 @@ wake_frames_are_not_replies(Config) ->
 %% spin a miss: the port then sleeps at once through more and more waits,
 %% and spins only now and then.  A caller that asks again at once makes it
 %% spin again: most of its requests find the port awake (no sleep).
+%% Sleeps taken because the CPUs were busy (the pressure gate, tested
+%% below) are not the backoff's: on a machine where the BEAM's own
+%% threads keep the pressure up, most of the 5000 are such sleeps.
 spins_that_miss_back_off(Config) ->
     S = ?config(store, Config),
     {ok, _} = hyper_lmdb:start(S),
@@ -594,14 +597,14 @@ spins_that_miss_back_off(Config) ->
     #{spin_misses := M0} = hyper_lmdb:stats(S),
     [begin {ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>), timer:sleep(2) end
      || _ <- lists:seq(1, 200)],
-    #{spin_misses := M1, input_waits := W1} = hyper_lmdb:stats(S),
+    #{spin_misses := M1, input_waits := W1, busy_waits := B1} = hyper_lmdb:stats(S),
     [{ok, <<"v">>} = hyper_lmdb:read(S, <<"k">>) || _ <- lists:seq(1, 5000)],
-    #{input_waits := W2} = hyper_lmdb:stats(S),
-    ct:pal("200 reads 2 ms apart: ~b spins missed; 5000 back to back: ~b sleeps",
-           [M1 - M0, W2 - W1]),
+    #{input_waits := W2, busy_waits := B2} = hyper_lmdb:stats(S),
+    ct:pal("200 reads 2 ms apart: ~b spins missed; 5000 back to back: ~b sleeps, ~b of them "
+           "with the CPUs busy", [M1 - M0, W2 - W1, B2 - B1]),
     %% without the backoff, every one of the 200 would miss
     ?assert(M1 - M0 =< 40),
-    ?assert(W2 - W1 < 2500).
+    ?assert((W2 - W1) - (B2 - B1) < 2500).
 
 %% A long walk (here lists of 1000 children with a subtree each, and
 %% read_many of 1000 keys) writes wake-up calls while it goes (port_src/

@@ -145,9 +145,43 @@ static void nonblocking_pipes(void)
     close(fds[1]);
 }
 
+/* frame_in_try on a blocking pipe: "nothing yet" without waiting, then
+ * the bytes, then the end, and never a blocked read (the port's spin
+ * tries its input so; where the kernel cannot, it says so and the port
+ * polls instead). */
+static void reads_without_waiting(void)
+{
+    int fds[2];
+    if (!CHECK_EQ_INT(pipe(fds), 0))
+        return;
+    struct frame_in in;
+    frame_in_init(&in, 1 << 20);
+    long got = frame_in_try(&in, fds[0]);
+    if (got == -EOPNOTSUPP) {
+        fprintf(stderr, "test_frame: no RWF_NOWAIT on pipes here (Linux < 6.4)\n");
+    } else {
+        CHECK_EQ_INT(got, -EAGAIN);
+        CHECK_EQ_INT(write(fds[1], "abc", 3), 3);
+        CHECK_EQ_INT(frame_in_try(&in, fds[0]), 3);
+        CHECK(in.len == 3 && memcmp(in.buf, "abc", 3) == 0);
+        CHECK_EQ_INT(frame_in_try(&in, fds[0]), -EAGAIN);
+        CHECK_EQ_INT(write(fds[1], "de", 2), 2);
+        close(fds[1]);
+        fds[1] = -1;
+        CHECK_EQ_INT(frame_in_try(&in, fds[0]), 2); /* appended */
+        CHECK(in.len == 5 && memcmp(in.buf, "abcde", 5) == 0);
+        CHECK_EQ_INT(frame_in_try(&in, fds[0]), 0); /* the writer is gone */
+    }
+    frame_in_free(&in);
+    close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+}
+
 int main(void)
 {
     frame_end_length_bound();
     nonblocking_pipes();
+    reads_without_waiting();
     return check_summary();
 }
