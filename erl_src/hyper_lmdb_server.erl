@@ -1542,6 +1542,9 @@ port_args(#cfg{dir = Dir} = C) ->
      "--spin-us", integer_to_list(C#cfg.spin_us),
      "--exclusive", bool(C#cfg.exclusive),
      "--fault-injection", bool(C#cfg.fault_injection),
+     %% A read need not wait for the open batch's commit (protocol.h):
+     %% no writer has heard of it yet.  In async mode they have.
+     "--read-committed", bool(C#cfg.durability =/= <<"async">>),
      %% Only the port holding the directory's lock notes its commits: one
      %% writing beside it (exclusive false, the command line) would
      %% overwrite the note its crash needs (committed/3).

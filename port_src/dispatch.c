@@ -875,8 +875,13 @@ void dispatch_frame(struct dispatch *d, const uint8_t *base, size_t off, size_t 
         return;
     }
     /* Requests run in arrival order: earlier writes commit first, so a
-     * read sees every write that was sent before it. */
-    dispatch_end_of_input(d);
+     * read sees every write that was sent before it.  Unless the client
+     * asked for reads of the last commit (--read-committed: the server,
+     * whose writers hear nothing before their commit, protocol.h): then
+     * the open batch stays open, and a burst of reads and writes from
+     * many callers commits once instead of at every read. */
+    if (!d->read_committed || op->code == OP_SYNC)
+        dispatch_end_of_input(d);
     rc = serve_read(d, op, &dec, id);
     if (rc)
         reply_error(d, id, rc);

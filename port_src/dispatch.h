@@ -39,6 +39,8 @@ struct dispatch {
     size_t max_reply;      /* longest reply payload: FRAME_MAX_PAYLOAD (tests
                               lower it to reach too_large without 4 GiB) */
     int faults_enabled;    /* --fault-injection: accept {fault, Point} */
+    int read_committed;    /* --read-committed: a read leaves the batch open
+                              and is answered from the last commit */
     int fault;             /* the armed enum dispatch_fault */
     int fault_next;        /* armed once the reply to {fault, _} is out */
     int crash_on_flush;    /* write half of `out`, then die (mid-reply) */

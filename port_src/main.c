@@ -7,7 +7,7 @@
  *          [--durability commit|fsync|async] [--sync-interval MS]
  *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
  *          [--spin-us MICROSECONDS] [--exclusive 0|1] [--fault-injection 0|1]
- *          [--session N]
+ *          [--session N] [--read-committed 0|1]
  *
  * A number outside its option's bound (number(), below) exits with
  * EXIT_USAGE before anything is opened.
@@ -258,6 +258,7 @@ struct options {
     int sync_interval_ms;
     int fault_injection;
     int exclusive;
+    int read_committed;
     unsigned spin_us;
 };
 
@@ -682,6 +683,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             o->store.session = number(v, k, 0, UINT64_MAX);
         else if (!strcmp(k, "--fault-injection"))
             o->fault_injection = flag(v, k);
+        else if (!strcmp(k, "--read-committed"))
+            o->read_committed = flag(v, k);
         else if (!strcmp(k, "--format")) {
             if (!strcmp(v, "auto"))
                 o->store.format = FORMAT_AUTO;
@@ -750,6 +753,7 @@ int main(int argc, char **argv)
     struct frame_in in;
     dispatch_init(&d, &store, opt.batch_max);
     d.faults_enabled = opt.fault_injection;
+    d.read_committed = opt.read_committed;
     frame_in_init(&in, opt.max_frame);
     dispatch_hello(&d);
     struct output out = {.fd = out_fd};

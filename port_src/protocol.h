@@ -104,7 +104,10 @@
  *   transaction (group commit); their replies are sent only after that
  *   transaction has committed (and, with --durability fsync, after the
  *   environment was flushed to disk).  A batch is closed by the first
- *   non-write request, by an empty input pipe, or by --batch-max writes
+ *   non-write request (with --read-committed 1 only by a sync: a read is
+ *   answered from the last commit then, without the open batch's writes,
+ *   whose clients have been told nothing yet; the server asks for this
+ *   in commit and fsync mode), by an empty input pipe, or by --batch-max writes
  *   (by default 8 with --durability commit, 4096 otherwise);
  *   with --durability fsync an empty pipe first waits up to the last
  *   commit's duration (at most 2 ms) while the batch is smaller than the

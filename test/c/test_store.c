@@ -2111,6 +2111,67 @@ static void r_req(struct proto *pr, uint64_t id, const char *p)
     req_end(pr);
 }
 
+/* --read-committed (the server's choice in commit and fsync mode): a read
+ * amid a burst's writes is answered from the last commit and leaves the
+ * batch open, so the burst commits once; its writers hear ok after that
+ * commit, and what comes after sees it.  A resolution cached from the
+ * old snapshot does not outlive the commit of a link.  A sync still
+ * commits what came before it. */
+static void read_committed_batches(void)
+{
+    struct proto *pr = malloc(sizeof *pr);
+    if (!CHECK_EQ_INT(proto_open(pr, 1 << 20), 0)) {
+        free(pr);
+        return;
+    }
+    pr->d.read_committed = 1;
+    w_req(pr, 1, "k", "1");
+    w_req(pr, 2, "d/x", "dx");
+    run(pr);
+    uint64_t c0 = pr->d.batch.commits;
+    w_req(pr, 3, "k", "2");
+    r_req(pr, 4, "k");
+    req(pr, 5, "make_link", 2);
+    bin(pr, "d");
+    bin(pr, "m");
+    req_end(pr);
+    r_req(pr, 6, "m/x");
+    w_req(pr, 7, "k2", "x");
+    r_req(pr, 8, "k2");
+    run(pr);
+    CHECK_EQ_INT(count_replies(pr), 6);
+    CHECK(reply_is(pr, 3, "ok"));
+    CHECK(reply_is(pr, 4, "{ok,<<\"1\">>}")); /* the last commit's */
+    CHECK(reply_is(pr, 5, "ok"));
+    CHECK(reply_is(pr, 6, "not_found"));
+    CHECK(reply_is(pr, 7, "ok"));
+    CHECK(reply_is(pr, 8, "not_found"));
+    CHECK_EQ_INT(pr->d.batch.commits - c0, 1); /* one commit for the burst */
+    r_req(pr, 9, "k");
+    r_req(pr, 10, "m/x");
+    r_req(pr, 11, "k2");
+    run(pr);
+    CHECK(reply_is(pr, 9, "{ok,<<\"2\">>}"));
+    CHECK(reply_is(pr, 10, "{ok,<<\"dx\">>}"));
+    CHECK(reply_is(pr, 11, "{ok,<<\"x\">>}"));
+    w_req(pr, 12, "k3", "3");
+    req(pr, 13, "sync", 0);
+    req_end(pr);
+    r_req(pr, 14, "k3");
+    run(pr);
+    CHECK(reply_is(pr, 12, "ok"));
+    CHECK(reply_is(pr, 13, "ok"));
+    CHECK(reply_is(pr, 14, "{ok,<<\"3\">>}"));
+    /* without the option, a read commits the writes before it */
+    pr->d.read_committed = 0;
+    w_req(pr, 15, "k4", "4");
+    r_req(pr, 16, "k4");
+    run(pr);
+    CHECK(reply_is(pr, 16, "{ok,<<\"4\">>}"));
+    proto_close(pr);
+    free(pr);
+}
+
 static void dispatch_basics(void)
 {
     struct proto *pr = malloc(sizeof *pr);
@@ -2793,6 +2854,7 @@ int main(void)
         map_growth_dispatch(map);
     }
     dispatch_basics();
+    read_committed_batches();
     dispatch_truncation();
     dispatch_lying();
     dispatch_trailing_bytes();
