@@ -494,7 +494,9 @@ int store_grow_map(struct store *s)
 int store_adopt_map(struct store *s)
 {
     if (s->wtxn)
-        return MDB_MAP_RESIZED; /* cannot remap under it (the callers have none) */
+        return MDB_MAP_RESIZED; /* cannot remap under it: answered as an error (a read
+                                   beside an open batch, --read-committed; no other
+                                   process can have grown the map since it began) */
     txn_pool_close(&s->pool);
     int rc = mdb_env_set_mapsize(s->env, 0); /* 0: the size in the meta page */
     if (rc)
