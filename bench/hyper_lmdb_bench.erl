@@ -17,7 +17,8 @@
 %%%     gen_server:reply): what the plain OTP design costs.
 %%%   - raw LMDB in C (bench/raw_lmdb.c): random gets (the floor of
 %%%     read_many), puts in one big txn (write_many), a txn per put with
-%%%     LMDB's synchronous commit (the fsync mode's floor).
+%%%     LMDB's synchronous commit (the fsync mode's floor), and the bare
+%%%     cursor walk of the two lists of the list rows.
 %%% Ceilings, beside the fsync rows: 64 puts to each synchronous commit in
 %%% C (group commit with no process boundary at all) and a round of 64
 %%% Erlang processes after the BEAM sat idle for 1 ms (what 64 writers'
@@ -28,9 +29,10 @@
 %%%
 %%% Sections: floors; point reads and read_many of 10/100/1000 keys;
 %%% writes of 1 and 64 callers in each durability mode (commit, fsync,
-%%% async) and atomic write_many; reads through prefix links (1 and 3 hops)
-%%% and whole-key links, list of a flat group, of a group with deep
-%%% subtrees, pages of a group of 100k; values of 100 B, 4 KiB and 1 MiB;
+%%% async), 64 callers mixing reads and writes, and atomic write_many;
+%%% reads through prefix links (1 and 3 hops) and whole-key links, list of
+%%% a flat group, of a group with deep subtrees (beside the bare LMDB walk
+%%% of both in C), pages of a group of 100k; values of 100 B, 4 KiB and 1 MiB;
 %%% HyperBEAM's own store workloads; peers.  Every section notes the CPU
 %%% seconds and peak RSS of the BEAM, every store those of its port.
 %%%
@@ -187,7 +189,9 @@ raw_name(raw_get) -> "raw LMDB (C): random get, one read txn";
 raw_name(raw_put1) -> "raw LMDB (C): put, one txn";
 raw_name(raw_putn) -> "raw LMDB (C): put, txn per op, NOSYNC";
 raw_name(raw_sync) -> "raw LMDB (C): put, txn per op, sync commit";
-raw_name(raw_group) -> "raw LMDB (C): put, 64 per sync commit".
+raw_name(raw_group) -> "raw LMDB (C): put, 64 per sync commit";
+raw_name(raw_list_flat) -> "raw LMDB (C): list walk, no subtrees";
+raw_name(raw_list_deep) -> "raw LMDB (C): list walk, 100 descendants each".
 
 floors(Tmp, Ms, Port) ->
     {ok, Mux} = gen_server:start(?MODULE, [], []),
@@ -250,9 +254,10 @@ reads(Tmp, Ms, Port) ->
 
 %% Writes of 1 and 64 callers in each durability mode, a store per mode,
 %% all measured interleaved: commit and async against the echo floors,
-%% fsync against raw LMDB's txn-per-op synchronous commit.  Then atomic
-%% write_many of 100 puts (commit mode), keys/s against raw LMDB's puts in
-%% one big txn.
+%% fsync against raw LMDB's txn-per-op synchronous commit; 64 callers of
+%% a mix of reads and writes in commit and fsync mode, against the
+%% pipelined echo.  Then atomic write_many of 100 puts (commit mode),
+%% keys/s against raw LMDB's puts in one big txn.
 writes(Tmp, Ms, Port) ->
     Modes = ["commit", "fsync", "async"],
     Stores = [{M, store(Tmp, "writes-" ++ M, #{<<"durability">> => list_to_binary(M)})} || M <- Modes],
@@ -272,10 +277,39 @@ writes(Tmp, Ms, Port) ->
     Floor = fun("fsync", _) -> {raw_sync, ops};
                (_, C) -> echo_floor(C)
             end,
+    %% What a node does: reads among the writes.  64 callers, each op one
+    %% of 20: 14 reads of the ?KEYS preloaded keys, 4 writes of new keys,
+    %% a list of a group of 20, a read_many of 2 (the memory soak's mix).
+    Mixed = [{M, S} || {M, S} <- Stores, M =/= "async"],
+    [ok = preload(S, <<"key-">>, ?KEYS) || {_, S} <- Mixed],
+    [ok = hyper_lmdb:write_many(S, [{write, <<"g/", (integer_to_binary(I))/binary>>, ?VALUE}
+                                    || I <- lists:seq(1, 20)]) || {_, S} <- Mixed],
+    Mix = fun(S) -> fun() ->
+        Keys = keys(<<"key-">>, ?KEYS),
+        Key = fun() -> element(rand:uniform(?KEYS), Keys) end,
+        fun() ->
+            case rand:uniform(20) of
+                N when N =< 14 ->
+                    case hyper_lmdb:read(S, Key()) of {ok, <<_:43/binary>>} -> true; _ -> false end;
+                N when N =< 18 ->
+                    I = atomics:add_get(Counter, 1, 1),
+                    hyper_lmdb:write(S, <<"x-", (integer_to_binary(I))/binary>>, ?VALUE) =:= ok;
+                19 ->
+                    case hyper_lmdb:list(S, <<"g">>) of {ok, L} -> length(L) =:= 20; _ -> false end;
+                20 ->
+                    case hyper_lmdb:read_many(S, [Key(), Key()]) of
+                        [{ok, _}, {ok, _}] -> true;
+                        _ -> false
+                    end
+            end
+        end
+    end end,
     Rows = measure(hidden(echo_specs(Port) ++ [raw_spec(Tmp, raw_sync), raw_spec(Tmp, raw_put1)]) ++
                    [{{write, M, C}, "hyper_lmdb write (" ++ M ++ ")", C,
                      drained(M, S, callers_slice(C, Write(S), true)), Floor(M, C)}
                     || {M, S} <- Stores, C <- [1, 64]] ++
+                   [{{mixed, M}, "hyper_lmdb mixed reads and writes (" ++ M ++ ")", 64,
+                     callers_slice(64, Mix(S), true), echo_floor(64)} || {M, S} <- Mixed] ++
                    [{write_many, "hyper_lmdb write_many of 100 (atomic), keys/s", 1,
                      scaled(100, callers_slice(1, WriteMany, true)), {raw_put1, ops}},
                     {raw_group, raw_name(raw_group), 1, raw_slice(Tmp, raw_group), {raw_sync, ops}},
@@ -431,13 +465,42 @@ links(Tmp, Ms, Port) ->
                     {deeper, "hyper_lmdb list: 100 children, 1000 descendants each", 1,
                      callers_slice(1, List(<<"deeper">>), true), {deep, both}},
                     {page, fmt("hyper_lmdb list/3: page of 100 of ~bk children", [?WIDE div 1000]), 1,
-                     callers_slice(1, Page, true), {flat, both}}],
+                     callers_slice(1, Page, true), {flat, both}},
+                    raw_spec(Tmp, raw_list_flat),
+                    {raw_list_deep, raw_name(raw_list_deep), 1, raw_slice(Tmp, raw_list_deep),
+                     {raw_list_flat, ops}}],
                    Ms),
+    list_walk_note(Rows),
     note_stats(S, "links"),
     note_stats(L, "lists"),
     hyper_lmdb:stop(S),
     hyper_lmdb:stop(L),
     Rows.
+
+%% What the deep list's ratio is made of.  Its cursor calls are one step
+%% per child and, for a child with a subtree, one seek past it (LMDB
+%% descends from the root for it: ~20 key comparisons); the bare walk in C
+%% (raw_lmdb.c, the same layout) costs that alone.  Everything else a list
+%% costs (the round trip, the names' encoding and decoding) is the same for
+%% both groups: the flat list's time less its walk's.  So the ratio is
+%% (Fixed + DeepWalk) / (Fixed + FlatWalk), and the faster the rest, the
+%% nearer it comes to the bare walks' own ratio.
+list_walk_note(Rows) ->
+    Get = fun(Name) -> [R || R = #{name := N} <- Rows, N =:= Name] end,
+    case {Get("hyper_lmdb list: 100 children, no subtrees"),
+          Get("hyper_lmdb list: 100 children, 100 descendants each"),
+          Get(raw_name(raw_list_flat)), Get(raw_name(raw_list_deep))} of
+        {[#{ops := F}], [#{ops := D}], [#{ops := RF}], [#{ops := RD}]}
+          when F > 0, D > 0, RF > 0, RD > 0 ->
+            FlatUs = 1.0e6 / F,
+            Fixed = FlatUs - 1.0e6 / RF,
+            note("list, deep against flat: ~.2fx the time through the store (~.1f against ~.1f us "
+                 "a list); the bare walks in C ~.1fx (~.1f against ~.1f us: a seek per child); "
+                 "what else a list costs, the same for both, ~.1f us; target 2x",
+                 [F / D, 1.0e6 / D, FlatUs, RF / RD, 1.0e6 / RD, 1.0e6 / RF, Fixed]);
+        _ ->
+            note("list, deep against flat: no walk figures (a row is missing)", [])
+    end.
 
 %% Group/<100 children>, each with 10 x K descendants 3 levels down
 %% (Group/Child/J/K/leaf), a commit per child.
@@ -870,7 +933,9 @@ raw_slice(Tmp, Id) ->
                       raw_put1 -> {"put_one_txn", "raw_put_one_txn_ops_per_sec"};
                       raw_putn -> {"put_txn_per_op", "raw_put_txn_per_op_ops_per_sec"};
                       raw_sync -> {"put_txn_per_op_sync", "raw_put_txn_per_op_sync_ops_per_sec"};
-                      raw_group -> {"put_group_sync", "raw_put_group_sync_ops_per_sec"}
+                      raw_group -> {"put_group_sync", "raw_put_group_sync_ops_per_sec"};
+                      raw_list_flat -> {"list", "raw_list_flat_ops_per_sec"};
+                      raw_list_deep -> {"list", "raw_list_deep_ops_per_sec"}
                   end,
     fun(_Ms) ->
         Dir = Tmp ++ "/raw-" ++ integer_to_list(erlang:unique_integer([positive])),

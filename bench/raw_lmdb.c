@@ -12,20 +12,27 @@
  *                                        commit: group commit with no
  *                                        process boundary, the ceiling of
  *                                        the fsync mode's 64 writers
+ *   raw_list_flat_ops_per_sec            listings of a group of 100 children
+ *   raw_list_deep_ops_per_sec            with no subtrees, and of one whose
+ *                                        children have 100 descendants
+ *                                        each, walked as the port walks
+ *                                        them: the bare cost of a list's
+ *                                        cursor calls (see list_walk)
  *
  * The first three run in DIR/nosync with the flags of the store's commit
  * mode: MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC | MDB_NORDAHEAD.  The
  * sync ones run in DIR/sync and DIR/group with those of its fsync mode,
  * MDB_WRITEMAP | MDB_NORDAHEAD: LMDB's own synchronous commit, which
  * flushes the data pages and then the meta page before mdb_txn_commit
- * returns.
+ * returns.  The lists run in DIR/lists, laid out as the benchmark's list
+ * store (list_keys).
  *
  * Keys are formatted before the clock starts, so only LMDB is timed.
  *
  * usage: raw_lmdb DIR [N [WHAT]]
  *   DIR is created if missing; N default 100000; WHAT = all (default) |
  *   get | put_one_txn | put_txn_per_op | put_txn_per_op_sync |
- *   put_group_sync picks one
+ *   put_group_sync | list picks one
  *   measurement (get also does, and prints, the one-txn puts it reads).
  * Prints "name value" lines on stdout; exits 1 on any LMDB error.
  */
@@ -44,6 +51,8 @@
 #define SYNC_MAX_SECS 0.25
 /* Puts to a commit in put_group_sync: the benchmark's 64 fsync writers. */
 #define GROUP_PUTS 64
+/* How long each list measurement lists for. */
+#define LIST_SECS 0.1
 
 static double now_s(void)
 {
@@ -161,6 +170,102 @@ out:
     return rc;
 }
 
+/* The benchmark's list store (bench/hyper_lmdb_bench.erl, links/3), in
+ * one transaction: a group "flat" of 100 children "c-NNNNNN" with values;
+ * "deep", whose 100 children are groups of 10 x 10 descendants
+ * ("deep/c-NNNNNN/J/K/leaf"); "deeper", 10 x 100 each; "wide", 100,000
+ * children.  Group markers are one byte, values VALUE_LEN. */
+static int list_keys(MDB_env *env, MDB_dbi dbi)
+{
+    static const struct {
+        const char *group;
+        int kids; /* children of the group */
+        int k;    /* descendants of each child: 10 x k, or none */
+    } groups[] = {{"flat", 100, 0}, {"deep", 100, 10}, {"deeper", 100, 100}, {"wide", 100000, 0}};
+    char value[VALUE_LEN], key[64];
+    MDB_val marker = {1, "g"}, v = {VALUE_LEN, value};
+    MDB_txn *txn;
+    memset(value, 'v', sizeof value);
+    int rc = mdb_txn_begin(env, NULL, 0, &txn);
+    for (size_t g = 0; !rc && g < sizeof groups / sizeof *groups; g++) {
+        MDB_val k = {strlen(groups[g].group), (void *)groups[g].group};
+        rc = mdb_put(txn, dbi, &k, &marker, 0);
+        for (int i = 1; !rc && i <= groups[g].kids; i++) {
+            k.mv_data = key;
+            k.mv_size = (size_t)snprintf(key, sizeof key, "%s/c-%06d", groups[g].group, i);
+            rc = mdb_put(txn, dbi, &k, groups[g].k ? &marker : &v, 0);
+            for (int j = 1; !rc && groups[g].k && j <= 10; j++)
+                for (int m = 1; !rc && m <= groups[g].k; m++) {
+                    k.mv_size = (size_t)snprintf(key, sizeof key, "%s/c-%06d/%d/%d/leaf",
+                                                 groups[g].group, i, j, m);
+                    rc = mdb_put(txn, dbi, &k, &v, 0);
+                }
+        }
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* The children of "<group>/" as the port's list_walk finds them: a step
+ * to each key, and from a key inside a child's subtree one seek past the
+ * subtree ("<group>/<child>0": '0' follows '/').  Returns 0 with the
+ * number found in *n, or an LMDB code. */
+static int list_walk(MDB_cursor *cur, const char *group, size_t *n)
+{
+    char prefix[64], seek[600];
+    size_t plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", group);
+    MDB_val k = {plen, prefix}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    *n = 0;
+    while (rc == 0 && k.mv_size > plen && !memcmp(k.mv_data, prefix, plen)) {
+        const char *rest = (const char *)k.mv_data + plen;
+        size_t rlen = k.mv_size - plen, seg = 0;
+        while (seg < rlen && rest[seg] != '/')
+            seg++;
+        if (seg == rlen) {
+            ++*n;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        memcpy(seek, prefix, plen);
+        memcpy(seek + plen, rest, seg);
+        seek[plen + seg] = '0';
+        k.mv_size = plen + seg + 1;
+        k.mv_data = seek;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Lists `group` (100 children) over and over for LIST_SECS in one read
+ * transaction; *rate is listings a second. */
+static int list_rate(MDB_env *env, MDB_dbi dbi, const char *group, double *rate)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    size_t n = 0, lists = 0;
+    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    double t0 = now_s(), t;
+    do {
+        for (int i = 0; !rc && i < 100; i++, lists++)
+            if (!(rc = list_walk(cur, group, &n)) && n != 100)
+                rc = MDB_NOTFOUND; /* (and keeps the walk from being optimised away) */
+    } while (!rc && (t = now_s() - t0) < LIST_SECS);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    *rate = rc ? 0 : (double)lists / t;
+    return rc;
+}
+
 /* 1 when measurement `name` was asked for (WHAT is all or name). */
 static int wanted(const char *what, const char *name)
 {
@@ -192,7 +297,8 @@ int main(int argc, char **argv)
     rc = EINVAL;
     step = "WHAT";
     if (!wanted(what, "get") && !wanted(what, "put_one_txn") && !wanted(what, "put_txn_per_op") &&
-        !wanted(what, "put_txn_per_op_sync") && !wanted(what, "put_group_sync"))
+        !wanted(what, "put_txn_per_op_sync") && !wanted(what, "put_group_sync") &&
+        !wanted(what, "list"))
         goto out;
 
     if (wanted(what, "get") || wanted(what, "put_one_txn") || wanted(what, "put_txn_per_op")) {
@@ -240,6 +346,25 @@ int main(int argc, char **argv)
         if (rc)
             goto out;
         printf("raw_put_group_sync_ops_per_sec %.1f\n", (double)done / secs);
+    }
+    if (wanted(what, "list")) {
+        MDB_env *lenv = NULL;
+        MDB_dbi ldbi;
+        double flat = 0, deep = 0;
+        step = "open lists";
+        if ((rc = open_env(dir, "lists", MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC | MDB_NORDAHEAD,
+                           &lenv, &ldbi)))
+            goto out;
+        step = "list store";
+        if (!(rc = list_keys(lenv, ldbi))) {
+            step = "lists";
+            if (!(rc = list_rate(lenv, ldbi, "flat", &flat)))
+                rc = list_rate(lenv, ldbi, "deep", &deep);
+        }
+        mdb_env_close(lenv);
+        if (rc)
+            goto out;
+        printf("raw_list_flat_ops_per_sec %.1f\nraw_list_deep_ops_per_sec %.1f\n", flat, deep);
     }
     rc = 0;
 out:

@@ -716,8 +716,6 @@ static int name_cmp_asc(const void *a, const void *b)
 
 static int name_cmp_desc(const void *a, const void *b) { return name_cmp_asc(b, a); }
 
-/* Sorts and removes duplicates (a child can be met twice: once by its own
- * key, once by its subtree). */
 /* 1 when names are in order already (duplicates allowed): the common case,
  * names met out of order being names cut before a byte below '/'. */
 static int names_in_order(const struct store_names *names, int desc)
@@ -730,6 +728,8 @@ static int names_in_order(const struct store_names *names, int desc)
     return 1;
 }
 
+/* Sorts and removes duplicates (a child can be met twice: once by its own
+ * key, once by its subtree). */
 static void names_sort_unique(struct store_names *names, int desc)
 {
     if (names->n < 2)
