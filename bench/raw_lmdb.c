@@ -254,7 +254,7 @@ static int list_rate(MDB_env *env, MDB_dbi dbi, const char *group, double *rate)
         mdb_txn_abort(txn);
         return rc;
     }
-    double t0 = now_s(), t;
+    double t0 = now_s(), t = 0;
     do {
         for (int i = 0; !rc && i < 100; i++, lists++)
             if (!(rc = list_walk(cur, group, &n)) && n != 100)
