@@ -351,9 +351,10 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
      * pinned, and the store's file grows by them.  Started, loaded and the
      * environment opened, such a process has often used up the slice the
      * kernel gave it, and is preempted within the transaction, runnable
-     * (state R) for as long as the busy processes beside it take: make
-     * soak-memory's sampler of LMDB's reader table found every snapshot
-     * 8 or more commits old held by a reader at most 20 ms old.  So it
+     * (state R) for as long as the busy processes beside it take: a
+     * sampler of LMDB's reader table beside make soak-memory found every
+     * snapshot 8 or more commits old held by a reader at most 20 ms old
+     * (bench/RESULTS.md, fourteenth session).  So it
      * yields first and begins the transaction on a fresh slice.  Measured
      * (60 s soaks, five of each, in turn): such snapshots 10-18 per run
      * against 13-53, the oldest 34-75 commits behind against 35-194, the
