@@ -575,6 +575,7 @@ static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
     stat_u64(o, &n, "wake_frames", d->wake_frames);
     stat_u64(o, &n, "spin_misses", d->spin_misses);
     stat_u64(o, &n, "busy_waits", d->busy_waits);
+    stat_u64(o, &n, "busy_spins", d->busy_spins);
     stat_u64(o, &n, "protocol_version", PROTOCOL_VERSION);
     codec_enc_nil(o);
     codec_enc_list_count(o, head, n);

@@ -55,6 +55,7 @@ struct dispatch {
     uint64_t wake_frames; /* empty frames written ahead of and during serving (main.c) */
     uint64_t spin_misses; /* spins before sleeping that caught no input (main.c) */
     uint64_t busy_waits;  /* waits with no spin, as the CPUs were busy (main.c) */
+    uint64_t busy_spins;  /* spins although the CPUs were busy: many callers (main.c) */
 };
 
 void dispatch_init(struct dispatch *d, struct store *s, size_t batch_max);

@@ -827,6 +827,8 @@ int main(int argc, char **argv)
         if (may_spin && spin.skip) {
             spin.skip--;
         } else if (may_spin) {
+            if (busy == 1)
+                d.busy_spins++; /* many callers, no reader beside */
             uint64_t until = now_us() + opt.spin_us;
             while (n == 0 && now_us() < until)
                 n = (got = input_now(&in, &nowait)) != -EAGAIN;
