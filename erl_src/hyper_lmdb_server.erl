@@ -120,6 +120,8 @@
     spin_us = 200 :: non_neg_integer(),
     exclusive = true :: boolean(),
     fault_injection = false :: boolean(),
+    %% build the children index when the store has none (tagged format)
+    children_index = false :: boolean(),
     %% this server's, passed to each port it starts: the port records the
     %% last request each commit applied with it (tagged format), and a new
     %% port reports it, so a replay after a crash skips what was committed
@@ -844,6 +846,7 @@ setting(<<"watchdog">>, C) -> C#cfg.watchdog;
 setting(<<"spin-us">>, C) -> C#cfg.spin_us;
 setting(<<"exclusive">>, C) -> C#cfg.exclusive;
 setting(<<"fault-injection">>, C) -> C#cfg.fault_injection;
+setting(<<"children-index">>, C) -> C#cfg.children_index;
 setting(_, _) -> same.
 
 name(N) when is_binary(N), N =/= <<>> ->
@@ -947,6 +950,7 @@ set_other(<<"timeout">>, V, C) when is_integer(V), V > 0, V =< ?MAX_AFTER; V =:=
 set_other(<<"watchdog">>, V, C) when is_integer(V), V > 0, V =< ?MAX_AFTER; V =:= infinity ->
     {ok, C#cfg{watchdog = V}};
 set_other(<<"fault-injection">>, V, C) when is_boolean(V) -> {ok, C#cfg{fault_injection = V}};
+set_other(<<"children-index">>, V, C) when is_boolean(V) -> {ok, C#cfg{children_index = V}};
 set_other(<<"exclusive">>, V, C) when is_boolean(V) -> {ok, C#cfg{exclusive = V}};
 set_other(<<"spin-us">>, V, C) when is_integer(V), V >= 0, V =< 100000 -> {ok, C#cfg{spin_us = V}};
 set_other(_, _, _) -> error.
@@ -1542,6 +1546,7 @@ port_args(#cfg{dir = Dir} = C) ->
      "--spin-us", integer_to_list(C#cfg.spin_us),
      "--exclusive", bool(C#cfg.exclusive),
      "--fault-injection", bool(C#cfg.fault_injection),
+     "--children-index", bool(C#cfg.children_index),
      %% A read need not wait for the open batch's commit (protocol.h):
      %% no writer has heard of it yet.  In async mode they have.
      "--read-committed", bool(C#cfg.durability =/= <<"async">>),

@@ -39,13 +39,20 @@ static int begin(struct store *s)
      * its changes may include links. */
     if ((uint64_t)mdb_txn_id(s->wtxn) != s->known_txnid + 1)
         link_cache_invalidate(s->cache);
+    if ((rc = store_write_begun(s))) {
+        mdb_txn_abort(s->wtxn);
+        s->wtxn = NULL;
+        return rc;
+    }
     return 0;
 }
 
 static void abort_txn(struct store *s)
 {
-    if (s->wtxn)
+    if (s->wtxn) {
         mdb_txn_abort(s->wtxn);
+        store_write_ended(s, 0, 0);
+    }
     s->wtxn = NULL;
     s->wtxn_links = 0;
 }
@@ -178,6 +185,7 @@ int batch_commit(struct batch *b, struct store *s, const uint8_t *base)
         rc = mdb_txn_commit(s->wtxn);
         b->commit_us += mono_us() - t0;
         s->wtxn = NULL;
+        store_write_ended(s, rc == 0, id);
         if (rc == MDB_MAP_FULL) {
             if ((rc = replay(b, s, base, 1)))
                 break;

@@ -555,6 +555,7 @@ static int do_stats(struct dispatch *d, MDB_txn *txn, uint64_t id)
     stat_atom(o, &n, "format", store_format_name(s->format));
     stat_atom(o, &n, "durability", store_durability_name(s->durability));
     stat_atom(o, &n, "read_only", s->read_only ? "true" : "false");
+    stat_atom(o, &n, "children_index", s->has_idx ? "true" : "false");
     stat_u64(o, &n, "max_link_hops", s->max_hops);
     stat_u64(o, &n, "commits", d->batch.commits);
     stat_u64(o, &n, "batched_writes", d->batch.writes);

@@ -7,7 +7,7 @@
  *          [--durability commit|fsync|async] [--sync-interval MS]
  *          [--max-frame BYTES] [--cache-slots N] [--batch-max N]
  *          [--spin-us MICROSECONDS] [--exclusive 0|1] [--fault-injection 0|1]
- *          [--session N] [--read-committed 0|1]
+ *          [--session N] [--read-committed 0|1] [--children-index 0|1]
  *
  * A number outside its option's bound (number(), below) exits with
  * EXIT_USAGE before anything is opened.
@@ -688,6 +688,8 @@ static void parse_args(int argc, char **argv, struct options *o)
             o->fault_injection = flag(v, k);
         else if (!strcmp(k, "--read-committed"))
             o->read_committed = flag(v, k);
+        else if (!strcmp(k, "--children-index"))
+            o->store.children_index = flag(v, k);
         else if (!strcmp(k, "--format")) {
             if (!strcmp(v, "auto"))
                 o->store.format = FORMAT_AUTO;

@@ -32,6 +32,7 @@
  */
 #define DATA_DB "hyper_lmdb.data"
 #define META_DB "hyper_lmdb.meta"
+#define CHILDREN_DB "hyper_lmdb.children"
 enum { TAG_VALUE = 1, TAG_LINK = 2, TAG_GROUP = 3 };
 static const char HB_GROUP[] = "group";
 static const char HB_LINK[] = "link:";
@@ -180,6 +181,174 @@ static int put_entry(struct store *s, const uint8_t *key, size_t klen, enum stor
     if (alen)
         memcpy((uint8_t *)v.mv_data + plen, a, alen);
     return 0;
+}
+
+/* ---- the children index ---------------------------------------------
+ *
+ * Tagged format, when the store has one (opened once with children-index:
+ * nothing may be added to a store in hb_store_lmdb's format).  A DUPSORT
+ * database: for each parent P with anything below it, the key "P/" ("/"
+ * for the root) holds one item per child name, in LMDB's default order of
+ * duplicates, which is path_cmp's.  An edge P -> n is there exactly when
+ * the key P/n exists or something lies below it.  A write of a new key adds
+ * the edges of its path from the deepest up and stops at the first that is
+ * there (the ones above it are there too); a delete takes away the edges
+ * its key was the last thing below.  A list is then one seek and a step
+ * per child, where the walk of the keys seeks past each child's subtree
+ * from LMDB's root (bench/RESULTS.md, fourteenth session).
+ */
+
+/* The index's key for the children of <parent, plen> into buf
+ * (PATH_MAX_KEY + 2 bytes). */
+static size_t idx_key(uint8_t *buf, const uint8_t *parent, size_t plen)
+{
+    memcpy(buf, parent, plen);
+    buf[plen] = '/';
+    return plen + 1;
+}
+
+/* 1 with *plen the parent's length when key has a parent, 0 at the top. */
+static int idx_split(const uint8_t *key, size_t klen, size_t *plen)
+{
+    size_t i = klen;
+    while (i && key[i - 1] != '/')
+        i--;
+    *plen = i ? i - 1 : 0;
+    return i != 0;
+}
+
+/* Adds the edges of <key, klen> (not pointing into the map) inside txn. */
+static int idx_add(struct store *s, MDB_txn *txn, const uint8_t *key, size_t klen)
+{
+    uint8_t ik[PATH_MAX_KEY + 2];
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->idx_dbi, &cur);
+    if (rc)
+        return rc;
+    for (;;) {
+        size_t plen;
+        int up = idx_split(key, klen, &plen);
+        size_t at = up ? plen + 1 : 0, iklen = idx_key(ik, key, plen);
+        if (klen == at)
+            break; /* a name "" (a key ending in '/'): none of ours */
+        MDB_val k = {iklen, ik}, v = {klen - at, (void *)(key + at)};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH);
+        if (rc != MDB_NOTFOUND)
+            break; /* 0: the edge is there, and so are those above it */
+        k = (MDB_val){iklen, ik};
+        v = (MDB_val){klen - at, (void *)(key + at)};
+        if ((rc = store_reserve(s, iklen + v.mv_size)) ||
+            (rc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA)) || !up)
+            break;
+        klen = plen;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_KEYEXIST ? 0 : rc;
+}
+
+/* Takes away, inside s->wtxn, the edges that <key, klen>, just deleted,
+ * was the last thing below. */
+static int idx_remove(struct store *s, const uint8_t *key, size_t klen)
+{
+    uint8_t ik[PATH_MAX_KEY + 2];
+    int rc;
+    for (;;) {
+        MDB_val k, v;
+        if (klen + 2 <= PATH_MAX_KEY) { /* else no key can lie below it */
+            k = (MDB_val){idx_key(ik, key, klen), ik};
+            if ((rc = mdb_get(s->wtxn, s->idx_dbi, &k, &v)) != MDB_NOTFOUND)
+                return rc; /* 0: children left, so it stays a child */
+        }
+        size_t plen;
+        int up = idx_split(key, klen, &plen);
+        size_t at = up ? plen + 1 : 0;
+        if (klen == at)
+            return 0;
+        k = (MDB_val){idx_key(ik, key, plen), ik};
+        v = (MDB_val){klen - at, (void *)(key + at)};
+        if ((rc = store_reserve(s, k.mv_size + v.mv_size)))
+            return rc;
+        if ((rc = mdb_del(s->wtxn, s->idx_dbi, &k, &v)) && rc != MDB_NOTFOUND)
+            return rc;
+        if (!up)
+            return 0;
+        enum store_kind kind; /* a parent holding a key of its own stays */
+        const uint8_t *data;
+        size_t dlen;
+        if ((rc = get_entry(s, s->wtxn, key, plen, &kind, &data, &dlen)) != HL_ENOTFOUND)
+            return rc;
+        klen = plen;
+    }
+}
+
+/* Opens the index inside the store's opening transaction, building it
+ * from the keys when asked to and it is missing.  A store that has one
+ * keeps it: every port that opens the store keeps it up to date. */
+static int idx_open(struct store *s, MDB_txn *txn, int build)
+{
+    int rc = mdb_dbi_open(txn, CHILDREN_DB, MDB_DUPSORT, &s->idx_dbi);
+    if (rc == MDB_NOTFOUND && !build) {
+        s->idx_absent_at = (uint64_t)mdb_txn_id(txn) - !s->read_only;
+        return 0;
+    }
+    if (rc == 0) {
+        s->has_idx = s->idx_lists = 1;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND ||
+        (rc = mdb_dbi_open(txn, CHILDREN_DB, MDB_CREATE | MDB_DUPSORT, &s->idx_dbi)))
+        return rc;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->dbi, &cur)))
+        return rc;
+    uint8_t key[PATH_MAX_KEY];
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t klen = k.mv_size < sizeof key ? k.mv_size : sizeof key;
+        memcpy(key, k.mv_data, klen);
+        if ((rc = idx_add(s, txn, key, klen)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    s->has_idx = s->idx_lists = 1;
+    return 0;
+}
+
+int store_write_begun(struct store *s)
+{
+    if (s->format != FORMAT_TAGGED || s->has_idx)
+        return 0;
+    uint64_t last = (uint64_t)mdb_txn_id(s->wtxn) - 1;
+    if (last == s->idx_absent_at)
+        return 0; /* every commit since the last look was ours */
+    int rc = mdb_dbi_open(s->wtxn, CHILDREN_DB, MDB_DUPSORT, &s->idx_dbi);
+    if (rc == MDB_NOTFOUND) {
+        s->idx_absent_at = last;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    s->has_idx = s->idx_new = 1;
+    return 0;
+}
+
+void store_write_ended(struct store *s, int committed, uint64_t id)
+{
+    if (s->idx_new) {
+        /* A handle opened in a transaction lives on only if it commits;
+         * read transactions begun after the commit (the pool lets its own
+         * go at every commit) can use it. */
+        if (committed)
+            s->idx_lists = 1;
+        else
+            s->has_idx = 0;
+        s->idx_new = 0;
+    } else if (committed && !s->has_idx && s->idx_absent_at + 1 == id) {
+        s->idx_absent_at = id;
+    }
 }
 
 /* ---- opening ---------------------------------------------------------- */
@@ -368,6 +537,16 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
                 (new_file || cfg->ours);
     if ((rc = detect_format(s, txn, cfg->format, fresh, err, errlen)))
         goto fail;
+    if (cfg->children_index && s->format != FORMAT_TAGGED) {
+        rc = HL_EBADREQ;
+        snprintf(err, errlen, "children_index_needs_tagged");
+        goto fail;
+    }
+    if (s->format == FORMAT_TAGGED &&
+        (rc = idx_open(s, txn, cfg->children_index && !cfg->read_only))) {
+        snprintf(err, errlen, "children index: %s", open_reason(rc));
+        goto fail;
+    }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc)
@@ -1106,6 +1285,60 @@ static int list_desc(struct lister *l, const uint8_t *from, size_t from_len, uin
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static int idx_get(struct store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+    s->list_ops++;
+    store_tick(s);
+    return mdb_cursor_get(cur, k, v, op);
+}
+
+/* A listing read off the children index: the names come in order and
+ * unique, one seek and then a step each.  (A `from` longer than any name
+ * seeks cut to PATH_MAX_KEY bytes; the names it then meets that sort
+ * below it are passed over.) */
+static int list_index(struct store *s, MDB_txn *txn, const uint8_t *prefix, size_t plen,
+                      const uint8_t *from, size_t from_len, uint64_t limit, int desc,
+                      struct store_names *names)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->idx_dbi, &cur);
+    if (rc)
+        return rc;
+    MDB_val k = plen ? (MDB_val){plen, (void *)prefix} : (MDB_val){1, "/"}, v;
+    if (from && from_len == 0) { /* every name is above "" (LMDB seeks no empty item) */
+        if (desc) {
+            mdb_cursor_close(cur);
+            return 0;
+        }
+        from = NULL;
+    }
+    rc = idx_get(s, cur, &k, &v, MDB_SET);
+    if (rc == 0 && !from)
+        rc = idx_get(s, cur, &k, &v, desc ? MDB_LAST_DUP : MDB_FIRST_DUP);
+    else if (rc == 0) {
+        v = (MDB_val){from_len < PATH_MAX_KEY ? from_len : PATH_MAX_KEY,
+                      from_len ? (void *)from : ""};
+        rc = idx_get(s, cur, &k, &v, MDB_GET_BOTH_RANGE);
+        if (desc && rc == MDB_NOTFOUND) { /* every name is below from */
+            k = plen ? (MDB_val){plen, (void *)prefix} : (MDB_val){1, "/"};
+            if ((rc = idx_get(s, cur, &k, &v, MDB_SET)) == 0)
+                rc = idx_get(s, cur, &k, &v, MDB_LAST_DUP);
+        } else if (desc && rc == 0 && path_cmp(v.mv_data, v.mv_size, from, from_len) > 0) {
+            rc = idx_get(s, cur, &k, &v, MDB_PREV_DUP);
+        }
+    }
+    while (rc == 0) {
+        if (!from || desc || path_cmp(v.mv_data, v.mv_size, from, from_len) >= 0) {
+            if ((rc = store_names_push(names, v.mv_data, v.mv_size)) ||
+                (limit && names->n >= limit))
+                break;
+        }
+        rc = idx_get(s, cur, &k, &v, desc ? MDB_PREV_DUP : MDB_NEXT_DUP);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
                const uint8_t *from, size_t from_len, uint64_t limit, int desc,
                struct store_names *names)
@@ -1122,6 +1355,8 @@ int store_list(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
         return 0; /* no key can lie below it */
     if (plen)
         prefix[plen++] = '/';
+    if (s->idx_lists)
+        return list_index(s, txn, prefix, plen, from, from_len, limit, desc, names);
 
     MDB_cursor *cur, *probe;
     if ((rc = mdb_cursor_open(txn, s->dbi, &cur)))
@@ -1299,13 +1534,15 @@ static int write_key(struct store *s, const uint8_t *path, size_t len, uint8_t *
     return check_write_key(s, *klen);
 }
 
-/* Notes whether the key being replaced or removed was a link. */
-static int note_old_link(struct store *s, const uint8_t *key, size_t klen)
+/* Notes whether the key being replaced or removed was a link, and
+ * whether it was there at all (*existed). */
+static int note_old_link(struct store *s, const uint8_t *key, size_t klen, int *existed)
 {
     enum store_kind kind;
     const uint8_t *val;
     size_t vlen;
     int rc = get_entry(s, s->wtxn, key, klen, &kind, &val, &vlen);
+    *existed = rc == 0;
     if (rc == 0 && kind == KIND_LINK)
         s->wtxn_links = 1;
     return rc == HL_ENOTFOUND ? 0 : rc;
@@ -1361,11 +1598,15 @@ static int put_kind(struct store *s, const uint8_t *path, size_t len, enum store
         return rc;
     if (kind == KIND_LINK && s->format == FORMAT_HB && (rc = ensure_parent_groups(s, key, klen)))
         return rc;
+    int existed = 0; /* unknown for a link: idx_add looks */
     if (kind == KIND_LINK || new_value_is_link(s, kind, val, vlen))
         s->wtxn_links = 1;
-    else if ((rc = note_old_link(s, key, klen)))
+    else if ((rc = note_old_link(s, key, klen, &existed)))
         return rc;
-    return put_entry(s, key, klen, kind, val, vlen);
+    if ((rc = put_entry(s, key, klen, kind, val, vlen)))
+        return rc;
+    /* an existing key has its edges: an overwrite pays nothing more */
+    return s->has_idx && !existed ? idx_add(s, s->wtxn, key, klen) : 0;
 }
 
 int store_write(struct store *s, const uint8_t *path, size_t len, const uint8_t *val, size_t vlen)
@@ -1397,13 +1638,15 @@ int store_delete(struct store *s, const uint8_t *path, size_t len)
     int rc = write_key(s, path, len, key, &klen);
     if (rc)
         return rc;
-    if ((rc = note_old_link(s, key, klen)))
+    int existed;
+    if ((rc = note_old_link(s, key, klen, &existed)))
         return rc;
+    if (!existed)
+        return 0;
     MDB_val k = {klen, key};
-    if ((rc = store_reserve(s, klen)))
+    if ((rc = store_reserve(s, klen)) || (rc = mdb_del(s->wtxn, s->dbi, &k, NULL)))
         return rc;
-    rc = mdb_del(s->wtxn, s->dbi, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return s->has_idx ? idx_remove(s, key, klen) : 0;
 }
 
 int store_reset(struct store *s)
@@ -1416,7 +1659,9 @@ int store_reset(struct store *s)
     if (rc || (rc = store_reserve(s, ((size_t)info.me_last_pgno + 1) * sizeof(size_t))))
         return rc;
     s->wtxn_links = 1;
-    return mdb_drop(s->wtxn, s->dbi, 0);
+    if ((rc = mdb_drop(s->wtxn, s->dbi, 0)))
+        return rc;
+    return s->has_idx ? mdb_drop(s->wtxn, s->idx_dbi, 0) : 0;
 }
 
 int store_info(struct store *s, MDB_txn *txn, struct store_info *out)

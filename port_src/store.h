@@ -34,6 +34,7 @@ struct store_config {
     size_t cache_slots;
     uint64_t session;
     int ours;                    /* a port of ours opened the directory before */
+    int children_index;          /* build the children index when it is missing */
 };
 
 struct store {
@@ -53,6 +54,16 @@ struct store {
     uint64_t list_ops;           /* cursor calls store_list made: its cost, for tests */
     MDB_dbi meta_dbi;            /* tagged format: our metadata */
     int has_meta;
+    /* The children index (tagged format, when the store has one): every
+     * parent's child names, kept apart from their subtrees, so that a list
+     * is one seek and a step per child.  has_idx: writes keep it;
+     * idx_lists: lists read it (once the handle is in the environment);
+     * idx_new: the handle came with the open write transaction and goes
+     * if it aborts; idx_absent_at: the last commit known to have left the
+     * store without one (another process may build it later). */
+    MDB_dbi idx_dbi;
+    int has_idx, idx_lists, idx_new;
+    uint64_t idx_absent_at;
     uint64_t session;            /* the server's, for store_note_last (0: none) */
     /* Disk blocks reserved ahead of LMDB's pages (store_reserve) */
     int data_fd;                 /* data.mdb (LMDB's descriptor), -1: no reserving */
@@ -201,6 +212,14 @@ int store_make_link(struct store *s, const uint8_t *existing, size_t elen, const
 int store_delete(struct store *s, const uint8_t *path, size_t len);
 /* Empties the store inside s->wtxn (the format metadata stays). */
 int store_reset(struct store *s);
+
+/* Called by batch.c once s->wtxn has begun, and once it has committed
+ * (committed = 1, with its id) or been aborted (0): a store without a
+ * children index looks for one that another process (a port opened with
+ * children-index beside a command line writing with exclusive false)
+ * built since, so that its own writes keep it too. */
+int store_write_begun(struct store *s);
+void store_write_ended(struct store *s, int committed, uint64_t id);
 
 /* Checks a normalised path can be a key: HL_EEMPTY, HL_ETOOLONG or 0. */
 int store_check_key(size_t len);

@@ -317,8 +317,9 @@ name() ->
 hops() -> frequency([{6, default}, {1, elements([0, 1, 2, 3])}]).
 
 %% tagged: the option given; default: a new store without the option
-%% (tagged); hb_store_lmdb: the option given.
-format() -> frequency([{1, tagged}, {2, default}, {3, hb_store_lmdb}]).
+%% (tagged); children_index: tagged, with its children index (lists read
+%% off it, every write keeping it); hb_store_lmdb: the option given.
+format() -> frequency([{1, tagged}, {2, default}, {2, children_index}, {3, hb_store_lmdb}]).
 
 durability() -> frequency([{4, commit}, {3, async}, {1, fsync}]).
 
@@ -514,9 +515,12 @@ open_store1(Hops, Format, Durability) ->
             end,
     Opts = case Format of
                default -> Opts1;
+               children_index -> Opts1#{<<"format">> => <<"tagged">>, <<"children-index">> => true};
                _ -> Opts1#{<<"format">> => atom_to_binary(Format)}
            end,
     {ok, S} = hyper_lmdb:start(Opts),
+    #{children_index := Index} = hyper_lmdb:stats(S),
+    Index = Format =:= children_index,
     S.
 
 %% Kills the port program with SIGKILL (no request is in flight: one

@@ -10,7 +10,20 @@
 
 suite() -> [{timetrap, {minutes, 5}}].
 
-all() ->
+%% Every case twice: on a store that lists by walking its keys, and on one
+%% with a children index (lists read off the index, every write keeping
+%% it), plus the cases of the index itself.
+all() -> [{group, walk}, {group, children_index}, children_index_kept, children_index_refused,
+          children_index_built_beside].
+
+groups() -> [{walk, [], cases()}, {children_index, [], cases()}].
+
+init_per_group(children_index, Config) -> [{children_index, true} | Config];
+init_per_group(_, Config) -> Config.
+
+end_per_group(_, _) -> ok.
+
+cases() ->
     [value_roundtrip, overwrite, explicit_group, implicit_group, group_reads_not_found,
      link_chain, link_at_prefix, link_to_group, dangling_link, loop_of_two, loop_of_three,
      relink, link_replaced_by_value, write_through_linked_prefix, prefix_link_wins,
@@ -31,9 +44,13 @@ init_per_suite(Config) ->
 end_per_suite(_) -> ok.
 
 init_per_testcase(Case, Config) ->
-    Dir = filename:join(?config(priv_dir, Config), atom_to_list(Case)),
-    S = #{<<"name">> => list_to_binary(Dir)},
+    Group = case ?config(children_index, Config) of true -> "-index"; _ -> "" end,
+    Dir = filename:join(?config(priv_dir, Config), atom_to_list(Case) ++ Group),
+    S0 = #{<<"name">> => list_to_binary(Dir)},
+    S = case Group of "" -> S0; _ -> S0#{<<"children-index">> => true} end,
     {ok, _} = hyper_lmdb:start(S),
+    #{children_index := Index} = hyper_lmdb:stats(S),
+    Index = Group =/= "",
     [{s, S} | Config].
 
 end_per_testcase(_, Config) ->
@@ -583,6 +600,79 @@ map_grown_by_another_writer(C) ->
     #{map_size := After} = hyper_lmdb:stats(S),
     ?assert(After >= Before + 20 * byte_size(Big)),
     ok = hyper_lmdb:stop(S).
+
+%% A store given a children index keeps it: built at an open from the keys
+%% it already holds, used and kept by every later open, with or without
+%% the option, and emptied by a reset like the rest.
+children_index_kept(C) ->
+    S = s(C),
+    Keys = [<<"g/c", (integer_to_binary(I rem 7))/binary, "/d/", (integer_to_binary(I))/binary>>
+            || I <- lists:seq(1, 200)] ++ [<<"g/a">>, <<"g/a-b/x">>, <<"top">>],
+    [ok = hyper_lmdb:write(S, K, <<"v">>) || K <- Keys],
+    ok = hyper_lmdb:make_link(S, <<"g">>, <<"l">>),
+    {ok, Walked} = hyper_lmdb:list(S, <<"g">>),
+    #{children_index := false} = hyper_lmdb:stats(S),
+    ok = hyper_lmdb:stop(S),
+    Indexed = S#{<<"children-index">> => true},
+    {ok, _} = hyper_lmdb:start(Indexed),
+    #{children_index := true} = hyper_lmdb:stats(S),
+    {ok, Walked} = hyper_lmdb:list(S, <<"g">>),
+    {ok, Walked} = hyper_lmdb:list(S, <<"l">>),
+    {ok, [<<"g">>, <<"l">>, <<"top">>]} = hyper_lmdb:list(S, <<>>),
+    {ok, [<<"c1">>, <<"c0">>, <<"a-b">>]} =
+        hyper_lmdb:list(S, <<"g">>, #{from => <<"c1">>, limit => 3, direction => desc}),
+    ok = hyper_lmdb:stop(S),
+    {ok, _} = hyper_lmdb:start(S),
+    #{children_index := true} = hyper_lmdb:stats(S),
+    ok = hyper_lmdb:write_many(S, [{delete, <<"g/a">>}, {delete, <<"g/a-b/x">>},
+                                   {write, <<"g/new/x/y">>, <<"v">>}]),
+    {ok, [<<"c0">>, <<"c1">>, <<"c2">>, <<"c3">>, <<"c4">>, <<"c5">>, <<"c6">>, <<"new">>]} =
+        hyper_lmdb:list(S, <<"g">>),
+    ok = hyper_lmdb:reset(S),
+    {ok, []} = hyper_lmdb:list(S, <<>>),
+    ok = hyper_lmdb:write(S, <<"after/reset">>, <<"v">>),
+    {ok, [<<"after">>]} = hyper_lmdb:list(S, <<>>),
+    #{children_index := true, entries := 1} = hyper_lmdb:stats(S).
+
+%% A store in hb_store_lmdb's format cannot have one (nothing hb_store_lmdb
+%% would see may be added to it): the start says so, and leaves it as it was.
+children_index_refused(C) ->
+    Dir = <<(maps:get(<<"name">>, s(C)))/binary, "-hb">>,
+    Hb = #{<<"name">> => Dir, <<"format">> => <<"hb_store_lmdb">>},
+    {ok, _} = hyper_lmdb:start(Hb),
+    ok = hyper_lmdb:write(Hb, <<"a/b">>, <<"v">>),
+    ok = hyper_lmdb:stop(Hb),
+    {error, _} = hyper_lmdb:start(#{<<"name">> => Dir, <<"children-index">> => true}),
+    {ok, _} = hyper_lmdb:start(Hb),
+    #{children_index := false, format := hb_store_lmdb, entries := 1} = hyper_lmdb:stats(Hb),
+    {ok, [<<"b">>]} = hyper_lmdb:list(Hb, <<"a">>),
+    ok = hyper_lmdb:stop(Hb),
+    {error, {bad_option, <<"children-index">>}} =
+        hyper_lmdb:start(#{<<"name">> => Dir, <<"children-index">> => <<"yes">>}).
+
+%% A writer beside the store (exclusive false, as the command line's put
+%% is), running since before the store was given its index, sees the
+%% index appear and keeps it too: its new keys are listed.
+children_index_built_beside(C) ->
+    S = s(C),
+    Dir = maps:get(<<"name">>, S),
+    ok = hyper_lmdb:write(S, <<"g/old/x">>, <<"v">>),
+    Alias = <<Dir/binary, "-alias">>,
+    ok = file:make_symlink(Dir, Alias),
+    Beside = #{<<"name">> => Alias, <<"exclusive">> => false},
+    {ok, _} = hyper_lmdb:start(Beside),
+    ok = hyper_lmdb:write(Beside, <<"g/before/x">>, <<"v">>),
+    #{children_index := false} = hyper_lmdb:stats(Beside),
+    ok = hyper_lmdb:stop(S),
+    {ok, _} = hyper_lmdb:start(S#{<<"children-index">> => true}),
+    #{children_index := true} = hyper_lmdb:stats(S),
+    ok = hyper_lmdb:write(Beside, <<"g/beside/x/y">>, <<"v">>),
+    #{children_index := true} = hyper_lmdb:stats(Beside),
+    ok = hyper_lmdb:write_many(Beside, [{delete, <<"g/old/x">>}, {write, <<"h">>, <<"v">>}]),
+    {ok, [<<"before">>, <<"beside">>]} = hyper_lmdb:list(S, <<"g">>),
+    {ok, [<<"x">>]} = hyper_lmdb:list(S, <<"g/beside">>),
+    {ok, [<<"g">>, <<"h">>]} = hyper_lmdb:list(S, <<>>),
+    ok = hyper_lmdb:stop(Beside).
 
 %% The port's numeric options are range-checked, not cast: a number its
 %% field cannot hold (or that makes no sense) ends the port with the usage

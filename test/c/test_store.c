@@ -20,6 +20,10 @@
  *     group of 20,000 "c-<N>" children paged 100 at a time: the pages join
  *     up, and each costs about one cursor call per name;
  *   - map growth from the smallest map, through the batch and dispatch;
+ *   - the children index: built at open from a store without one, then
+ *     kept through random changes, each listing read both off the index
+ *     and by the walk of the keys, and the list model and paging above
+ *     run again on it;
  *   - the reader slots other processes hold (store_other_readers): a
  *     live reader counts, one that closed or was killed does not;
  *   - dispatch: truncated and lying frames are answered bad_request; a
@@ -120,13 +124,16 @@ static int env_apply(void *ctx, const uint8_t *frame, size_t len, int *touched)
     return rc;
 }
 
+/* Stores opened from here on build the children index (store.h). */
+static int with_children_index;
+
 static int env_open_cfg(struct env *e, const char *sub, enum store_format format,
                         size_t map_size, unsigned max_hops, int read_only)
 {
     struct store_config cfg = {.dir = NULL, .map_size = map_size, .max_readers = 16,
                                .read_ahead = 0, .read_only = read_only, .max_hops = max_hops,
                                .format = format, .durability = DURABILITY_COMMIT,
-                               .cache_slots = 4096};
+                               .cache_slots = 4096, .children_index = with_children_index};
     snprintf(e->path, sizeof e->path, "%s/%s", e->dir, sub);
     cfg.dir = e->path;
     char why[128];
@@ -2828,6 +2835,158 @@ static void last_request_async_only(void)
     env_close(&e);
 }
 
+
+/* ---- the children index ------------------------------------------------------ */
+
+/* Lists <parent> both ways, from the index and by the walk of the keys,
+ * with the same from, limit and direction: 1 when they agree. */
+static int index_agrees(struct env *e, const uint8_t *parent, size_t pn, const uint8_t *from,
+                        size_t fn, uint64_t limit, int desc, uint64_t *ops)
+{
+    static struct store_names a, b;
+    struct nbuf x = {0}, y = {0};
+    CHECK(e->s.idx_lists);
+    int rc1 = list_call(e, parent, pn, from, fn, limit, desc, &a, ops);
+    for (size_t i = 0; i < a.n; i++)
+        nbuf_add(&x, a.v[i].p, a.v[i].len);
+    e->s.idx_lists = 0;
+    int rc2 = list_call(e, parent, pn, from, fn, limit, desc, &b, NULL);
+    e->s.idx_lists = 1;
+    for (size_t i = 0; i < b.n; i++)
+        nbuf_add(&y, b.v[i].p, b.v[i].len);
+    int ok = rc1 == 0 && rc2 == 0 && a.n == b.n && x.len == y.len &&
+             (x.len == 0 || memcmp(x.b, y.b, x.len) == 0);
+    if (!ok) {
+        fprintf(stderr, "children index disagrees (rc %d/%d, %zu/%zu names): parent ", rc1, rc2,
+                a.n, b.n);
+        print_name(stderr, parent, pn);
+        fprintf(stderr, " limit %llu %s\n", (unsigned long long)limit, desc ? "desc" : "asc");
+    }
+    free(x.b);
+    free(y.b);
+    return ok;
+}
+
+/* Random keys of up to four segments over a small alphabet, so that
+ * subtrees nest, share prefixes and empty out again. */
+static size_t index_key(uint8_t *k)
+{
+    static const char *const seg[] = {"a", "b", "a-", "a.b", "c0", "\xff"};
+    size_t n = 0, segs = 1 + rnd(4);
+    for (size_t i = 0; i < segs; i++) {
+        const char *g = seg[rnd(6)];
+        if (n)
+            k[n++] = '/';
+        memcpy(k + n, g, strlen(g));
+        n += strlen(g);
+    }
+    return n;
+}
+
+/* Lists every prefix of every key of the last round, and a few others,
+ * through the index and by the walk. */
+static int index_check_all(struct env *e, uint8_t (*keys)[32], const size_t *kn, size_t nk)
+{
+    int ok = index_agrees(e, (const uint8_t *)"", 0, NULL, 0, 0, 0, NULL);
+    for (size_t i = 0; ok && i < nk; i++)
+        for (size_t cut = 0; ok && cut <= kn[i]; cut++) {
+            if (cut < kn[i] && keys[i][cut] != '/')
+                continue;
+            int desc = (int)rnd(2);
+            uint64_t limit = rnd(3) ? 0 : 1 + rnd(3);
+            const char *from = rnd(3) ? NULL : rnd(2) ? "a-" : "b";
+            ok = index_agrees(e, keys[i], cut, (const uint8_t *)from, from ? strlen(from) : 0,
+                              limit, desc, NULL);
+        }
+    return ok;
+}
+
+static void children_index(void)
+{
+    struct env e;
+    /* a store made without the index, which a later open builds */
+    if (!CHECK_EQ_INT(env_open(&e, FORMAT_TAGGED, 1 << 24, 8), 0))
+        return;
+    CHECK(!e.s.has_idx && !e.s.idx_lists);
+    enum { NK = 64 };
+    uint8_t keys[NK][32];
+    size_t kn[NK], nk = 0;
+    for (size_t i = 0; i < NK; i++) {
+        kn[nk] = index_key(keys[nk]);
+        CHECK_EQ_INT(env_add(&e, W_WRITE, keys[nk], kn[nk], "v", 1), 0);
+        nk++;
+    }
+    CHECK_EQ_INT(lnk(&e, "a", "l"), 0);
+    for (int i = 0; i < 200; i++) { /* deep subtrees under g/c<N> */
+        char k[32];
+        snprintf(k, sizeof k, "g/c%d/d/%d", i % 10, i);
+        CHECK_EQ_INT(w(&e, k, "v"), 0);
+    }
+    CHECK_EQ_INT(env_commit(&e), 0);
+    env_close_store(&e);
+    with_children_index = 1;
+    if (!CHECK_EQ_INT(env_open_cfg(&e, "db", FORMAT_TAGGED, 1 << 24, 8, 0), 0))
+        goto out;
+    CHECK(e.s.has_idx && e.s.idx_lists);
+    CHECK(index_check_all(&e, keys, kn, nk));
+    CHECK(index_agrees(&e, (const uint8_t *)"l", 1, NULL, 0, 0, 0, NULL)); /* through a link */
+    for (int desc = 0; desc < 2; desc++) /* from "", which LMDB cannot seek */
+        CHECK(index_agrees(&e, (const uint8_t *)"g", 1, (const uint8_t *)"", 0, 0, desc, NULL));
+    /* a group of 10 children with 20 descendants each: one seek and a
+     * step per child, where the walk seeks past each subtree */
+    uint64_t ops = 0;
+    CHECK(index_agrees(&e, (const uint8_t *)"g", 1, NULL, 0, 0, 0, &ops));
+    CHECK_EQ_INT(ops, 12);
+    CHECK(index_agrees(&e, (const uint8_t *)"g", 1, (const uint8_t *)"c5", 2, 3, 1, &ops));
+    CHECK(ops <= 4);
+
+    /* kept through random writes, groups, links, deletes and a reset,
+     * committed in batches of a few */
+    long rounds = 0;
+    int ok = 1;
+    for (int step = 0; ok && step < 3000; step++) {
+        uint32_t what = rnd(10);
+        size_t i = rnd(NK);
+        if (what < 4) {
+            kn[i] = index_key(keys[i]);
+            ok = CHECK_EQ_INT(env_add(&e, W_WRITE, keys[i], kn[i], "v", 1), 0);
+        } else if (what < 5) {
+            kn[i] = index_key(keys[i]);
+            ok = CHECK_EQ_INT(env_add(&e, W_GROUP, keys[i], kn[i], "", 0), 0);
+        } else if (what < 9) {
+            ok = CHECK_EQ_INT(env_add(&e, W_DELETE, keys[i], kn[i], "", 0), 0);
+        } else if (rnd(40) == 0) {
+            ok = CHECK_EQ_INT(env_add(&e, W_RESET, "", 0, "", 0), 0);
+        } else {
+            ok = CHECK_EQ_INT(lnk(&e, "b", "l"), 0);
+        }
+        if (ok && rnd(5) == 0) {
+            ok = CHECK_EQ_INT(env_commit(&e), 0) && index_check_all(&e, keys, kn, NK);
+            rounds++;
+        }
+    }
+    fprintf(stderr, "children index: %ld rounds of random changes listed both ways\n", rounds);
+    CHECK_EQ_INT(env_commit(&e), 0);
+    env_close_store(&e);
+    /* opened without asking: a store that has the index keeps it */
+    with_children_index = 0;
+    if (CHECK_EQ_INT(env_open_cfg(&e, "db", FORMAT_TAGGED, 1 << 24, 8, 0), 0)) {
+        CHECK(e.s.has_idx && e.s.idx_lists);
+        CHECK_EQ_INT(w(&e, "new/key/here", "v"), 0);
+        CHECK_EQ_INT(env_commit(&e), 0);
+        CHECK(index_check_all(&e, keys, kn, NK));
+        CHECK(index_agrees(&e, (const uint8_t *)"new/key", 7, NULL, 0, 0, 0, NULL));
+        env_close_store(&e);
+    }
+    /* hb_store_lmdb's format cannot have one */
+    with_children_index = 1;
+    CHECK_EQ_INT(env_open_cfg(&e, "hb", FORMAT_HB, 1 << 24, 8, 0), HL_EBADREQ);
+    env_close_store(&e);
+out:
+    with_children_index = 0;
+    env_close(&e);
+}
+
 int main(void)
 {
     link_cache_bounds();
@@ -2846,12 +3005,20 @@ int main(void)
     list_foreign(FORMAT_HB, 100);
     list_paging(FORMAT_TAGGED, 20000);
     list_paging(FORMAT_HB, 20000);
+    children_index();
+    with_children_index = 1;
+    list_model(FORMAT_TAGGED, 400);
+    list_paging(FORMAT_TAGGED, 20000);
+    with_children_index = 0;
     size_t map = smallest_map();
     CHECK(map > 0 && map <= 64 * 1024);
     fprintf(stderr, "smallest map store_open accepts: %zu bytes\n", map);
     if (map) {
         map_growth_batch(map);
         map_growth_dispatch(map);
+        with_children_index = 1; /* the index's pages fill the map too */
+        map_growth_batch(map);
+        with_children_index = 0;
     }
     dispatch_basics();
     read_committed_batches();
