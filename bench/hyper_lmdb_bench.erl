@@ -80,6 +80,7 @@
     {"read_many of 100: keys/s >= 50% of raw LMDB gets", "hyper_lmdb read_many of 100, keys/s", 1, ops, '>=', 0.50},
     {"3-hop link read >= 90% of direct read (64 callers)", "hyper_lmdb read via 3-hop prefix link", 64, ops, '>=', 0.90},
     {"list, deep subtrees: cost =< 2x childless group of 100", "hyper_lmdb list: 100 children, 100 descendants each", 1, cost, '=<', 2.0},
+    {"  the same with a children index (children-index)", "hyper_lmdb list, children index: 100 children, 100 descendants each", 1, cost, '=<', 2.0},
     {"1 MiB read round trip p50 =< 1.5x echo of 1 MiB", "hyper_lmdb read of a 1 MiB value", 1, p50, '=<', 1.5},
     {"fsync, 64 writers >= 30x raw txn-per-op fsync", "hyper_lmdb write (fsync)", 64, ops, '>=', 30.0},
     {"async, 1 writer >= 200k writes/s", "hyper_lmdb write (async)", 1, abs, '>=', 200000},
@@ -261,7 +262,18 @@ reads(Tmp, Ms, Port) ->
 writes(Tmp, Ms, Port) ->
     Modes = ["commit", "fsync", "async"],
     Stores = [{M, store(Tmp, "writes-" ++ M, #{<<"durability">> => list_to_binary(M)})} || M <- Modes],
+    Indexed = store(Tmp, "writes-index", #{<<"children-index">> => true}),
     Counter = atomics:new(1, []),
+    %% New keys three levels down, 16 to a group (a new group every 16:
+    %% what a node writes as messages come in), where a store with a
+    %% children index adds an edge per new level.
+    Nested = fun(S) ->
+        fun() -> fun() ->
+            I = atomics:add_get(Counter, 1, 1),
+            hyper_lmdb:write(S, [<<"n">>, integer_to_binary(I div 16), integer_to_binary(I rem 16),
+                                 <<"leaf">>], ?VALUE) =:= ok
+        end end
+    end,
     Write = fun(S) ->
         fun() -> fun() ->
             I = atomics:add_get(Counter, 1, 1),
@@ -308,6 +320,13 @@ writes(Tmp, Ms, Port) ->
                    [{{write, M, C}, "hyper_lmdb write (" ++ M ++ ")", C,
                      drained(M, S, callers_slice(C, Write(S), true)), Floor(M, C)}
                     || {M, S} <- Stores, C <- [1, 64]] ++
+                   lists:append(
+                     [[{{nested, C}, "hyper_lmdb write of new keys 3 levels down (commit)", C,
+                        callers_slice(C, Nested(Commit), true), echo_floor(C)},
+                       {{nested_index, C},
+                        "hyper_lmdb write of new keys 3 levels down, children index (commit)", C,
+                        callers_slice(C, Nested(Indexed), true), {{nested, C}, both}}]
+                      || C <- [1, 64]]) ++
                    [{{mixed, M}, "hyper_lmdb mixed reads and writes (" ++ M ++ ")", 64,
                      callers_slice(64, Mix(S), true), echo_floor(64)} || {M, S} <- Mixed] ++
                    [{write_many, "hyper_lmdb write_many of 100 (atomic), keys/s", 1,
@@ -321,6 +340,8 @@ writes(Tmp, Ms, Port) ->
         D -> note("async store: sync/1 after each slice (not timed) took ~b ms in all", [D])
     end,
     [begin note_stats(S, "writes (" ++ M ++ ")"), hyper_lmdb:stop(S) end || {M, S} <- Stores],
+    note_stats(Indexed, "writes (commit, children index)"),
+    hyper_lmdb:stop(Indexed),
     Rows.
 
 %% The fsync mode's 64 writers can go no faster than a cycle of one
@@ -408,19 +429,9 @@ links(Tmp, Ms, Port) ->
                                     <<"k/", (integer_to_binary(I))/binary>>} || I <- lists:seq(1, 1000)]),
     check("links: resolve(l3/7)", hyper_lmdb:resolve(S, <<"l3/7">>), <<"d/7">>),
     check("links: read(k/7)", hyper_lmdb:read(S, <<"k/7">>), {ok, ?VALUE}),
-    L = store(Tmp, "lists"),
-    T0 = erlang:monotonic_time(millisecond),
-    ok = hyper_lmdb:write_many(L, [{make_group, <<"flat">>} |
-                                   [{write, <<"flat/", (child(I))/binary>>, ?VALUE}
-                                    || I <- lists:seq(1, 100)]]),
-    ok = subtrees(L, <<"deep">>, 10),
-    ok = subtrees(L, <<"deeper">>, 100),  % ten times the descendants: the same cost
-    ok = hyper_lmdb:make_group(L, <<"wide">>),
-    [ok = hyper_lmdb:write_many(L, [{write, <<"wide/", (child(I))/binary>>, ?VALUE} || I <- Chunk])
-     || Chunk <- chunks(lists:seq(1, ?WIDE), 1000)],
-    progress("list store set up in ~.1f s: flat/ 100 children, deep/ 100 x 100 descendants, "
-             "deeper/ 100 x 1000, wide/ ~b children",
-             [(erlang:monotonic_time(millisecond) - T0) / 1000, ?WIDE]),
+    L = list_store(Tmp, "lists", #{}),
+    %% the same groups in a store with a children index (lists read off it)
+    LI = list_store(Tmp, "lists-index", #{<<"children-index">> => true}),
     dash_note(L),
     check("lists: list(deep) length", case hyper_lmdb:list(L, <<"deep">>) of
                                           {ok, DL} -> length(DL);
@@ -436,17 +447,19 @@ links(Tmp, Ms, Port) ->
                      end end
         end
     end,
-    List = fun(Group) -> fun() -> fun() -> case hyper_lmdb:list(L, Group) of
-                                               {ok, Names} -> length(Names) =:= 100;
-                                               _ -> false
-                                           end end end end,
-    Page = fun() -> fun() ->
+    ListIn = fun(Store, Group) -> fun() -> fun() -> case hyper_lmdb:list(Store, Group) of
+                                                        {ok, Names} -> length(Names) =:= 100;
+                                                        _ -> false
+                                                    end end end end,
+    List = fun(Group) -> ListIn(L, Group) end,
+    PageIn = fun(Store) -> fun() -> fun() ->
         From = child(rand:uniform(?WIDE - 99)),
-        case hyper_lmdb:list(L, <<"wide">>, #{from => From, limit => 100}) of
+        case hyper_lmdb:list(Store, <<"wide">>, #{from => From, limit => 100}) of
             {ok, [From | _] = Names} -> length(Names) =:= 100;
             _ -> false
         end
-    end end,
+    end end end,
+    Page = PageIn(L),
     Rows = measure(hidden(echo_specs(Port)) ++
                    lists:append(
                      [[{{direct, C}, "hyper_lmdb read direct d/N", C,
@@ -466,6 +479,15 @@ links(Tmp, Ms, Port) ->
                      callers_slice(1, List(<<"deeper">>), true), {deep, both}},
                     {page, fmt("hyper_lmdb list/3: page of 100 of ~bk children", [?WIDE div 1000]), 1,
                      callers_slice(1, Page, true), {flat, both}},
+                    {iflat, "hyper_lmdb list, children index: 100 children, no subtrees", 1,
+                     callers_slice(1, ListIn(LI, <<"flat">>), true), {flat, both}},
+                    {ideep, "hyper_lmdb list, children index: 100 children, 100 descendants each", 1,
+                     callers_slice(1, ListIn(LI, <<"deep">>), true), {iflat, both}},
+                    {ideeper, "hyper_lmdb list, children index: 100 children, 1000 descendants each", 1,
+                     callers_slice(1, ListIn(LI, <<"deeper">>), true), {ideep, both}},
+                    {ipage, fmt("hyper_lmdb list/3, children index: page of 100 of ~bk children",
+                                [?WIDE div 1000]), 1,
+                     callers_slice(1, PageIn(LI), true), {iflat, both}},
                     raw_spec(Tmp, raw_list_flat),
                     {raw_list_deep, raw_name(raw_list_deep), 1, raw_slice(Tmp, raw_list_deep),
                      {raw_list_flat, ops}}],
@@ -473,9 +495,29 @@ links(Tmp, Ms, Port) ->
     list_walk_note(Rows),
     note_stats(S, "links"),
     note_stats(L, "lists"),
+    note_stats(LI, "lists (children index)"),
     hyper_lmdb:stop(S),
     hyper_lmdb:stop(L),
+    hyper_lmdb:stop(LI),
     Rows.
+
+%% The list rows' store: flat/ 100 childless children, deep/ 100 children
+%% with 100 descendants each, deeper/ 1000 each, wide/ ?WIDE children.
+list_store(Tmp, Name, Opts) ->
+    L = store(Tmp, Name, Opts),
+    T0 = erlang:monotonic_time(millisecond),
+    ok = hyper_lmdb:write_many(L, [{make_group, <<"flat">>} |
+                                   [{write, <<"flat/", (child(I))/binary>>, ?VALUE}
+                                    || I <- lists:seq(1, 100)]]),
+    ok = subtrees(L, <<"deep">>, 10),
+    ok = subtrees(L, <<"deeper">>, 100),  % ten times the descendants: the same cost
+    ok = hyper_lmdb:make_group(L, <<"wide">>),
+    [ok = hyper_lmdb:write_many(L, [{write, <<"wide/", (child(I))/binary>>, ?VALUE} || I <- Chunk])
+     || Chunk <- chunks(lists:seq(1, ?WIDE), 1000)],
+    progress("list store ~s set up in ~.1f s: flat/ 100 children, deep/ 100 x 100 descendants, "
+             "deeper/ 100 x 1000, wide/ ~b children",
+             [Name, (erlang:monotonic_time(millisecond) - T0) / 1000, ?WIDE]),
+    L.
 
 %% What the deep list's ratio is made of.  Its cursor calls are one step
 %% per child and, for a child with a subtree, one seek past it (LMDB

@@ -217,7 +217,11 @@ static int idx_split(const uint8_t *key, size_t klen, size_t *plen)
     return i != 0;
 }
 
-/* Adds the edges of <key, klen> (not pointing into the map) inside txn. */
+/* Adds the edges of <key, klen> (not pointing into the map) inside txn.
+ * A parent P that has children already ("P/" is in the index) has its own
+ * edge too: its edge is put (a no-op if there) and the walk up stops.
+ * One that has none gets its first, and the walk goes on up.  So a new
+ * key below an existing group costs one lookup and one put. */
 static int idx_add(struct store *s, MDB_txn *txn, const uint8_t *key, size_t klen)
 {
     uint8_t ik[PATH_MAX_KEY + 2];
@@ -231,14 +235,16 @@ static int idx_add(struct store *s, MDB_txn *txn, const uint8_t *key, size_t kle
         size_t at = up ? plen + 1 : 0, iklen = idx_key(ik, key, plen);
         if (klen == at)
             break; /* a name "" (a key ending in '/'): none of ours */
-        MDB_val k = {iklen, ik}, v = {klen - at, (void *)(key + at)};
-        rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH);
-        if (rc != MDB_NOTFOUND)
-            break; /* 0: the edge is there, and so are those above it */
+        MDB_val k = {iklen, ik}, v;
+        int had = mdb_cursor_get(cur, &k, &v, MDB_SET);
+        if (had != 0 && had != MDB_NOTFOUND) {
+            rc = had;
+            break;
+        }
         k = (MDB_val){iklen, ik};
         v = (MDB_val){klen - at, (void *)(key + at)};
         if ((rc = store_reserve(s, iklen + v.mv_size)) ||
-            (rc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA)) || !up)
+            (rc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA)) || had == 0 || !up)
             break;
         klen = plen;
     }
