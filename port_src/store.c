@@ -536,9 +536,10 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
      * map at the end 3.0-5.8 MB against 3.4-9.7. */
     if (cfg->read_only)
         sched_yield();
+    MDB_envinfo info;
+again:
     if ((rc = mdb_txn_begin(s->env, NULL, cfg->read_only ? MDB_RDONLY : 0, &txn)))
         goto fail;
-    MDB_envinfo info;
     int fresh = mdb_env_info(s->env, &info) == 0 && info.me_last_txnid == 0 &&
                 (new_file || cfg->ours);
     if ((rc = detect_format(s, txn, cfg->format, fresh, err, errlen)))
@@ -550,6 +551,19 @@ int store_open(struct store *s, const struct store_config *cfg, char *err, size_
     }
     if (s->format == FORMAT_TAGGED &&
         (rc = idx_open(s, txn, cfg->children_index && !cfg->read_only))) {
+        /* The index of a store near the end of its map: a larger map,
+         * as a write would get (store_grow_map), and the build again. */
+        if (rc == MDB_MAP_FULL && mdb_env_info(s->env, &info) == 0 &&
+            info.me_mapsize * 2 > info.me_mapsize) {
+            mdb_txn_abort(txn);
+            txn = NULL;
+            if ((rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2)))
+                goto fail;
+            fprintf(stderr, "hyper_lmdb_port: map grown to %zu bytes for the children index\n",
+                    info.me_mapsize * 2);
+            store_reserve_begin(s);
+            goto again;
+        }
         snprintf(err, errlen, "children index: %s", open_reason(rc));
         goto fail;
     }

@@ -2978,6 +2978,24 @@ static void children_index(void)
         CHECK(index_agrees(&e, (const uint8_t *)"new/key", 7, NULL, 0, 0, 0, NULL));
         env_close_store(&e);
     }
+    /* built in a map its keys fill: the map grows for it, as for a write */
+    with_children_index = 0;
+    if (CHECK_EQ_INT(env_open_cfg(&e, "full", FORMAT_TAGGED, 1 << 20, 8, 0), 0)) {
+        char k[32];
+        for (int i = 0; i < 3000; i++) {
+            snprintf(k, sizeof k, "f/%d/x", i);
+            CHECK_EQ_INT(w(&e, k, "v"), 0);
+        }
+        CHECK_EQ_INT(env_commit(&e), 0);
+        env_close_store(&e);
+        with_children_index = 1;
+        if (CHECK_EQ_INT(env_open_cfg(&e, "full", FORMAT_TAGGED, 32 << 10, 8, 0), 0)) {
+            CHECK(e.s.idx_lists);
+            CHECK(index_agrees(&e, (const uint8_t *)"f", 1, NULL, 0, 0, 0, &ops));
+            CHECK_EQ_INT(ops, 3002);
+        }
+        env_close_store(&e);
+    }
     /* hb_store_lmdb's format cannot have one */
     with_children_index = 1;
     CHECK_EQ_INT(env_open_cfg(&e, "hb", FORMAT_HB, 1 << 24, 8, 0), HL_EBADREQ);
