@@ -11,7 +11,8 @@
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
--export([kill9_while_writing/1, kill9_while_writing_fsync/1, injected_crash_points/1,
+-export([kill9_while_writing/1, kill9_while_writing_fsync/1, kill9_while_writing_indexed/1,
+         injected_crash_points/1,
          async_survives_port_crashes/1, fsync_survives_port_crashes/1, hung_port_is_replaced/1,
          beam_killed_during_writes/1, exit_reasons_are_readable/1, faults_refused_by_default/1,
          wake_frames_are_not_replies/1, spins_that_miss_back_off/1,
@@ -24,7 +25,8 @@
 suite() -> [{timetrap, {minutes, 10}}].
 
 all() ->
-    [kill9_while_writing, kill9_while_writing_fsync, injected_crash_points,
+    [kill9_while_writing, kill9_while_writing_fsync, kill9_while_writing_indexed,
+     injected_crash_points,
      async_survives_port_crashes, fsync_survives_port_crashes, hung_port_is_replaced,
      beam_killed_during_writes, exit_reasons_are_readable, faults_refused_by_default,
      wake_frames_are_not_replies, spins_that_miss_back_off,
@@ -157,6 +159,11 @@ kill9_while_writing(Config) ->
 
 kill9_while_writing_fsync(Config) ->
     kill9_rounds((?config(store, Config))#{<<"durability">> => <<"fsync">>}).
+
+%% With a children index, which each commit changes with the keys: the
+%% lists at the end (read off the index) must count every key there is.
+kill9_while_writing_indexed(Config) ->
+    kill9_rounds((?config(store, Config))#{<<"children-index">> => true}).
 
 kill9_rounds(S) ->
     {ok, _} = hyper_lmdb:start(S),
