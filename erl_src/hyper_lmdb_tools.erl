@@ -24,8 +24,10 @@
 %% bytes, the link's target, or `<<>>' for a group.
 -type format() :: binary().
 %% `<<"tagged">>' or `<<"hb_store_lmdb">>'.
--type problem() :: {dangling | loop | malformed, binary(), binary()}.
-%% `{Kind, Key, Detail}': for a link, Detail is its target.
+-type problem() :: {dangling | loop | malformed | index | error, binary(), binary()}.
+%% `{Kind, Key, Detail}': for a link, Detail is its target; for `index',
+%% Key is a path whose children the children index lists otherwise than
+%% the keys hold them.
 -export_type([entry/0, format/0, problem/0]).
 
 -define(PAGE, 1000).
@@ -704,23 +706,68 @@ maybe_ok({error, _} = E, _) -> E.
 %% (`malformed': empty segments, a leading or trailing `/'), and, in the
 %% hb_store_lmdb format, a value that is exactly `link:' (`malformed': a
 %% link with no target, which HyperBEAM's own store would follow to the
-%% root).
+%% root).  A store with a children index (the `children-index' option) has
+%% it compared with the keys: every path that has keys below it, and does
+%% not run through a link, must list (off the index) exactly the children
+%% its keys name (`index': a program other than this store wrote the LMDB
+%% files).
 -spec check(hyper_lmdb:store()) ->
     {ok, #{keys := non_neg_integer(), links := non_neg_integer(), format := atom(),
            problems := [problem()]}} | {error, term()}.
 check(S) ->
     case hyper_lmdb:stats(S) of
-        #{format := Format} ->
-            Walk = fun(E, Acc) -> check_entry(S, Format, E, Acc) end,
-            case fold(S, Walk, #{keys => 0, links => 0, problems => []}) of
-                {ok, R = #{problems := P}} ->
-                    {ok, R#{problems := lists:reverse(P), format => Format}};
+        #{format := Format} = Stats ->
+            Index = maps:get(children_index, Stats, false),
+            Walk = fun(E, Acc) -> index_entry(Index, E, check_entry(S, Format, E, Acc)) end,
+            case fold(S, Walk, #{keys => 0, links => 0, problems => [], parents => #{<<>> => []}}) of
+                {ok, R = #{problems := P, parents := Parents}} ->
+                    Wrong = case Index of
+                                true -> index_problems(S, Parents);
+                                false -> []
+                            end,
+                    {ok, (maps:remove(parents, R))#{problems := lists:reverse(P) ++ Wrong,
+                                                     format => Format}};
                 {error, _} = E ->
                     E
             end;
         {error, _} = E ->
             E
     end.
+
+%% Every parent of key K with the name of its child on the way to K.
+index_entry(false, _, Acc) ->
+    Acc;
+index_entry(true, {K, _, _}, #{parents := Parents} = Acc) ->
+    Segs = binary:split(K, <<"/">>, [global]),
+    {_, Parents2} = lists:foldl(
+        fun(Seg, {Parent, M}) ->
+            Path = case Parent of <<>> -> Seg; _ -> <<Parent/binary, "/", Seg/binary>> end,
+            {Path, maps:update_with(Parent, fun(Cs) -> [Seg | Cs] end, [Seg], M)}
+        end, {<<>>, Parents}, Segs),
+    Acc#{parents := Parents2}.
+
+index_problems(S, Parents) ->
+    lists:append(
+      [case Parent =:= <<>> orelse hyper_lmdb:resolve(S, Parent) =:= Parent of
+           false ->
+               [];  % lists the link's target: a key stored below a link is not reached
+           true ->
+               Want = lists:usort(Children),
+               case hyper_lmdb:list(S, Parent) of
+                   {ok, Want} ->
+                       [];
+                   {ok, Got} ->
+                       [{index, Parent,
+                         iolist_to_binary(
+                           ["the children index lists ", names(Got -- Want), " not held by keys",
+                            " and misses ", names(Want -- Got)])}];
+                   {error, Why} ->
+                       [{error, Parent, iolist_to_binary(io_lib:format("~0p", [Why]))}]
+               end
+       end || {Parent, Children} <- lists:sort(maps:to_list(Parents))]).
+
+names([]) -> "none";
+names(Ns) -> lists:join(", ", [[$", N, $"] || N <- Ns]).
 
 check_entry(S, Format, {K, Kind, D}, #{keys := N, links := L, problems := P} = Acc) ->
     P1 = case normal(K) of

@@ -321,6 +321,60 @@ tree_caps_the_children_shown_per_group_test() ->
                  hyper_lmdb_tools:tree(S, <<>>, 1, #{max_children => 0})),
     done(S).
 
+%% check/1 compares a children index with the keys: clean after writes,
+%% deletes and a link (keys below the link's own path list the target's
+%% children, and are not compared), and a child the index lists with no
+%% key below it (an edge a foreign program added to the LMDB files, here
+%% mdb_load) is named; so is one it misses (an edge it deleted).
+check_compares_the_children_index_test() ->
+    S = store(check_index, #{<<"children-index">> => true}),
+    ok = hyper_lmdb:write_many(S, [{write, <<"a/b/c">>, <<"1">>}, {write, <<"a/d">>, <<"2">>},
+                                   {write, <<"e">>, <<"3">>}, {make_group, <<"g">>},
+                                   {write, <<"x/y">>, <<"4">>}, {delete, <<"a/d">>}]),
+    ok = hyper_lmdb:make_link(S, <<"a">>, <<"x">>),
+    {ok, #{problems := [], keys := 5}} = hyper_lmdb_tools:check(S),
+    #{<<"name">> := Dir} = S,
+    ok = hyper_lmdb:stop(S),
+    Hex = fun(B) -> [io_lib:format("~2.16.0b", [X]) || <<X>> <= B] end,
+    Input = binary_to_list(Dir) ++ ".edges",
+    Load = fun(Edges, Into) ->
+        ok = file:write_file(Input, ["VERSION=3\nformat=bytevalue\ntype=btree\ndupsort=1\nHEADER=END\n",
+                                     [[" ", Hex(K), "\n ", Hex(V), "\n"] || {K, V} <- Edges],
+                                     "DATA=END\n"]),
+        ok = sh("mdb_load -s hyper_lmdb.children -f " ++ Input ++ " " ++ Into)
+    end,
+    %% a copy of the store whose index misses the edge a -> b: its data
+    %% and metadata dumped and loaded by LMDB's tools, the index by hand
+    Copy = binary_to_list(Dir) ++ "-copy",
+    [ok = file:write_file(Input ++ Db, os:cmd("mdb_dump -s " ++ Db ++ " " ++ binary_to_list(Dir)))
+     || Db <- ["hyper_lmdb.meta", "hyper_lmdb.data"]],
+    ok = filelib:ensure_dir(filename:join(Copy, "x")),
+    [ok = sh("mdb_load -s " ++ Db ++ " -f " ++ Input ++ Db ++ " " ++ Copy)
+     || Db <- ["hyper_lmdb.meta", "hyper_lmdb.data"]],
+    ok = Load([{<<"/">>, <<"a">>}, {<<"/">>, <<"e">>}, {<<"/">>, <<"g">>}, {<<"/">>, <<"x">>},
+               {<<"a/b/">>, <<"c">>}, {<<"x/">>, <<"y">>}], Copy),
+    C = #{<<"name">> => list_to_binary(Copy)},
+    {ok, _} = hyper_lmdb:start(C),
+    #{children_index := true} = hyper_lmdb:stats(C),
+    {ok, #{problems := [{index, <<"a">>, Missing}]}} = hyper_lmdb_tools:check(C),
+    {match, _} = re:run(Missing, <<"lists none not held by keys and misses \"b\"">>),
+    done(C),
+    %% the store itself, an edge added to its index: a child with no key
+    ok = Load([{<<"/">>, <<"ghost">>}], binary_to_list(Dir)),
+    {ok, _} = hyper_lmdb:start(S),
+    {ok, #{problems := [{index, <<>>, Ghost}]}} = hyper_lmdb_tools:check(S),
+    {match, _} = re:run(Ghost, <<"lists \"ghost\" not held by keys and misses none">>),
+    [ok = file:delete(F) || F <- [Input, Input ++ "hyper_lmdb.meta", Input ++ "hyper_lmdb.data"]],
+    done(S).
+
+%% A shell command that must exit 0 (its output, warnings included, aside).
+sh(Cmd) ->
+    Out = os:cmd(Cmd ++ " 2>&1; echo \"rc=$?\""),
+    case lists:suffix("rc=0\n", Out) of
+        true -> ok;
+        false -> erlang:error({command, Cmd, Out})
+    end.
+
 chunks([], _) -> [];
 chunks(L, N) when length(L) =< N -> [L];
 chunks(L, N) -> {A, B} = lists:split(N, L), [A | chunks(B, N)].
