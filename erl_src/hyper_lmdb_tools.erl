@@ -472,9 +472,11 @@ convert(Src, Dst, Format) ->
 %% `reinterpreted', the keys whose value will read differently in the new
 %% format: converting to `hb_store_lmdb', a value that is exactly `group'
 %% becomes a group marker and a value `link:' + target becomes a link,
-%% because that format cannot tell them apart (SPEC section 2).  No options
-%% are defined yet.  Refuses a Dst that already holds a store (`{error,
-%% {exists, Dst}}'); creates Dst and its parents otherwise.
+%% because that format cannot tell them apart (SPEC section 2).  Option:
+%% `children_index => true' (to `tagged' only) gives Dst a children index
+%% (hyper_lmdb's `children-index'), kept as the keys are copied.  Refuses
+%% a Dst that already holds a store (`{error, {exists, Dst}}'); creates
+%% Dst and its parents otherwise.
 %%
 %% A convert that fails (the copy, or the comparison, say for a key a
 %% foreign writer stored as `a//b') leaves no destination behind: it
@@ -484,9 +486,12 @@ convert(Src, Dst, Format) ->
 -spec convert(file:filename_all(), file:filename_all(), format(), map()) ->
     {ok, #{keys := non_neg_integer(), reinterpreted := [binary()]}} | {error, term()}.
 convert(Src, Dst, Format, Opts) when is_map(Opts) ->
+    Index = maps:get(children_index, Opts, false),
     case lists:member(Format, [<<"tagged">>, <<"hb_store_lmdb">>]) of
         false ->
             {error, {bad_argument, format}};
+        true when not is_boolean(Index); Index andalso Format =/= <<"tagged">> ->
+            {error, {bad_argument, children_index}};
         true ->
             case filelib:is_file(filename:join(Dst, "data.mdb")) of
                 true ->
@@ -499,7 +504,8 @@ convert(Src, Dst, Format, Opts) when is_map(Opts) ->
                                true -> #{<<"name">> => to_bin(Src)};
                                false -> #{<<"name">> => to_bin(Src), <<"read-only">> => true}
                            end,
-                    To = #{<<"name">> => to_bin(Dst), <<"format">> => Format},
+                    To = #{<<"name">> => to_bin(Dst), <<"format">> => Format,
+                           <<"children-index">> => Index},
                     Made = made_by_us(Dst),
                     _ = filelib:ensure_dir(filename:join(Dst, "x")),
                     R = try convert_open(From, To, Format)

@@ -292,6 +292,32 @@ convert_failure_leaves_no_destination_test() ->
     [rm(D) || D <- [Src, Good]],
     ok.
 
+%% A store in hb_store_lmdb's format, converted to tagged with a children
+%% index: the index is there and agrees with the keys; asked for in the
+%% other direction, or not as a boolean, it is refused before anything is
+%% made.
+convert_with_children_index_test() ->
+    Src = hb_dir(convindex, [{<<"a/b/c">>, <<"1">>}, {<<"a/d">>, <<"group">>}, {<<"e">>, <<"v">>},
+                             {<<"l">>, <<"link:a/b">>}]),
+    Dst = Src ++ ".tagged",
+    ?assertMatch({ok, #{keys := 4}},
+                 hyper_lmdb_tools:convert(Src, Dst, <<"tagged">>, #{children_index => true})),
+    S = #{<<"name">> => list_to_binary(Dst)},
+    {ok, _} = hyper_lmdb:start(S),
+    ?assertMatch(#{children_index := true, format := tagged}, hyper_lmdb:stats(S)),
+    ?assertEqual({ok, [<<"b">>, <<"d">>]}, hyper_lmdb:list(S, <<"a">>)),
+    ?assertEqual({ok, [<<"c">>]}, hyper_lmdb:list(S, <<"l">>)),
+    ?assertMatch({ok, #{problems := []}}, hyper_lmdb_tools:check(S)),
+    ok = hyper_lmdb:stop(S),
+    Back = Src ++ ".back",
+    ?assertEqual({error, {bad_argument, children_index}},
+                 hyper_lmdb_tools:convert(Dst, Back, <<"hb_store_lmdb">>, #{children_index => true})),
+    ?assertEqual({error, {bad_argument, children_index}},
+                 hyper_lmdb_tools:convert(Src, Back, <<"tagged">>, #{children_index => yes})),
+    ?assertNot(filelib:is_dir(Back)),
+    [rm(D) || D <- [Src, Dst]],
+    ok.
+
 %%% ---------------------------------------------------------------------
 %%% tree/3,4: bounded
 
