@@ -43,6 +43,10 @@
 
 -define(REGISTRY, hyper_lmdb_registry).
 -define(HELLO_TIMEOUT, 60000).
+%% A port asked for a children index builds it before its hello when the
+%% store has none: about 1.3 us a key (bench/RESULTS.md, seventeenth
+%% session), so a store of a billion keys within this.
+-define(BUILD_HELLO_TIMEOUT, 1800000).
 -define(PROTOCOL_VERSION, 4).  % 4: the port writes empty frames (wake-ups)
 %% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
 %% once; beyond that each waits twice as long (at most a second); more
@@ -1577,25 +1581,25 @@ open_port(Cfg) ->
                           %% a 64 MiB value must not mark the port busy
                           {busy_limits_port, {256 bsl 20, 512 bsl 20}}])
     of
-        Port -> hello(Port)
+        Port -> hello(Port, none, case Cfg#cfg.children_index of
+                                      true -> ?BUILD_HELLO_TIMEOUT;
+                                      false -> ?HELLO_TIMEOUT
+                                  end)
     catch
         error:Why -> {error, {port_start, Why, Exe}}
     end.
 
-hello(Port) ->
-    hello(Port, none).
-
-hello(Port, Partial0) ->
+hello(Port, Partial0, Timeout) ->
     receive
         {Port, {data, Chunk}} ->
             case frames(Chunk, Partial0) of
-                {[], Partial} -> hello(Port, Partial);
+                {[], Partial} -> hello(Port, Partial, Timeout);
                 {[Bin], none} -> hello_frame(Port, Bin);
                 Other -> catch port_close(Port), {error, {bad_hello, Other}}
             end;
         {Port, {exit_status, Status}} ->
             {error, exit_reason(Status)}
-    after ?HELLO_TIMEOUT ->
+    after Timeout ->
         catch port_close(Port),
         {error, {port_start, timeout}}
     end.
