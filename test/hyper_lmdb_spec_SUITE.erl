@@ -621,6 +621,11 @@ children_index_kept(C) ->
     {ok, [<<"g">>, <<"l">>, <<"top">>]} = hyper_lmdb:list(S, <<>>),
     {ok, [<<"c1">>, <<"c0">>, <<"a-b">>]} =
         hyper_lmdb:list(S, <<"g">>, #{from => <<"c1">>, limit => 3, direction => desc}),
+    %% a reader (a read-only port of its own) lists off the index too
+    {ok, R} = hyper_lmdb:open_reader(S),
+    {ok, Walked} = hyper_lmdb:list(R, <<"l">>),
+    {ok, [<<"c3">>, <<"c4">>]} = hyper_lmdb:list(R, <<"g">>, #{from => <<"c3">>, limit => 2}),
+    ok = hyper_lmdb:close_reader(R),
     ok = hyper_lmdb:stop(S),
     {ok, _} = hyper_lmdb:start(S),
     #{children_index := true} = hyper_lmdb:stats(S),
