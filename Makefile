@@ -108,8 +108,10 @@ fuzz: all
 # (default 600); prints the BEAM's memory and the port's RSS, first and last,
 # and the map and the RSS at each tenth of the run (from 300 s on, the test
 # fails if the second half grows either by more than a tenth and 1 MiB).
+# SOAK_INDEX=1: on a store with a children index.
 soak-memory: all
-	HYPER_LMDB_LOAD_SECONDS=$${SOAK_SECONDS:-600} $(REBAR) ct --suite test/hyper_lmdb_badinput_SUITE --case load_1000_callers
+	HYPER_LMDB_LOAD_SECONDS=$${SOAK_SECONDS:-600} HYPER_LMDB_LOAD_INDEX=$${SOAK_INDEX:-0} \
+	    $(REBAR) ct --suite test/hyper_lmdb_badinput_SUITE --case load_1000_callers
 
 # The PropEr model test at length: PROPTEST_N=20000 make proptest
 proptest: all

@@ -498,8 +498,14 @@ locked_directory_one_wait(Config) ->
 %% the end no reader left, neither its lease nor its port's slot.
 load_1000_callers(Config) ->
     Secs = load_seconds(),
-    S = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "load"))},
+    S0 = #{<<"name">> => list_to_binary(filename:join(?config(priv_dir, Config), "load"))},
+    %% SOAK_INDEX=1 make soak-memory: the same on a store with a children index
+    S = case os:getenv("HYPER_LMDB_LOAD_INDEX") of
+            "1" -> S0#{<<"children-index">> => true};
+            _ -> S0
+        end,
     {ok, #{<<"pid">> := Server}} = hyper_lmdb:start(S),
+    ct:pal("children index: ~p", [maps:get(children_index, hyper_lmdb:stats(S))]),
     Keys = list_to_tuple([<<"k/", (integer_to_binary(I))/binary>> || I <- lists:seq(1, 10000)]),
     [ok = hyper_lmdb:write_many(S, [{write, element(I, Keys), <<"v">>} || I <- lists:seq(J, J + 999)])
      || J <- lists:seq(1, 10000, 1000)],
