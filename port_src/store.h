@@ -151,9 +151,10 @@ int store_type(struct store *s, MDB_txn *txn, const uint8_t *path, size_t len,
 /* Immediate children of the resolved path, sorted (asc or desc), unique,
  * starting at `from` (inclusive, may be NULL; any binary: one holding a
  * '/' or longer than any key works too) and at most `limit` names (0 =
- * all).  Cost never follows the number of descendants.  With no limit:
- * one cursor step or seek per child (a child's subtree is skipped with one
- * seek), then a sort.  With a limit: O(limit * (1 + cuts)) cursor calls,
+ * all).  Cost never follows the number of descendants.  With a children
+ * index (s->idx_lists): one seek, then a step per name, in order.  Without,
+ * with no limit: one cursor step or seek per child (a child's subtree is
+ * skipped with one seek), then a sort.  With a limit: O(limit * (1 + cuts)) cursor calls,
  * whatever the number of children, where cuts are the bytes below '/' in
  * the names met, or up to '/' in `from` (a child "c" is met out of order,
  * its subtree "c/..." sorting after "c-1"; see store.c).  Each call adds
