@@ -45,7 +45,7 @@
 -define(HELLO_TIMEOUT, 60000).
 %% A port asked for a children index builds it before its hello when the
 %% store has none: about 1.3 us a key (bench/RESULTS.md, seventeenth
-%% session), so a store of a billion keys within this.
+%% session), so some hundreds of millions of keys within this.
 -define(BUILD_HELLO_TIMEOUT, 1800000).
 -define(PROTOCOL_VERSION, 4).  % 4: the port writes empty frames (wake-ups)
 %% Restart policy: up to ?FREE_RESTARTS restarts within a second happen at
