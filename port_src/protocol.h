@@ -27,8 +27,9 @@
  *   ProtocolVersion = PROTOCOL_VERSION (integer), Format = tagged |
  *   hb_store_lmdb (atom), MapSize = current map size in bytes, Last =
  *   {Session, Id}: the last request the last commit of a port started with
- *   --session Session applied (tagged format; recorded in that commit), or
- *   none.  If the
+ *   --session Session applied (tagged format, async mode: recorded in that
+ *   commit; hb_store_lmdb format, this port's --session: in the commit
+ *   records beside the store, marks.h), or none.  If the
  *   environment cannot be opened it sends {0, {error, Reason}} instead and
  *   exits with EXIT_OPEN.  The server sends no request before the hello.
  *

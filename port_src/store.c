@@ -64,6 +64,14 @@ int store_check_key(size_t len)
  * writes/s without it, alternating slices, in both orders). */
 int store_note_last(struct store *s, uint64_t id)
 {
+    if (s->format == FORMAT_HB && s->wtxn && !s->read_only) {
+        /* every mode and session (0 included): marks.h says why */
+        if (!s->marks && s->dir)
+            s->marks = marks_open(s->dir); /* failed at the open: again */
+        if (s->marks)
+            marks_put(s->marks, (uint64_t)mdb_txn_id(s->wtxn), s->session, id);
+        return 0; /* a write is never refused for want of its record */
+    }
     if (!s->has_meta || !s->session || !s->wtxn || s->durability != DURABILITY_ASYNC)
         return 0;
     uint8_t b[16];
@@ -80,6 +88,14 @@ int store_last_request(struct store *s, uint64_t *session, uint64_t *id)
     MDB_txn *txn;
     /* the pooled transaction: its slot is held (a slot of its own might
      * not be free, and "none recorded" would replay committed writes) */
+    if (s->format == FORMAT_HB) {
+        if (!s->session || !s->marks || store_read_txn(s, &txn))
+            return 0;
+        uint64_t committed = (uint64_t)mdb_txn_id(txn);
+        txn_pool_release(&s->pool);
+        *session = s->session;
+        return marks_last(s->marks, committed, s->session, id);
+    }
     if (!s->has_meta || store_read_txn(s, &txn))
         return 0;
     MDB_val k = {sizeof LAST_KEY - 1, LAST_KEY}, v;
@@ -443,6 +459,14 @@ static const char *open_reason(int rc)
     return mdb_strerror(rc);
 }
 
+static void close_marks(struct store *s)
+{
+    marks_close(s->marks);
+    s->marks = NULL;
+    free(s->dir);
+    s->dir = NULL;
+}
+
 int store_open(struct store *s, const struct store_config *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -571,6 +595,13 @@ again:
     txn = NULL;
     if (rc)
         goto fail;
+    if (s->format == FORMAT_HB && !s->read_only) {
+        if (!(s->dir = strdup(cfg->dir))) {
+            rc = HL_ENOMEM;
+            goto fail;
+        }
+        s->marks = marks_open(s->dir); /* NULL: tried again at each commit */
+    }
     if (!(s->cache = link_cache_new(cfg->cache_slots))) {
         rc = HL_ENOMEM;
         goto fail;
@@ -592,6 +623,7 @@ fail:
     if (s->env)
         mdb_env_close(s->env);
     s->env = NULL;
+    close_marks(s);
     if (!err[0])
         snprintf(err, errlen, "%s", open_reason(rc));
     return rc;
@@ -609,6 +641,7 @@ void store_close(struct store *s)
     mdb_env_close(s->env);
     link_cache_free(s->cache);
     s->env = NULL;
+    close_marks(s);
 }
 
 /* What store_reserve counts (store.h), for each change (every put and

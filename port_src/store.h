@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "link_cache.h"
+#include "marks.h"
 #include "path.h"
 #include "txn_pool.h"
 
@@ -65,6 +66,9 @@ struct store {
     int has_idx, idx_lists, idx_new;
     uint64_t idx_absent_at;
     uint64_t session;            /* the server's, for store_note_last (0: none) */
+    /* hb_store_lmdb format, writable: the commit records (marks.h) */
+    mark_rec *marks;             /* NULL: none (not open, or failed to) */
+    char *dir;                   /* to open them again if they failed to */
     /* Disk blocks reserved ahead of LMDB's pages (store_reserve) */
     int data_fd;                 /* data.mdb (LMDB's descriptor), -1: no reserving */
     size_t psize;                /* LMDB's page size */
@@ -225,15 +229,19 @@ void store_write_ended(struct store *s, int committed, uint64_t id);
 /* Checks a normalised path can be a key: HL_EEMPTY, HL_ETOOLONG or 0. */
 int store_check_key(size_t len);
 
-/* Tagged format, async mode, with a session: records, inside s->wtxn,
- * that the request <id> of that session is the last one the transaction
- * applies, so that after a crash the server knows which of the writes it
- * had not heard back about were committed (and must not be applied twice:
- * a write replayed after a link it made lands elsewhere).  A no-op
- * otherwise. */
+/* Records that the request <id> of the store's session is the last one
+ * s->wtxn applies, so that after a crash the server knows which of the
+ * writes it had not heard back about were committed (and must not be
+ * applied twice: a write replayed after a link it made lands elsewhere).
+ * Tagged format, async mode, with a session: inside the transaction.
+ * hb_store_lmdb format: in the commit records beside the store (marks.h),
+ * in every mode and without a session too (a record of nobody's, over
+ * that of a dead port's transaction that never committed).  A no-op
+ * otherwise.  Called just before the commit. */
 int store_note_last(struct store *s, uint64_t id);
-/* What store_note_last recorded last, from the committed store: 1 and
- * <*session, *id>, or 0 when nothing is recorded (or not tagged). */
+/* What store_note_last recorded last for the store's session, from the
+ * committed store: 1 and <*session, *id>, or 0 when nothing is recorded
+ * (tagged format: the last record, whatever its session). */
 int store_last_request(struct store *s, uint64_t *session, uint64_t *id);
 /* HL_ETOOLONG for a path (as given, or a link's target) longer than
  * PATH_MAX_WORK, the most resolution works on; else 0. */

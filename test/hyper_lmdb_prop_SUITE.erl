@@ -20,21 +20,18 @@
 %%% binaries) and flat strings.  On failure PropEr shrinks and the case
 %%% fails with the shrunk command sequence.
 %%%
-%%% An injected crash right after an async commit: in the tagged format the
-%%% new port reports the last request committed and the server does not
-%%% replay it; in hb_store_lmdb's format nothing can be recorded in the
-%%% store, the write is replayed, and a replay is not always idempotent (a
-%%% known limitation: async_replay_after_commit/1, run only with
-%%% HYPER_LMDB_PROPTEST_KNOWN_BUGS=1).  model_matches_store/1 injects it
-%%% there only where a replay cannot change the outcome.
+%%% An injected crash right after an async commit: the new port reports
+%%% the last request committed (recorded in the commit in the tagged
+%%% format, beside the store in hb_store_lmdb's) and the server does not
+%%% replay it (a replay is not always idempotent: a write after a link it
+%%% made lands elsewhere the second time).
 %%%
 %%% HYPER_LMDB_PROPTEST_N sets the number of sequences (default 300).
 -module(hyper_lmdb_prop_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("proper/include/proper.hrl").
 
--export([all/0, suite/0, init_per_suite/1, end_per_suite/1, model_matches_store/1,
-         async_replay_after_commit/1]).
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1, model_matches_store/1]).
 -export([initial_state/0, command/1, precondition/2, next_state/3, postcondition/3]).
 -export([open_store/3, kill_port/1, restart/2, crash/3, dump/1]).
 %% the API under test, called through wrappers that turn an exception
@@ -54,12 +51,7 @@
 
 
 suite() -> [{timetrap, {minutes, 10}}].
-%% async_replay_after_commit/1 fails on a known limitation: it runs only
-%% with HYPER_LMDB_PROPTEST_KNOWN_BUGS=1 (not skipped in the default run,
-%% where a skipped case would read as a failure to test/run_all.sh).
-all() -> [model_matches_store | [async_replay_after_commit || known_bugs()]].
-
-known_bugs() -> os:getenv("HYPER_LMDB_PROPTEST_KNOWN_BUGS") =:= "1".
+all() -> [model_matches_store].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(hyper_lmdb),
@@ -77,37 +69,10 @@ end_per_suite(_Config) ->
     _ = logger:unset_module_level(hyper_lmdb_server),
     ok.
 
-%% Every command and configuration; in hb_store_lmdb's format an injected
-%% crash just after the commit of an async write_many only where replaying
-%% it changes nothing (see async_replay_after_commit/1).
+%% Every command and configuration, injected crashes before and after a
+%% commit included.
 model_matches_store(_Config) ->
-    persistent_term:put({?MODULE, replay_any}, false),
-    ct:pal("excluded (known limitation, see async_replay_after_commit/1): in hb_store_lmdb "
-           "format, an injected crash after the commit of an async write_many whose replay "
-           "is not idempotent"),
     run_property(numtests()).
-
-%% KNOWN LIMITATION, run only with HYPER_LMDB_PROPTEST_KNOWN_BUGS=1: in
-%% async durability and hb_store_lmdb's format (the tagged format records
-%% the last request each commit applied, and is not replayed) a write the
-%% port committed but had not confirmed when it died is replayed into the
-%% new port, applied a second time.  That is
-%% not idempotent when the write changes links its own paths run through:
-%%   S = #{<<"name">> => Dir, <<"durability">> => <<"async">>,
-%%         <<"fault-injection">> => true},
-%%   ok = hyper_lmdb_server:inject_fault(Dir, crash_after_commit),
-%%   ok = hyper_lmdb:write_many(S, [{write, <<"a/b">>, <<"1">>},
-%%                                  {make_link, <<"d">>, <<"a">>}]),
-%%   %% once the port is restarted:
-%%   {ok, <<"1">>} = hyper_lmdb:read(S, <<"d/b">>)   % must be not_found
-%% (the replay's write of a/b went through the new link a -> d: scan shows
-%% a phantom key d/b).  Same property, crashes after any async commit
-%% allowed.
-async_replay_after_commit(_Config) ->
-    persistent_term:put({?MODULE, replay_any}, true),
-    try run_property(numtests())
-    after persistent_term:put({?MODULE, replay_any}, false)
-    end.
 
 numtests() ->
     case os:getenv("HYPER_LMDB_PROPTEST_N") of
@@ -358,20 +323,10 @@ command(#{store := S, model := M, seen := Seen}) ->
     ]).
 
 precondition(#{store := undefined}, {call, _, F, _}) -> F =:= open_store;
-precondition(#{model := M, mode := Mode, format := Fmt}, {call, _, crash, [_, Point, Ops]}) ->
+precondition(#{model := M}, {call, _, crash, [_, _Point, Ops]}) ->
     %% the fault fires at the next commit: the batch must be one (a write
     %% the port refuses commits nothing, and would leave it armed)
-    MOps = [model_op(Op) || Op <- Ops],
-    case Ops =/= [] andalso hyper_lmdb_model:write(M, MOps) of
-        {ok, M2} when Mode =:= async, Point =:= after_commit, Fmt =:= hb_store_lmdb ->
-            %% replayed in this format: see async_replay_after_commit/1
-            not queued(MOps) orelse persistent_term:get({?MODULE, replay_any}, false)
-                orelse hyper_lmdb_model:write(M2, MOps) =:= {ok, M2};
-        {ok, _} ->
-            true;
-        _ ->
-            false
-    end;
+    Ops =/= [] andalso element(1, hyper_lmdb_model:write(M, [model_op(Op) || Op <- Ops])) =:= ok;
 precondition(_, {call, _, F, _}) -> F =/= open_store.
 
 next_state(State, S, {call, ?MODULE, open_store, [Hops, Format, Durability]}) ->

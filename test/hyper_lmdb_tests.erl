@@ -712,10 +712,15 @@ across_stops(Durability) ->
 %% heard: replaying them would apply them twice, and a write after a link
 %% it made lands elsewhere the second time (found by the model test: a
 %% key nobody wrote).  The new port reports the last request committed
-%% (tagged format), and the server replays only what came after it.
+%% (recorded in the commit in the tagged format, beside the store in
+%% hb_store_lmdb's), and the server replays only what came after it.
 async_committed_writes_are_not_replayed_test_() ->
-    {timeout, 60, fun() ->
+    [{atom_to_list(F), {timeout, 60, fun() -> not_replayed(F) end}}
+     || F <- [tagged, hb_store_lmdb]].
+
+not_replayed(Format) ->
         S = store(asyncreplay, #{<<"durability">> => <<"async">>,
+                                 <<"format">> => atom_to_binary(Format),
                                  <<"fault-injection">> => true}),
         #{<<"name">> := Name} = S,
         ok = hyper_lmdb_server:inject_fault(Name, crash_after_commit),
@@ -739,8 +744,7 @@ async_committed_writes_are_not_replayed_test_() ->
         ?assertEqual(ok, Synced()),
         ?assertMatch(#{port_restarts := 2}, hyper_lmdb:stats(S)),
         ?assertEqual({ok, <<"2">>}, hyper_lmdb:read(S, <<"e">>)),
-        done(S)
-    end}.
+        done(S).
 
 %% A path longer than a key may name one through a link at a prefix: an
 %% async store cannot tell before the port does, so it waits for the

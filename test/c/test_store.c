@@ -44,6 +44,7 @@
 #include "codec.h"
 #include "dispatch.h"
 #include "errors.h"
+#include "marks.h"
 #include "store.h"
 
 /* ---- random numbers -------------------------------------------------------- */
@@ -2835,6 +2836,88 @@ static void last_request_async_only(void)
     env_close(&e);
 }
 
+/* hb_store_lmdb's format: the commit records beside the store (marks.h),
+ * in every mode.  A transaction that recorded a request and died before
+ * its commit leaves its id to the next writer, whose record (a session of
+ * nobody's, here a process beside) is the one that counts. */
+static void hb_commit_marks(void)
+{
+    struct env e;
+    uint64_t session = 0, id = 0;
+    if (!CHECK_EQ_INT(env_open(&e, FORMAT_HB, 1 << 20, 8), 0))
+        return;
+    e.s.session = 7;
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 0); /* nothing recorded yet */
+    CHECK_EQ_INT(w(&e, "k", "v"), 0);
+    CHECK_EQ_INT(w(&e, "j", "v"), 0);
+    CHECK_EQ_INT(env_commit(&e), 0);
+    uint64_t last = e.next_id;
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 1); /* commit mode too */
+    CHECK(session == 7 && id == last);
+
+    /* Died between its record and its commit: not committed. */
+    CHECK_EQ_INT(w(&e, "k", "w"), 0);
+    CHECK_EQ_INT(store_note_last(&e.s, e.next_id), 0);
+    mdb_txn_abort(e.s.wtxn);
+    e.s.wtxn = NULL;
+    store_write_ended(&e.s, 0, 0);
+    batch_clear(&e.b);
+    e.len = 0;
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 1);
+    CHECK(id == last);
+
+    /* Again, and a writer beside commits that very transaction id. */
+    CHECK_EQ_INT(w(&e, "k", "x"), 0);
+    uint64_t dead_txn = (uint64_t)mdb_txn_id(e.s.wtxn);
+    CHECK_EQ_INT(store_note_last(&e.s, e.next_id), 0);
+    mdb_txn_abort(e.s.wtxn);
+    e.s.wtxn = NULL;
+    store_write_ended(&e.s, 0, 0);
+    batch_clear(&e.b);
+    e.len = 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct env c;
+        memset(&c, 0, sizeof c);
+        strcpy(c.dir, e.dir);
+        int ok = env_open_cfg(&c, "db", FORMAT_HB, 1 << 20, 8, 0) == 0 && w(&c, "b", "1") == 0 &&
+                 (uint64_t)mdb_txn_id(c.s.wtxn) == dead_txn && env_commit(&c) == 0;
+        env_close_store(&c);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(reads_as(&e, "b", "1"));
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 1);
+    CHECK(id == last); /* not the dead transaction's request */
+
+    /* Round the ring of records more than once: the newest still counts,
+     * another session's records are not ours, a broken record is none. */
+    for (unsigned i = 0; i < MARK_SLOTS + 10; i++) {
+        CHECK_EQ_INT(w(&e, "k", i % 2 ? "a" : "b"), 0);
+        CHECK_EQ_INT(env_commit(&e), 0);
+    }
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 1);
+    CHECK(session == 7 && id == e.next_id);
+    e.s.session = 8;
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 0);
+    e.s.session = 7;
+    MDB_envinfo info;
+    CHECK_EQ_INT(mdb_env_info(e.s.env, &info), 0);
+    e.s.marks[info.me_last_txnid % MARK_SLOTS][2] ^= 1; /* as a writer killed half-way leaves it */
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 1);
+    CHECK(id == e.next_id - 1); /* the commit before it */
+
+    /* A read-only port neither makes nor needs them. */
+    env_close_store(&e);
+    CHECK_EQ_INT(env_open_cfg(&e, "db", FORMAT_AUTO, 1 << 20, 8, 1), 0);
+    CHECK(e.s.marks == NULL);
+    e.s.session = 7;
+    CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 0);
+    env_close(&e);
+}
+
 
 /* ---- the children index ------------------------------------------------------ */
 
@@ -3047,6 +3130,7 @@ int main(void)
     dispatch_too_large();
     dispatch_refused_first_write();
     last_request_async_only();
+    hb_commit_marks();
     other_readers();
     return check_summary();
 }
