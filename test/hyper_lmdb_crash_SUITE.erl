@@ -295,6 +295,9 @@ once_through_kills(S) ->
                                N = iolist_to_binary(io_lib:format("w~b-~b", [W, I])),
                                Ops = [{write, <<N/binary, "/a/b">>, N},
                                       {make_link, <<N/binary, "/d">>, <<N/binary, "/a">>}],
+                               %% a pause now and then: writes in flight at
+                               %% every crash, not a million keys to scan
+                               I rem 4 =:= 0 andalso timer:sleep(1),
                                case hyper_lmdb:write_many(S, Ops) of
                                    ok -> L(I + 1, [N | Acc]);
                                    _ -> L(I + 1, Acc)
