@@ -127,7 +127,8 @@
     %% build the children index when the store has none (tagged format)
     children_index = false :: boolean(),
     %% this server's, passed to each port it starts: the port records the
-    %% last request each commit applied with it (tagged format), and a new
+    %% last request each commit applied with it (in the commit in the
+    %% tagged format, beside the store in hb_store_lmdb's), and a new
     %% port reports it, so a replay after a crash skips what was committed
     session = 0 :: non_neg_integer()
 }).
@@ -1707,8 +1708,8 @@ reopen(Cfg, Until, Wait) ->
     end.
 
 %% The async writes the dead port had committed without our hearing of
-%% it: the new port reports the last request its store's last commit
-%% applied (tagged format, our session).  Requests reach the port in Seq
+%% it: the new port reports the last request of our session that the
+%% store's commits applied (either format).  Requests reach the port in Seq
 %% order and are committed in that order, so every async write up to it
 %% is in the store: confirmed now, not replayed (applied twice, a write
 %% after a link it made would land elsewhere).  The others are settled as
