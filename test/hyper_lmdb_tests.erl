@@ -655,33 +655,13 @@ writes_across_stops_apply_once_test_() ->
 
 across_stops(Durability) ->
         S = store(asyncgate, #{<<"durability">> => Durability}),
-        Parent = self(),
         %% Writes and stops for 2 s, and then on until there were more
         %% than 10 stops and 500 writes answered ok (a slow machine gets
         %% there later), for at most 60 s.
         T0 = erlang:monotonic_time(millisecond),
         Done = atomics:new(1, []),
         Oks = counters:new(1, [write_concurrency]),
-        Writer = fun(W) ->
-            spawn_link(fun() ->
-                Loop = fun L(I, Acc) ->
-                           case atomics:get(Done, 1) of
-                               1 ->
-                                   Acc;
-                               0 ->
-                                   N = iolist_to_binary(io_lib:format("w~b-~b", [W, I])),
-                                   Ops = [{write, <<N/binary, "/a/b">>, <<"1">>},
-                                          {make_link, <<N/binary, "/d">>, <<N/binary, "/a">>}],
-                                   case hyper_lmdb:write_many(S, Ops) of
-                                       ok -> counters:add(Oks, 1, 1), L(I + 1, [N | Acc]);
-                                       _ -> L(I + 1, Acc)
-                                   end
-                           end
-                       end,
-                Parent ! {written, self(), Loop(1, [])}
-            end)
-        end,
-        Pids = [Writer(W) || W <- lists:seq(1, 8)],
+        Pids = [hyper_lmdb_test_util:pair_writer(S, W, Done, 0, Oks) || W <- lists:seq(1, 8)],
         Stops = fun St(K) ->
                     Ms = erlang:monotonic_time(millisecond) - T0,
                     Enough = Ms >= 2000 andalso K > 10 andalso counters:get(Oks, 1) > 500,
@@ -694,17 +674,7 @@ across_stops(Durability) ->
         ?assert(Stops > 10),
         Written = lists:append([receive {written, P, D} -> D end || P <- Pids]),
         ok = hyper_lmdb:sync(S),
-        Keys = fun Scan(From, Acc) ->
-                   case hyper_lmdb:scan(S, #{from => From, limit => 1000}) of
-                       {ok, Es, undefined} -> Acc ++ [K || {K, _, _} <- Es];
-                       {ok, Es, Next} -> Scan(Next, Acc ++ [K || {K, _, _} <- Es])
-                   end
-               end(<<>>, []),
-        Twice = [K || K <- Keys, binary:longest_common_suffix([K, <<"/d/b">>]) =:= 4],
-        ?assertEqual([], Twice),
-        Present = maps:from_keys(Keys, []),
-        Missing = [N || N <- Written, not is_map_key(<<N/binary, "/a/b">>, Present)],
-        ?assertEqual([], Missing),
+        ?assertEqual({[], []}, hyper_lmdb_test_util:pairs_applied_once(S, Written)),
         ?assert(length(Written) > 500),
         done(S).
 

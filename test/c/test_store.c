@@ -2836,6 +2836,17 @@ static void last_request_async_only(void)
     env_close(&e);
 }
 
+/* What a port killed between a batch's record and its commit leaves. */
+static void record_and_die(struct env *e)
+{
+    CHECK_EQ_INT(store_note_last(&e->s, e->next_id), 0);
+    mdb_txn_abort(e->s.wtxn);
+    e->s.wtxn = NULL;
+    store_write_ended(&e->s, 0, 0);
+    batch_clear(&e->b);
+    e->len = 0;
+}
+
 /* hb_store_lmdb's format: the commit records beside the store (marks.h),
  * in every mode.  A transaction that recorded a request and died before
  * its commit leaves its id to the next writer, whose record (a session of
@@ -2857,24 +2868,14 @@ static void hb_commit_marks(void)
 
     /* Died between its record and its commit: not committed. */
     CHECK_EQ_INT(w(&e, "k", "w"), 0);
-    CHECK_EQ_INT(store_note_last(&e.s, e.next_id), 0);
-    mdb_txn_abort(e.s.wtxn);
-    e.s.wtxn = NULL;
-    store_write_ended(&e.s, 0, 0);
-    batch_clear(&e.b);
-    e.len = 0;
+    record_and_die(&e);
     CHECK_EQ_INT(store_last_request(&e.s, &session, &id), 1);
     CHECK(id == last);
 
     /* Again, and a writer beside commits that very transaction id. */
     CHECK_EQ_INT(w(&e, "k", "x"), 0);
     uint64_t dead_txn = (uint64_t)mdb_txn_id(e.s.wtxn);
-    CHECK_EQ_INT(store_note_last(&e.s, e.next_id), 0);
-    mdb_txn_abort(e.s.wtxn);
-    e.s.wtxn = NULL;
-    store_write_ended(&e.s, 0, 0);
-    batch_clear(&e.b);
-    e.len = 0;
+    record_and_die(&e);
     pid_t pid = fork();
     if (pid == 0) {
         struct env c;
