@@ -263,6 +263,9 @@ writes(Tmp, Ms, Port) ->
     Modes = ["commit", "fsync", "async"],
     Stores = [{M, store(Tmp, "writes-" ++ M, #{<<"durability">> => list_to_binary(M)})} || M <- Modes],
     Indexed = store(Tmp, "writes-index", #{<<"children-index">> => true}),
+    %% hb_store_lmdb's format, whose commits each leave a record beside
+    %% the store (port_src/marks.h)
+    Hb = store(Tmp, "writes-hb", #{<<"format">> => <<"hb_store_lmdb">>}),
     Counter = atomics:new(1, []),
     %% New keys three levels down, 16 to a group (a new group every 16:
     %% what a node writes as messages come in), where a store with a
@@ -320,6 +323,9 @@ writes(Tmp, Ms, Port) ->
                    [{{write, M, C}, "hyper_lmdb write (" ++ M ++ ")", C,
                      drained(M, S, callers_slice(C, Write(S), true)), Floor(M, C)}
                     || {M, S} <- Stores, C <- [1, 64]] ++
+                   [{{write_hb, C}, "hyper_lmdb write (commit), hb_store_lmdb format", C,
+                     callers_slice(C, Write(Hb), true), {{write, "commit", C}, both}}
+                    || C <- [1, 64]] ++
                    lists:append(
                      [[{{nested, C}, "hyper_lmdb write of new keys 3 levels down (commit)", C,
                         callers_slice(C, Nested(Commit), true), echo_floor(C)},
@@ -342,6 +348,7 @@ writes(Tmp, Ms, Port) ->
     [begin note_stats(S, "writes (" ++ M ++ ")"), hyper_lmdb:stop(S) end || {M, S} <- Stores],
     note_stats(Indexed, "writes (commit, children index)"),
     hyper_lmdb:stop(Indexed),
+    hyper_lmdb:stop(Hb),
     Rows.
 
 %% The fsync mode's 64 writers can go no faster than a cycle of one
