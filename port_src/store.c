@@ -59,9 +59,11 @@ int store_check_key(size_t len)
 #define LAST_KEY "last_request"
 
 /* Only async mode's server asks which request a commit applied last (to
- * replay only what came after it); in the other modes the put would cost
- * every commit a page more to flush (fsync mode, 64 writers: 3-10% more
- * writes/s without it, alternating slices, in both orders). */
+ * replay only what came after it); in the other modes the tagged format's
+ * put would cost every commit a page more to flush (fsync mode, 64
+ * writers: 3-10% more writes/s without it, alternating slices, in both
+ * orders).  hb_store_lmdb's record beside the store costs a store into a
+ * map, and must be written by every writer (marks.h). */
 int store_note_last(struct store *s, uint64_t id)
 {
     if (s->format == FORMAT_HB && s->wtxn && !s->read_only) {
