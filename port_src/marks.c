@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MARKS_BYTES (MARK_SLOTS * sizeof(mark_rec))
@@ -39,8 +40,10 @@ mark_rec *marks_open(const char *dir)
     if (fd < 0)
         return NULL;
     /* Its blocks written out at once (zeros), under a lock so that two
-     * ports opening it together do not write zeros over a record: a full
-     * disk fails this, never a record. */
+     * ports opening it together do not write zeros over a record, and
+     * allocated (a copy of the directory may have made holes of its
+     * zeros): a record that needed a block on a full disk would be a
+     * SIGBUS.  A full disk fails this open instead, never a record. */
     struct stat st;
     int rc = flock(fd, LOCK_EX) ? errno : fstat(fd, &st) ? errno : 0;
     if (!rc && st.st_size < (off_t)MARKS_BYTES) {
@@ -48,6 +51,12 @@ mark_rec *marks_open(const char *dir)
         size_t from = (size_t)st.st_size;
         ssize_t n = pwrite(fd, zeros + from, MARKS_BYTES - from, (off_t)from);
         rc = n == (ssize_t)(MARKS_BYTES - from) ? 0 : n < 0 ? errno : ENOSPC;
+    }
+    while (!rc && syscall(SYS_fallocate, fd, 0, (off_t)0, (off_t)MARKS_BYTES) != 0) {
+        if (errno == EOPNOTSUPP || errno == ENOSYS)
+            break; /* a filesystem without it: the zeros written above */
+        if (errno != EINTR)
+            rc = errno;
     }
     flock(fd, LOCK_UN);
     void *m = rc ? MAP_FAILED : mmap(NULL, MARKS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
