@@ -21,8 +21,9 @@
  * A record is a store into the file's shared map (a pwrite was 2 us a
  * commit more in lockstep, the inode's time updated each time; the map
  * costs a fault each time writeback has cleaned its page).  The file's
- * blocks are written when it is made, so a record never needs one.  It
- * is not flushed, and need not be: what loses the page cache (an
+ * blocks are written when it is made and allocated at every open (holes
+ * a copy made included), so a record never needs one.  It is not
+ * flushed, and need not be: what loses the page cache (an
  * OS crash) took the BEAM too, and with it the writes to replay.  A
  * writer that is not ours (elmdb's NIF, mdb_load) writes no record: if it
  * committed the very id a dead port of ours had recorded, that port's
